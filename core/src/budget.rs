@@ -1,0 +1,150 @@
+//! The retry budget (token bucket plus probe credit) and the launch bound.
+//!
+//! The bound that the model checker proves (S3) is written here, once, next
+//! to the bucket whose behaviour it bounds.
+
+use crate::config::{Config, Mutation};
+use crate::ids::Tick;
+use serde::{Deserialize, Serialize};
+
+/// Thousandths of a token per whole relaunch.
+pub const MILLI: u32 = 1000;
+
+/// The durable retry budget: journaled, so a restart cannot refill it
+/// (DESIGN.md shortcuts 6 and 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Budget {
+    /// Tokens, in thousandths; within `[0, B * 1000]`.
+    pub tokens_milli: u32,
+    /// One relaunch credit per cool-down, independent of the breaker;
+    /// never more than one.
+    pub probe_ready: bool,
+    /// When the next probe credit becomes ready (manager clock).
+    pub probe_refresh_at: Tick,
+}
+
+/// What paid for a relaunch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Payment {
+    /// One whole token from the bucket.
+    Token,
+    /// The cool-down's probe credit.
+    Probe,
+    /// Nothing: `unbounded-retries` is on.
+    Unbounded,
+}
+
+impl Budget {
+    /// A full bucket, first probe credit one cool-down after `now`.
+    #[must_use]
+    pub fn full(cfg: &Config, now: Tick) -> Budget {
+        Budget {
+            tokens_milli: capacity_milli(cfg),
+            probe_ready: false,
+            probe_refresh_at: now.plus(cfg.budget.probe_cooldown_ticks),
+        }
+    }
+
+    /// Makes the probe credit ready when its cool-down has passed.
+    /// Returns whether anything changed.
+    pub fn on_tick(&mut self, cfg: &Config, now: Tick) -> bool {
+        if self.probe_ready || now < self.probe_refresh_at {
+            return false;
+        }
+        self.probe_ready = true;
+        // Credits come on a fixed schedule, so at most one per cool-down
+        // has elapsed, however the ticks fall.
+        let cooldown = cfg.budget.probe_cooldown_ticks.max(1);
+        let missed = now.since(self.probe_refresh_at) / cooldown;
+        self.probe_refresh_at = self
+            .probe_refresh_at
+            .plus(cooldown.saturating_mul(missed.saturating_add(1)));
+        true
+    }
+
+    /// Spends one relaunch, or refuses when the bucket is empty and no
+    /// probe credit is ready.
+    pub fn try_spend(&mut self, cfg: &Config) -> Option<Payment> {
+        if cfg.mutations.has(Mutation::UnboundedRetries) {
+            return Some(Payment::Unbounded);
+        }
+        if self.tokens_milli >= MILLI {
+            self.tokens_milli -= MILLI;
+            return Some(Payment::Token);
+        }
+        if self.probe_ready && !cfg.mutations.has(Mutation::BreakerProbeOnly) {
+            self.probe_ready = false;
+            return Some(Payment::Probe);
+        }
+        None
+    }
+
+    /// Refills `r` after an instance's first successful boot.
+    pub fn refill(&mut self, cfg: &Config) {
+        self.tokens_milli = self
+            .tokens_milli
+            .saturating_add(cfg.budget.refill_per_boot_milli)
+            .min(capacity_milli(cfg));
+    }
+
+    /// Whether the tokens are within `[0, B]`.
+    #[must_use]
+    pub fn within_capacity(&self, cfg: &Config) -> bool {
+        self.tokens_milli <= capacity_milli(cfg)
+    }
+}
+
+fn capacity_milli(cfg: &Config) -> u32 {
+    cfg.budget.capacity.saturating_mul(MILLI)
+}
+
+/// The counts the launch bound is a function of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LaunchBoundInputs {
+    /// `F`: free first launches granted by formation changes and restarts.
+    pub first_launches: u64,
+    /// `S`: instances that really booted (each counted once).
+    pub successful_boots: u64,
+    /// `P`: probe cool-downs elapsed since the manager first started.
+    pub cooldowns_elapsed: u64,
+}
+
+/// S3, the launch bound: total launches never exceed
+/// `F + B + r*S + P` (DESIGN.md, "Retry budget and flow control").
+///
+/// Relaunches are paid by a token (at most `B` at start plus `r` per first
+/// successful boot) or a probe credit (at most one per cool-down); first
+/// launches are free and counted in `F`.
+#[must_use]
+pub fn launch_bound(cfg: &Config, inputs: LaunchBoundInputs) -> u64 {
+    let refill = u64::from(cfg.budget.refill_per_boot_milli).saturating_mul(inputs.successful_boots);
+    let tokens_milli = u64::from(cfg.budget.capacity)
+        .saturating_mul(u64::from(MILLI))
+        .saturating_add(refill);
+    inputs
+        .first_launches
+        .saturating_add(tokens_milli / u64::from(MILLI))
+        .saturating_add(inputs.cooldowns_elapsed)
+}
+
+/// The closed form for a bounded horizon: since `S <= launches`, for `r < 1`
+/// relaunches stay within `(B + r*F + P) / (1 - r)`, so launches stay within
+/// `F + (B + r*F + P) / (1 - r)`. Finite whatever the boots do.
+#[must_use]
+pub fn launch_bound_closed(cfg: &Config, first_launches: u64, horizon: Tick) -> u64 {
+    let r = u64::from(cfg.budget.refill_per_boot_milli);
+    let one_minus_r = u64::from(MILLI).saturating_sub(r).max(1);
+    let cooldowns = horizon.0 / cfg.budget.probe_cooldown_ticks.max(1);
+    let numerator = u64::from(cfg.budget.capacity)
+        .saturating_mul(u64::from(MILLI))
+        .saturating_add(r.saturating_mul(first_launches))
+        .saturating_add(cooldowns.saturating_mul(u64::from(MILLI)));
+    first_launches.saturating_add(numerator.div_ceil(one_minus_r))
+}
+
+/// Cool-downs elapsed by `now` on the schedule `Budget::full` starts at tick 0.
+#[must_use]
+pub fn cooldowns_elapsed(cfg: &Config, now: Tick) -> u64 {
+    now.0 / cfg.budget.probe_cooldown_ticks.max(1)
+}

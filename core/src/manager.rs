@@ -1,0 +1,1085 @@
+//! The manager: the ledger of every instance that may still be alive, and
+//! the decisions made from it (launch, stop, lease, budget, breaker, lockdown).
+//!
+//! Sans-IO: [`Manager::step`] takes the time and one input and appends
+//! effects to a buffer. It never reads a clock, never panics, and changes its
+//! durable state only through journal records emitted before the effects
+//! that depend on them.
+
+use crate::breaker::{Breaker, BreakerChange};
+use crate::budget::Budget;
+use crate::config::{Config, ConfigError, Mutation};
+use crate::ids::{Generation, HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::journal::{Durable, DurableInstance, JournalRecord, StopReason};
+use crate::message::{AgentReport, ExitOutcome, ManagerReply, PROTOCOL_VERSION, RunPhase};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// The manager's view of an instance's life (DESIGN.md, "Ledger lifecycle").
+///
+/// `Stopped` is the absence from the ledger of an instance at or below its
+/// slot's high water: see [`Manager::phase`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Launch sent; not yet reported up.
+    Launching,
+    /// Reported up.
+    Up,
+    /// Asked to stop; still alive until proven dead.
+    Stopping(StopReason),
+    /// Host silent, or the manager restarted since it last heard.
+    Unknown,
+    /// Proven dead; no longer in the ledger.
+    Stopped,
+}
+
+/// What the manager knows of an instance and forgets on restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Liveness {
+    /// Launching (with its boot deadline), up, or unknown.
+    pub view: LiveView,
+    /// Manager time after which the instance's lease has certainly expired.
+    pub lease_deadline: Tick,
+}
+
+/// Liveness apart from any stop request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LiveView {
+    /// Not yet up; timed out at `boot_deadline`.
+    Launching {
+        /// When the boot times out.
+        boot_deadline: Tick,
+    },
+    /// Reported up.
+    Up,
+    /// Not heard of lately.
+    Unknown,
+}
+
+/// Per-slot relaunch spacing; volatile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Backoff {
+    /// Consecutive failures.
+    pub attempts: u8,
+    /// No relaunch before this time.
+    pub not_before: Tick,
+}
+
+/// A user's command on app management.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum UserCommand {
+    /// Set the desired count of a type (`heroku ps:scale web=4`).
+    Scale {
+        /// The type.
+        process_type: TypeId,
+        /// The new count.
+        count: u16,
+    },
+    /// Replace the running instances of one type, or of all.
+    Restart {
+        /// The type, or `None` for every type.
+        process_type: Option<TypeId>,
+    },
+    /// A new release: replace every instance.
+    Deploy,
+}
+
+/// An operator's flow control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum OperatorCommand {
+    /// Lockdown on or off.
+    Lockdown {
+        /// On.
+        on: bool,
+    },
+    /// Open the breaker by hand.
+    BreakerOpen,
+    /// Close the breaker by hand.
+    BreakerClose,
+    /// Pause launches on one host, or everywhere.
+    PauseLaunches {
+        /// The host, or `None` for all.
+        host: Option<HostId>,
+    },
+    /// Resume launches on one host, or everywhere.
+    ResumeLaunches {
+        /// The host, or `None` for all.
+        host: Option<HostId>,
+    },
+}
+
+/// One input to the manager.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "input")]
+pub enum ManagerInput {
+    /// Time passed: check boot timeouts, leases, probe credit, breaker.
+    Tick,
+    /// An agent's report (inventory and lease request) arrived.
+    ReportReceived(AgentReport),
+    /// A user's command.
+    User(UserCommand),
+    /// An operator's command.
+    Operator(OperatorCommand),
+}
+
+/// An alert for the operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "alert")]
+pub enum Alert {
+    /// The breaker opened on its own: boots are failing.
+    BreakerTripped,
+}
+
+/// Something worth counting that changed no rule: the evidence for the
+/// checker's `sometimes` properties and the shell's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "note")]
+pub enum Note {
+    /// A report from an unsupported protocol version was dropped.
+    ReportVersionMismatch,
+    /// An exit for an instance no longer in the ledger (late or duplicated).
+    StaleExit,
+    /// An unknown running instance was told to stop.
+    PhantomReaped {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A boot outlasted its timeout.
+    BootTimedOut {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A lease expired: the instance is proven dead.
+    LeaseExpired {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A relaunch was refused: no token and no probe credit.
+    RetryRefused {
+        /// The slot.
+        slot: SlotId,
+    },
+    /// An instance booted for the first time.
+    BootSucceeded {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A user command was refused because of lockdown.
+    LockdownRefused,
+    /// A relaunch was paid by the probe credit.
+    ProbeSpent,
+}
+
+/// What the manager asks its shell to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "effect")]
+pub enum Effect {
+    /// Make this record durable before performing any later effect.
+    Persist(JournalRecord),
+    /// Send a reply to an agent.
+    Send(ManagerReply),
+    /// Raise an alert.
+    Alert(Alert),
+    /// Count this.
+    Note(Note),
+}
+
+/// The kind of user command refused by lockdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandKind {
+    /// Scale down.
+    ScaleDown,
+    /// Restart.
+    Restart,
+    /// Deploy.
+    Deploy,
+}
+
+impl std::fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommandKind::ScaleDown => "scale down",
+            CommandKind::Restart => "restart",
+            CommandKind::Deploy => "deploy",
+        })
+    }
+}
+
+/// A user's request the manager refuses; the state is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum Rejected {
+    /// No such process type.
+    #[error("unknown process type {process_type:?}: it is not in the configuration")]
+    UnknownProcessType {
+        /// The id given.
+        process_type: TypeId,
+    },
+    /// A count over the configured maximum.
+    #[error("cannot scale type {process_type:?} to {requested}: the configured maximum is {max}")]
+    ScaleAboveMax {
+        /// The type.
+        process_type: TypeId,
+        /// The count asked for.
+        requested: u16,
+        /// The maximum.
+        max: u16,
+    },
+    /// A singleton scaled above one.
+    #[error("cannot scale singleton type {process_type:?} to {requested}: a singleton runs at most 1")]
+    SingletonAboveOne {
+        /// The type.
+        process_type: TypeId,
+        /// The count asked for.
+        requested: u16,
+    },
+    /// Lockdown is on.
+    #[error("{command} refused: app management is locked down; an operator must turn lockdown off first")]
+    LockedDown {
+        /// What was refused.
+        command: CommandKind,
+    },
+}
+
+/// The manager.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Manager {
+    durable: Durable,
+    ledger: BTreeMap<InstanceId, Liveness>,
+    backoff: BTreeMap<SlotId, Backoff>,
+    /// Index of `ledger` by host; derived, checked by `check_invariants`.
+    by_host: BTreeSet<(HostId, InstanceId)>,
+    /// Slots of the formation with nothing occupying them; derived.
+    vacant: BTreeSet<SlotId>,
+    rng: u64,
+}
+
+impl Manager {
+    /// A new manager with the configured initial formation. Emits the
+    /// records that grant the initial free launches.
+    pub fn new(cfg: &Config, now: Tick, out: &mut Vec<Effect>) -> Result<Manager, ConfigError> {
+        cfg.validate()?;
+        let mut m = Manager::recover(cfg, Durable::genesis(cfg, now), now)?;
+        for (i, p) in cfg.process_types.iter().enumerate() {
+            let process_type = TypeId(u16::try_from(i).unwrap_or(u16::MAX));
+            m.set_formation(cfg, process_type, p.count_initial, out);
+        }
+        Ok(m)
+    }
+
+    /// A manager rebuilt from its journal (already folded into `durable`)
+    /// at `now`. Every instance is treated as leased for a full expiry period
+    /// from now, since the grant times were not journaled.
+    pub fn recover(cfg: &Config, durable: Durable, now: Tick) -> Result<Manager, ConfigError> {
+        cfg.validate()?;
+        let mut durable = durable;
+        durable.formation.resize(cfg.process_types.len(), 0);
+        if cfg.mutations.has(Mutation::BudgetNotJournaled) {
+            durable.budget.tokens_milli = Budget::full(cfg, now).tokens_milli;
+        }
+        if cfg.mutations.has(Mutation::ProbeNotJournaled) {
+            durable.budget.probe_ready = true;
+        }
+        let lease_deadline = now.plus(cfg.lease_expiry_ticks());
+        let ledger = durable
+            .instances
+            .keys()
+            .map(|id| {
+                let view = LiveView::Unknown;
+                (*id, Liveness { view, lease_deadline })
+            })
+            .collect();
+        let by_host = durable
+            .instances
+            .iter()
+            .map(|(id, d)| (d.host, *id))
+            .collect();
+        let mut m = Manager {
+            durable,
+            ledger,
+            backoff: BTreeMap::new(),
+            by_host,
+            vacant: BTreeSet::new(),
+            rng: cfg.seed,
+        };
+        m.vacant = m.compute_vacant(cfg);
+        Ok(m)
+    }
+
+    /// Applies one input at `now`, appending effects to `out`.
+    ///
+    /// Facts (ticks, reports) never fail. A refused user command returns
+    /// `Err` and leaves the state exactly as it was.
+    pub fn step(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        input: ManagerInput,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), Rejected> {
+        let result = match input {
+            ManagerInput::Tick => {
+                self.on_tick(cfg, now, out);
+                Ok(())
+            }
+            ManagerInput::ReportReceived(report) => {
+                self.on_report(cfg, now, &report, out);
+                Ok(())
+            }
+            ManagerInput::User(command) => self.on_user(cfg, now, command, out),
+            ManagerInput::Operator(command) => {
+                self.on_operator(cfg, now, command, out);
+                Ok(())
+            }
+        };
+        if let Err(Rejected::LockedDown { .. }) = result {
+            out.push(Effect::Note(Note::LockdownRefused));
+        }
+        debug_assert_eq!(crate::invariants::check_manager(self, cfg), Ok(()));
+        result
+    }
+
+    // ----- queries -----
+
+    /// The durable state: what a restart would recover.
+    #[must_use]
+    pub fn durable(&self) -> &Durable {
+        &self.durable
+    }
+
+    /// The ledger: every instance that may still be alive, with what the
+    /// manager knows of its liveness.
+    pub fn ledger(&self) -> impl Iterator<Item = (InstanceId, &DurableInstance, &Liveness)> {
+        self.durable
+            .instances
+            .iter()
+            .filter_map(|(id, d)| self.ledger.get(id).map(|l| (*id, d, l)))
+    }
+
+    /// Number of instances in the ledger.
+    #[must_use]
+    pub fn ledger_len(&self) -> usize {
+        self.durable.instances.len()
+    }
+
+    /// The phase of `instance`: `Stopped` once it has left the ledger,
+    /// `None` if it was never launched.
+    #[must_use]
+    pub fn phase(&self, instance: InstanceId) -> Option<Phase> {
+        match (
+            self.durable.instances.get(&instance),
+            self.ledger.get(&instance),
+        ) {
+            (Some(d), Some(l)) => Some(phase_of(d, l)),
+            _ => {
+                let hw = self.durable.high_water.get(&instance.slot)?;
+                (instance.generation <= *hw).then_some(Phase::Stopped)
+            }
+        }
+    }
+
+    /// The host an instance in the ledger was placed on.
+    #[must_use]
+    pub fn host_of(&self, instance: InstanceId) -> Option<HostId> {
+        self.durable.instances.get(&instance).map(|d| d.host)
+    }
+
+    /// Desired count of `process_type`.
+    #[must_use]
+    pub fn desired(&self, process_type: TypeId) -> u16 {
+        self.durable
+            .formation
+            .get(usize::from(process_type.0))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The breaker.
+    #[must_use]
+    pub fn breaker(&self) -> Breaker {
+        self.durable.breaker
+    }
+
+    /// Whether lockdown is on.
+    #[must_use]
+    pub fn lockdown(&self) -> bool {
+        self.durable.lockdown
+    }
+
+    /// Per-slot backoff, for display.
+    #[must_use]
+    pub fn backoff(&self, slot: SlotId) -> Backoff {
+        self.backoff.get(&slot).copied().unwrap_or_default()
+    }
+
+    /// Slots of the formation with nothing occupying them.
+    pub fn vacant_slots(&self) -> impl Iterator<Item = SlotId> + '_ {
+        self.vacant.iter().copied()
+    }
+
+    /// Boots on `host` not yet confirmed ended (DESIGN.md shortcut 11):
+    /// `Launching`, or stopping/unknown without the "boot seen done" mark.
+    #[must_use]
+    pub fn boots_unconfirmed(&self, cfg: &Config, host: HostId) -> usize {
+        let only_launching = cfg.mutations.has(Mutation::AdmissionCountsLaunching);
+        self.instances_on(host)
+            .filter(|id| {
+                let (Some(d), Some(l)) = (self.durable.instances.get(id), self.ledger.get(id))
+                else {
+                    return false;
+                };
+                match phase_of(d, l) {
+                    Phase::Launching => true,
+                    Phase::Stopping(_) | Phase::Unknown => !only_launching && !d.boot_seen_done,
+                    Phase::Up | Phase::Stopped => false,
+                }
+            })
+            .count()
+    }
+
+    /// Instances in the ledger placed on `host`.
+    pub fn instances_on(&self, host: HostId) -> impl Iterator<Item = InstanceId> + '_ {
+        let lo = (host, InstanceId::default());
+        self.by_host
+            .range(lo..)
+            .take_while(move |(h, _)| *h == host)
+            .map(|(_, id)| *id)
+    }
+
+    /// Instances in the ledger of `slot`.
+    pub fn instances_of(&self, slot: SlotId) -> impl Iterator<Item = InstanceId> + '_ {
+        let lo = InstanceId {
+            slot,
+            generation: Generation(0),
+        };
+        let hi = InstanceId {
+            slot,
+            generation: Generation(u32::MAX),
+        };
+        self.durable.instances.range(lo..=hi).map(|(id, _)| *id)
+    }
+
+    /// Recomputes the derived indexes from scratch (for invariant checks).
+    pub(crate) fn recomputed_indexes(
+        &self,
+        cfg: &Config,
+    ) -> (BTreeSet<(HostId, InstanceId)>, BTreeSet<SlotId>) {
+        let by_host = self
+            .durable
+            .instances
+            .iter()
+            .map(|(id, d)| (d.host, *id))
+            .collect();
+        (by_host, self.compute_vacant(cfg))
+    }
+
+    pub(crate) fn indexes(&self) -> (&BTreeSet<(HostId, InstanceId)>, &BTreeSet<SlotId>) {
+        (&self.by_host, &self.vacant)
+    }
+
+    pub(crate) fn liveness_keys(&self) -> impl Iterator<Item = &InstanceId> {
+        self.ledger.keys()
+    }
+
+    // ----- durable changes: every one goes through a record -----
+
+    fn persist(&mut self, record: JournalRecord, out: &mut Vec<Effect>) {
+        self.durable.apply(&record);
+        out.push(Effect::Persist(record));
+    }
+
+    fn set_budget(&mut self, budget: Budget, out: &mut Vec<Effect>) {
+        if budget != self.durable.budget {
+            self.persist(JournalRecord::BudgetSet { budget }, out);
+        }
+    }
+
+    fn set_breaker(&mut self, breaker: Breaker, change: BreakerChange, out: &mut Vec<Effect>) {
+        if change == BreakerChange::None {
+            return;
+        }
+        self.persist(JournalRecord::BreakerSet { breaker }, out);
+        if change == BreakerChange::Tripped {
+            out.push(Effect::Alert(Alert::BreakerTripped));
+        }
+    }
+
+    fn set_formation(&mut self, cfg: &Config, process_type: TypeId, count: u16, out: &mut Vec<Effect>) {
+        let old = self.desired(process_type);
+        if old != count {
+            self.persist(JournalRecord::FormationSet { process_type, count }, out);
+        }
+        for index in old..count {
+            let slot = SlotId {
+                process_type,
+                index,
+            };
+            self.grant_free_launch(slot, out);
+        }
+        self.refresh_type(cfg, process_type, old.max(count));
+    }
+
+    fn grant_free_launch(&mut self, slot: SlotId, out: &mut Vec<Effect>) {
+        if !self.durable.free_launches.contains(&slot) {
+            self.persist(JournalRecord::FreeLaunchGranted { slot }, out);
+        }
+    }
+
+    /// Proven dead: the instance leaves the ledger.
+    fn remove(&mut self, cfg: &Config, now: Tick, instance: InstanceId, out: &mut Vec<Effect>) {
+        let Some(d) = self.durable.instances.get(&instance).copied() else {
+            return;
+        };
+        self.persist(JournalRecord::InstanceStopped { instance }, out);
+        self.ledger.remove(&instance);
+        self.by_host.remove(&(d.host, instance));
+        if !d.boot_seen_done && matches!(self.durable.breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)
+        {
+            // A probe that never booted counts as a failed probe.
+            let mut b = self.durable.breaker;
+            let change = b.on_failure(cfg, now, instance);
+            self.set_breaker(b, change, out);
+        }
+        self.refresh_slot(cfg, instance.slot);
+    }
+
+    fn request_stop(&mut self, instance: InstanceId, reason: StopReason, out: &mut Vec<Effect>) {
+        let current = self.durable.instances.get(&instance).and_then(|d| d.stop);
+        if current.is_none() {
+            self.persist(JournalRecord::StopRequested { instance, reason }, out);
+        }
+    }
+
+    // ----- derived indexes -----
+
+    /// Whether an instance keeps its slot occupied: any instance of a
+    /// singleton slot (rule 3), a live (not stopping) one of a scalable slot.
+    fn occupies(&self, cfg: &Config, instance: InstanceId) -> bool {
+        if cfg.is_singleton(instance.slot.process_type) {
+            return true;
+        }
+        self.durable
+            .instances
+            .get(&instance)
+            .is_some_and(|d| d.stop.is_none())
+    }
+
+    fn slot_is_vacant(&self, cfg: &Config, slot: SlotId) -> bool {
+        slot.index < self.desired(slot.process_type)
+            && !self.instances_of(slot).any(|id| self.occupies(cfg, id))
+    }
+
+    fn refresh_slot(&mut self, cfg: &Config, slot: SlotId) {
+        if self.slot_is_vacant(cfg, slot) {
+            self.vacant.insert(slot);
+        } else {
+            self.vacant.remove(&slot);
+        }
+    }
+
+    fn refresh_type(&mut self, cfg: &Config, process_type: TypeId, upto: u16) {
+        for index in 0..upto {
+            self.refresh_slot(cfg, SlotId { process_type, index });
+        }
+    }
+
+    fn compute_vacant(&self, cfg: &Config) -> BTreeSet<SlotId> {
+        let mut v = BTreeSet::new();
+        for (t, count) in self.durable.formation.iter().enumerate() {
+            let process_type = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
+            for index in 0..*count {
+                let slot = SlotId {
+                    process_type,
+                    index,
+                };
+                if self.slot_is_vacant(cfg, slot) {
+                    v.insert(slot);
+                }
+            }
+        }
+        v
+    }
+
+    // ----- time -----
+
+    fn on_tick(&mut self, cfg: &Config, now: Tick, out: &mut Vec<Effect>) {
+        let mut budget = self.durable.budget;
+        budget.on_tick(cfg, now);
+        self.set_budget(budget, out);
+        let mut breaker = self.durable.breaker;
+        let change = breaker.on_tick(cfg, now);
+        self.set_breaker(breaker, change, out);
+
+        let expiry = cfg.lease_expiry_ticks();
+        let due: Vec<(InstanceId, Liveness)> = self
+            .ledger
+            .iter()
+            .filter(|(_, l)| {
+                l.lease_deadline <= now
+                    || matches!(l.view, LiveView::Launching { boot_deadline } if boot_deadline <= now)
+                    || (l.view == LiveView::Up
+                        && now.since(Tick(l.lease_deadline.0.saturating_sub(expiry)))
+                            >= cfg.timing.unknown_after_ticks)
+            })
+            .map(|(id, l)| (*id, *l))
+            .collect();
+        for (instance, l) in due {
+            if l.lease_deadline <= now {
+                out.push(Effect::Note(Note::LeaseExpired { instance }));
+                self.note_failure_if_unbooted(cfg, now, instance, false, out);
+                self.remove(cfg, now, instance, out);
+            } else if let LiveView::Launching { boot_deadline } = l.view {
+                if boot_deadline <= now {
+                    self.on_boot_timeout(cfg, now, instance, out);
+                }
+            } else if let Some(live) = self.ledger.get_mut(&instance) {
+                live.view = LiveView::Unknown;
+            }
+        }
+    }
+
+    fn on_boot_timeout(&mut self, cfg: &Config, now: Tick, instance: InstanceId, out: &mut Vec<Effect>) {
+        out.push(Effect::Note(Note::BootTimedOut { instance }));
+        self.note_failure_if_unbooted(cfg, now, instance, true, out);
+        if cfg.mutations.has(Mutation::TimeoutFreesSlot) {
+            // The 2012 bug: a timeout is taken as proof of death.
+            self.remove(cfg, now, instance, out);
+            return;
+        }
+        if let Some(live) = self.ledger.get_mut(&instance) {
+            // Stays counted against admission until the agent confirms.
+            live.view = LiveView::Unknown;
+        }
+        self.request_stop(instance, StopReason::BootTimedOut, out);
+        self.refresh_slot(cfg, instance.slot);
+    }
+
+    /// Counts a failed boot (breaker when `breaker`, backoff always) unless the
+    /// instance had booted or was being stopped at a user's request.
+    fn note_failure_if_unbooted(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        instance: InstanceId,
+        breaker: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(d) = self.durable.instances.get(&instance).copied() else {
+            return;
+        };
+        if d.stop == Some(StopReason::UserRequested) {
+            return;
+        }
+        if breaker && !d.boot_seen_done {
+            let mut b = self.durable.breaker;
+            let change = b.on_failure(cfg, now, instance);
+            self.set_breaker(b, change, out);
+        }
+        if d.stop.is_none() {
+            self.back_off(cfg, now, instance.slot);
+        }
+    }
+
+    fn back_off(&mut self, cfg: &Config, now: Tick, slot: SlotId) {
+        let jitter = self.next_jitter(cfg);
+        let b = self.backoff.entry(slot).or_default();
+        let shift = u32::from(b.attempts.min(32));
+        let delay = cfg
+            .budget
+            .backoff_base_ticks
+            .checked_shl(shift)
+            .unwrap_or(u64::MAX)
+            .min(cfg.budget.backoff_max_ticks);
+        b.attempts = b.attempts.saturating_add(1);
+        b.not_before = now.plus(delay.saturating_add(jitter));
+    }
+
+    /// splitmix64 over the seed held in the state: deterministic jitter.
+    fn next_jitter(&mut self, cfg: &Config) -> u64 {
+        let span = cfg.budget.jitter_max_ticks;
+        if span == 0 {
+            return 0;
+        }
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        z % span.saturating_add(1)
+    }
+
+    // ----- reports -----
+
+    fn on_report(&mut self, cfg: &Config, now: Tick, report: &AgentReport, out: &mut Vec<Effect>) {
+        if report.version != PROTOCOL_VERSION {
+            out.push(Effect::Note(Note::ReportVersionMismatch));
+            return;
+        }
+        let host = report.host;
+        self.apply_exits(cfg, now, report, out);
+        let mut reply = ManagerReply {
+            version: PROTOCOL_VERSION,
+            host,
+            incarnation: report.incarnation,
+            request_sent_at: report.sent_at,
+            renew: Vec::new(),
+            launch: Vec::new(),
+            stop: Vec::new(),
+        };
+        if cfg.mutations.has(Mutation::AbsenceConfirmsDeath) {
+            // Shortcut 3: an instance missing from a report taken as dead.
+            let missing: Vec<InstanceId> = self
+                .instances_on(host)
+                .filter(|id| !report.running.iter().any(|r| r.instance == *id))
+                .collect();
+            for id in missing {
+                self.remove(cfg, now, id, out);
+            }
+        }
+        for r in &report.running {
+            self.apply_running(cfg, now, host, r.instance, r.phase, &mut reply, out);
+        }
+        if cfg.mutations.has(Mutation::HostWideRenewal) {
+            let all: Vec<InstanceId> = self.instances_on(host).collect();
+            for id in all {
+                self.renew(cfg, now, id, &mut reply);
+            }
+        }
+        if !self.durable.lockdown {
+            self.stop_surplus(cfg, host, out);
+        }
+        self.launch_on(cfg, now, host, &mut reply, out);
+        let stopping: Vec<InstanceId> = self
+            .instances_on(host)
+            .filter(|id| self.durable.instances.get(id).is_some_and(|d| d.stop.is_some()))
+            .collect();
+        for id in stopping {
+            if !reply.stop.contains(&id) {
+                reply.stop.push(id);
+            }
+        }
+        out.push(Effect::Send(reply));
+    }
+
+    fn apply_exits(&mut self, cfg: &Config, now: Tick, report: &AgentReport, out: &mut Vec<Effect>) {
+        for e in &report.exited {
+            let Some(d) = self.durable.instances.get(&e.instance).copied() else {
+                out.push(Effect::Note(Note::StaleExit));
+                continue;
+            };
+            if d.host != report.host {
+                out.push(Effect::Note(Note::StaleExit));
+                continue;
+            }
+            match e.outcome {
+                ExitOutcome::BootFailed => self.note_failure_if_unbooted(cfg, now, e.instance, true, out),
+                ExitOutcome::Crashed | ExitOutcome::NeverStarted => {
+                    self.note_failure_if_unbooted(cfg, now, e.instance, false, out);
+                }
+                ExitOutcome::Killed => {}
+            }
+            self.remove(cfg, now, e.instance, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_running(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        host: HostId,
+        instance: InstanceId,
+        phase: RunPhase,
+        reply: &mut ManagerReply,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(d) = self.durable.instances.get(&instance).copied() else {
+            out.push(Effect::Note(Note::PhantomReaped { instance }));
+            reply.stop.push(instance);
+            return;
+        };
+        if d.host != host {
+            out.push(Effect::Note(Note::PhantomReaped { instance }));
+            reply.stop.push(instance);
+            return;
+        }
+        if d.stop.is_some() || phase == RunPhase::Killing {
+            // Not renewed: its lease runs out if the stop is lost.
+            return;
+        }
+        let Some(live) = self.ledger.get(&instance).copied() else {
+            return;
+        };
+        if phase == RunPhase::Up {
+            let first = !d.boot_seen_done;
+            let revived = live.view != LiveView::Up;
+            if first {
+                self.persist(JournalRecord::BootSeenDone { instance }, out);
+                out.push(Effect::Note(Note::BootSucceeded { instance }));
+                self.backoff.remove(&instance.slot);
+                let mut b = self.durable.breaker;
+                let change = b.on_success(now, instance);
+                self.set_breaker(b, change, out);
+            }
+            if first || (revived && cfg.mutations.has(Mutation::RefillOnRevive)) {
+                let mut budget = self.durable.budget;
+                budget.refill(cfg);
+                self.set_budget(budget, out);
+            }
+            if let Some(l) = self.ledger.get_mut(&instance) {
+                l.view = LiveView::Up;
+            }
+        } else if live.view == LiveView::Unknown && !d.boot_seen_done {
+            if let Some(l) = self.ledger.get_mut(&instance) {
+                l.view = LiveView::Launching {
+                    boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
+                };
+            }
+        } else if live.view == LiveView::Unknown {
+            if let Some(l) = self.ledger.get_mut(&instance) {
+                l.view = LiveView::Up;
+            }
+        }
+        self.renew(cfg, now, instance, reply);
+    }
+
+    fn renew(&mut self, cfg: &Config, now: Tick, instance: InstanceId, reply: &mut ManagerReply) {
+        if let Some(l) = self.ledger.get_mut(&instance) {
+            l.lease_deadline = l.lease_deadline.max(now.plus(cfg.lease_expiry_ticks()));
+            if !reply.renew.contains(&instance) {
+                reply.renew.push(instance);
+            }
+        }
+    }
+
+    /// Stops instances on `host` the formation no longer wants: slots above
+    /// the desired count, and older live instances of a slot with a newer one.
+    fn stop_surplus(&mut self, cfg: &Config, host: HostId, out: &mut Vec<Effect>) {
+        let surplus: Vec<InstanceId> = self
+            .instances_on(host)
+            .filter(|id| {
+                let live = self.durable.instances.get(id).is_some_and(|d| d.stop.is_none());
+                let above = id.slot.index >= self.desired(id.slot.process_type);
+                let newer = self
+                    .instances_of(id.slot)
+                    .any(|o| o.generation > id.generation && self.occupies(cfg, o));
+                live && (above || newer)
+            })
+            .collect();
+        for id in surplus {
+            self.request_stop(id, StopReason::UserRequested, out);
+            self.refresh_slot(cfg, id.slot);
+        }
+    }
+
+    fn launch_on(&mut self, cfg: &Config, now: Tick, host: HostId, reply: &mut ManagerReply, out: &mut Vec<Effect>) {
+        if self.durable.paused_all || self.durable.paused_hosts.contains(&host) {
+            return;
+        }
+        let candidates: Vec<SlotId> = self.vacant.iter().copied().collect();
+        for slot in candidates {
+            if !self.durable.breaker.allows_launch() {
+                return;
+            }
+            if self.boots_unconfirmed(cfg, host) >= usize::from(cfg.boots_in_flight_max) {
+                return;
+            }
+            if self.backoff(slot).not_before > now {
+                continue;
+            }
+            let free = self.durable.free_launches.contains(&slot);
+            if !free {
+                let mut budget = self.durable.budget;
+                match budget.try_spend(cfg) {
+                    Some(payment) => {
+                        self.set_budget(budget, out);
+                        if payment == crate::budget::Payment::Probe {
+                            out.push(Effect::Note(Note::ProbeSpent));
+                        }
+                    }
+                    None => {
+                        out.push(Effect::Note(Note::RetryRefused { slot }));
+                        continue;
+                    }
+                }
+            }
+            let Some(generation) = self.durable.next_generation(slot) else {
+                continue;
+            };
+            let instance = InstanceId { slot, generation };
+            self.persist(JournalRecord::InstanceLaunched { instance, host, free }, out);
+            self.ledger.insert(
+                instance,
+                Liveness {
+                    view: LiveView::Launching {
+                        boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
+                    },
+                    lease_deadline: now.plus(cfg.lease_expiry_ticks()),
+                },
+            );
+            self.by_host.insert((host, instance));
+            self.vacant.remove(&slot);
+            let mut b = self.durable.breaker;
+            let change = b.on_launch(instance);
+            self.set_breaker(b, change, out);
+            reply.launch.push(instance);
+        }
+    }
+
+    // ----- commands -----
+
+    fn on_user(&mut self, cfg: &Config, now: Tick, command: UserCommand, out: &mut Vec<Effect>) -> Result<(), Rejected> {
+        let _ = now;
+        match command {
+            UserCommand::Scale {
+                process_type,
+                count,
+            } => {
+                let p = cfg
+                    .process_type(process_type)
+                    .ok_or(Rejected::UnknownProcessType { process_type })?;
+                if cfg.is_singleton(process_type) && count > 1 {
+                    return Err(Rejected::SingletonAboveOne {
+                        process_type,
+                        requested: count,
+                    });
+                }
+                if count > p.count_max {
+                    return Err(Rejected::ScaleAboveMax {
+                        process_type,
+                        requested: count,
+                        max: p.count_max,
+                    });
+                }
+                let old = self.desired(process_type);
+                if count < old && self.durable.lockdown {
+                    return Err(Rejected::LockedDown {
+                        command: CommandKind::ScaleDown,
+                    });
+                }
+                self.set_formation(cfg, process_type, count, out);
+                let above: Vec<InstanceId> = self
+                    .durable
+                    .instances
+                    .keys()
+                    .filter(|id| id.slot.process_type == process_type && id.slot.index >= count)
+                    .copied()
+                    .collect();
+                for id in above {
+                    self.request_stop(id, StopReason::UserRequested, out);
+                }
+                self.refresh_type(cfg, process_type, old.max(count));
+                Ok(())
+            }
+            UserCommand::Restart { process_type } => {
+                if let Some(t) = process_type {
+                    cfg.process_type(t)
+                        .ok_or(Rejected::UnknownProcessType { process_type: t })?;
+                }
+                if self.durable.lockdown {
+                    return Err(Rejected::LockedDown {
+                        command: CommandKind::Restart,
+                    });
+                }
+                self.replace(cfg, process_type, out);
+                Ok(())
+            }
+            UserCommand::Deploy => {
+                if self.durable.lockdown {
+                    return Err(Rejected::LockedDown {
+                        command: CommandKind::Deploy,
+                    });
+                }
+                self.replace(cfg, None, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Restart: every live instance of the type(s) is asked to stop, and
+    /// its slot gets a free launch (a formation change, not a retry).
+    fn replace(&mut self, cfg: &Config, process_type: Option<TypeId>, out: &mut Vec<Effect>) {
+        let targets: Vec<InstanceId> = self
+            .durable
+            .instances
+            .iter()
+            .filter(|(id, d)| {
+                d.stop.is_none()
+                    && process_type.is_none_or(|t| id.slot.process_type == t)
+                    && id.slot.index < self.desired(id.slot.process_type)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in targets {
+            self.request_stop(id, StopReason::UserRequested, out);
+            self.grant_free_launch(id.slot, out);
+            self.refresh_slot(cfg, id.slot);
+        }
+    }
+
+    fn on_operator(&mut self, cfg: &Config, now: Tick, command: OperatorCommand, out: &mut Vec<Effect>) {
+        match command {
+            OperatorCommand::Lockdown { on } => {
+                if self.durable.lockdown != on {
+                    self.persist(JournalRecord::LockdownSet { on }, out);
+                }
+                if on {
+                    self.cancel_user_stops(cfg, out);
+                }
+            }
+            OperatorCommand::BreakerOpen => {
+                let b = Breaker::Open {
+                    since: now,
+                    manual: true,
+                };
+                if self.durable.breaker != b {
+                    self.persist(JournalRecord::BreakerSet { breaker: b }, out);
+                }
+            }
+            OperatorCommand::BreakerClose => {
+                if !matches!(self.durable.breaker, Breaker::Closed { .. }) {
+                    let breaker = Breaker::closed(now);
+                    self.persist(JournalRecord::BreakerSet { breaker }, out);
+                }
+            }
+            OperatorCommand::PauseLaunches { host } => {
+                self.persist(JournalRecord::PauseSet { host, paused: true }, out);
+            }
+            OperatorCommand::ResumeLaunches { host } => {
+                self.persist(JournalRecord::PauseSet { host, paused: false }, out);
+            }
+        }
+    }
+
+    /// Lockdown takes back user stops of instances still alive: a stop
+    /// accepted just before lockdown must not take a working app down.
+    fn cancel_user_stops(&mut self, cfg: &Config, out: &mut Vec<Effect>) {
+        let user_stopped: Vec<InstanceId> = self
+            .durable
+            .instances
+            .iter()
+            .filter(|(_, d)| d.stop == Some(StopReason::UserRequested))
+            .map(|(id, _)| *id)
+            .collect();
+        for instance in user_stopped {
+            self.persist(JournalRecord::StopCancelled { instance }, out);
+            self.refresh_slot(cfg, instance.slot);
+        }
+    }
+}
+
+/// The combined phase of one ledger entry.
+#[must_use]
+pub fn phase_of(d: &DurableInstance, l: &Liveness) -> Phase {
+    match (d.stop, l.view) {
+        (Some(reason), _) => Phase::Stopping(reason),
+        (None, LiveView::Launching { .. }) => Phase::Launching,
+        (None, LiveView::Up) => Phase::Up,
+        (None, LiveView::Unknown) => Phase::Unknown,
+    }
+}

@@ -1,0 +1,1 @@
+//! The fleet simulator (issue 6); see ARCHITECTURE.md.

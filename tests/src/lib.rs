@@ -1,0 +1,1 @@
+//! Integration tests of Tally live in `tests/`.
