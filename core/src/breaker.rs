@@ -112,9 +112,11 @@ impl Breaker {
 
     /// Records a first successful boot of `instance`; the probe's closes it.
     pub fn on_success(&mut self, now: Tick, instance: InstanceId) -> BreakerChange {
-        if *self == (Breaker::HalfOpen {
-            probe: Some(instance),
-        }) {
+        if *self
+            == (Breaker::HalfOpen {
+                probe: Some(instance),
+            })
+        {
             *self = Breaker::closed(now);
             return BreakerChange::Changed;
         }

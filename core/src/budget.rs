@@ -118,7 +118,8 @@ pub struct LaunchBoundInputs {
 /// launches are free and counted in `F`.
 #[must_use]
 pub fn launch_bound(cfg: &Config, inputs: LaunchBoundInputs) -> u64 {
-    let refill = u64::from(cfg.budget.refill_per_boot_milli).saturating_mul(inputs.successful_boots);
+    let refill =
+        u64::from(cfg.budget.refill_per_boot_milli).saturating_mul(inputs.successful_boots);
     let tokens_milli = u64::from(cfg.budget.capacity)
         .saturating_mul(u64::from(MILLI))
         .saturating_add(refill);

@@ -340,13 +340,17 @@ pub enum ConfigError {
         field: &'static str,
     },
     /// The refill ratio is not below one.
-    #[error("budget.refill_per_boot_milli is {value}: it must be below 1000 (r < 1) or retries are unbounded")]
+    #[error(
+        "budget.refill_per_boot_milli is {value}: it must be below 1000 (r < 1) or retries are unbounded"
+    )]
     RefillNotBelowOne {
         /// Configured value.
         value: u32,
     },
     /// The margin does not cover a kill (DESIGN.md shortcut 7).
-    #[error("timing.margin_ticks ({margin}) must be at least timing.kill_ticks ({kill}): the margin covers the kill")]
+    #[error(
+        "timing.margin_ticks ({margin}) must be at least timing.kill_ticks ({kill}): the margin covers the kill"
+    )]
     MarginBelowKill {
         /// Configured margin.
         margin: u64,
@@ -354,7 +358,9 @@ pub enum ConfigError {
         kill: u64,
     },
     /// Every timely boot would race its own timeout.
-    #[error("timing.boot_timeout_ticks ({timeout}) must exceed boot_ticks + report_interval_ticks + report_delivery_ticks ({needed})")]
+    #[error(
+        "timing.boot_timeout_ticks ({timeout}) must exceed boot_ticks + report_interval_ticks + report_delivery_ticks ({needed})"
+    )]
     BootTimeoutTooShort {
         /// Configured timeout.
         timeout: u64,
@@ -362,7 +368,9 @@ pub enum ConfigError {
         needed: u64,
     },
     /// No first lease could ever be long enough to start an instance.
-    #[error("timing.lease_ticks ({lease}) must exceed report_interval_ticks + report_delivery_ticks ({needed})")]
+    #[error(
+        "timing.lease_ticks ({lease}) must exceed report_interval_ticks + report_delivery_ticks ({needed})"
+    )]
     LeaseTooShort {
         /// Configured lease.
         lease: u64,
@@ -396,11 +404,17 @@ impl Config {
             ("timing.lease_ticks", t.lease_ticks),
             ("timing.report_interval_ticks", t.report_interval_ticks),
             ("timing.boot_timeout_ticks", t.boot_timeout_ticks),
-            ("budget.probe_cooldown_ticks", self.budget.probe_cooldown_ticks),
+            (
+                "budget.probe_cooldown_ticks",
+                self.budget.probe_cooldown_ticks,
+            ),
             ("breaker.window_ticks", self.breaker.window_ticks),
             ("breaker.cooldown_ticks", self.breaker.cooldown_ticks),
             ("boots_in_flight_max", u64::from(self.boots_in_flight_max)),
-            ("breaker.failure_threshold", u64::from(self.breaker.failure_threshold)),
+            (
+                "breaker.failure_threshold",
+                u64::from(self.breaker.failure_threshold),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { field });
@@ -417,7 +431,9 @@ impl Config {
                 kill: t.kill_ticks,
             });
         }
-        let report = t.report_interval_ticks.saturating_add(t.report_delivery_ticks);
+        let report = t
+            .report_interval_ticks
+            .saturating_add(t.report_delivery_ticks);
         let needed = t.boot_ticks.saturating_add(report);
         if t.boot_timeout_ticks <= needed {
             return Err(ConfigError::BootTimeoutTooShort {
@@ -508,8 +524,8 @@ impl Config {
         u64::try_from(scaled.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 
-    /// The shortest remaining first lease for which an instance may start:
-    /// one report interval plus the report's delivery.
+    /// One report interval plus the report's delivery: an instance starts
+    /// only if strictly more of its first lease remains.
     #[must_use]
     pub fn first_lease_min_ticks(&self) -> u64 {
         self.timing

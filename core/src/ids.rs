@@ -112,7 +112,12 @@ impl fmt::Display for HostId {
 
 impl fmt::Display for SlotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "type{}.{}", self.process_type.0, u32::from(self.index) + 1)
+        write!(
+            f,
+            "type{}.{}",
+            self.process_type.0,
+            u32::from(self.index) + 1
+        )
     }
 }
 

@@ -3,11 +3,11 @@
 //! Unit tests, proptest, the simulator, the model checker's `always`
 //! properties and a `debug_assert!` at the end of every `step` all call these.
 
+use crate::agent::Agent;
 use crate::config::Config;
 use crate::ids::{Generation, HostId, InstanceId, SlotId};
-use crate::manager::{Manager, Phase};
-use crate::agent::Agent;
 use crate::journal::StopReason;
+use crate::manager::{Manager, Phase};
 use crate::message::RunPhase;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -104,7 +104,13 @@ pub fn ledger_consistent(m: &Manager, cfg: &Config) -> Result<(), Violation> {
         return Err(Violation::LedgerHalvesDisagree { instance });
     }
     if m.durable().instances.len() != m.liveness_keys().count() {
-        let instance = m.durable().instances.keys().next().copied().unwrap_or_default();
+        let instance = m
+            .durable()
+            .instances
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_default();
         return Err(Violation::LedgerHalvesDisagree { instance });
     }
     let (by_host, vacant) = m.recomputed_indexes(cfg);
@@ -160,7 +166,7 @@ pub fn admission_within_k(m: &Manager, cfg: &Config) -> Result<(), Violation> {
     let mut hosts: Vec<HostId> = m.durable().instances.values().map(|d| d.host).collect();
     hosts.dedup();
     for host in hosts {
-        let boots = m.boots_unconfirmed(cfg, host);
+        let boots = m.boots_unconfirmed_shipped(host);
         if boots > usize::from(cfg.boots_in_flight_max) {
             return Err(Violation::AdmissionExceeded {
                 host,
@@ -200,7 +206,9 @@ pub fn lockdown_holds_no_user_stop(m: &Manager) -> Result<(), Violation> {
 
 /// Every invariant of an agent.
 pub fn check_agent(a: &Agent, cfg: &Config) -> Result<(), Violation> {
-    let trusting = cfg.mutations.has(crate::config::Mutation::TrustLateMessages);
+    let trusting = cfg
+        .mutations
+        .has(crate::config::Mutation::TrustLateMessages);
     for (id, l) in a.instances() {
         let ok = a.highest(id.slot).is_some_and(|h| id.generation <= h);
         if !ok && !trusting {

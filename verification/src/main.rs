@@ -1,1 +1,244 @@
-fn main() {}
+//! `tally`: model-check Tally's core, and serve the Explorer.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally_core::Mutation;
+use tally_model::config::{Preset, preset};
+use tally_model::{ModelConfig, TallyModel};
+use tally_verification::check::{CheckOptions, Search, check_config, print_summary};
+
+/// Tally: dyno accounting whose safety is model-checked.
+#[derive(Parser)]
+#[command(name = "tally", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PresetName {
+    /// Seconds: one singleton, two hosts, a few faults.
+    Smoke,
+    /// Three hosts, clock + web=2, every fault class on across its configurations.
+    Ci,
+    /// Larger fault budgets and horizon, for a nightly run.
+    Deep,
+}
+
+impl PresetName {
+    fn name(self) -> &'static str {
+        match self {
+            PresetName::Smoke => "smoke",
+            PresetName::Ci => "ci",
+            PresetName::Deep => "deep",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// A named preset (a set of configurations, each checked exhaustively).
+    /// Default: `ci`, or with one --mutation and no preset, that mutation's
+    /// small hunting configuration.
+    #[arg(long, value_enum, conflicts_with = "config")]
+    preset: Option<PresetName>,
+    /// A configuration file (TOML or JSON; see examples/model.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Switch on a mutation that re-creates a 2012 bug or an unsafe shortcut
+    /// (repeatable; `tally mutations` lists them).
+    #[arg(long = "mutation", value_name = "NAME")]
+    mutations: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Model-check every property; exit 0 only when all hold.
+    Check {
+        #[command(flatten)]
+        target: Target,
+        /// Checker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Depth-first search instead of the default breadth-first one
+        /// (BFS gives shortest counterexamples).
+        #[arg(long)]
+        dfs: bool,
+        /// Host symmetry reduction (DFS only; see ARCHITECTURE.md).
+        #[arg(long, requires = "dfs")]
+        symmetry: bool,
+        /// Skip the L1 convergence graph check.
+        #[arg(long)]
+        no_liveness: bool,
+        /// Write each counterexample as a JSON trace into this directory.
+        #[arg(long, value_name = "DIR")]
+        trace_out: Option<PathBuf>,
+    },
+    /// Serve stateright's Explorer for one configuration on loopback.
+    Explore {
+        #[command(flatten)]
+        target: Target,
+        /// Which configuration of the preset (0-based).
+        #[arg(long, default_value_t = 0)]
+        index: usize,
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
+    /// List the mutations and the property each must break.
+    Mutations,
+    /// Print a preset's configurations as JSON, to start a config file from.
+    ShowPreset {
+        /// The preset.
+        #[arg(value_enum)]
+        preset: PresetName,
+    },
+}
+
+fn load(target: &Target) -> Result<Preset, String> {
+    let mut p = match &target.config {
+        Some(path) => {
+            let c = ModelConfig::load(path).map_err(|e| e.to_string())?;
+            Preset {
+                name: c.name.clone(),
+                configs: vec![c],
+            }
+        }
+        None => match (target.preset, target.mutations.as_slice()) {
+            (None, [one]) => {
+                let m = Mutation::from_name(one).map_err(|e| e.to_string())?;
+                let c = tally_verification::mutations::hunt_config(m);
+                return Ok(Preset {
+                    name: c.name.clone(),
+                    configs: vec![c],
+                });
+            }
+            (p, _) => preset(p.unwrap_or(PresetName::Ci).name()).map_err(|e| e.to_string())?,
+        },
+    };
+    for name in &target.mutations {
+        let m = Mutation::from_name(name).map_err(|e| e.to_string())?;
+        p.name = format!("{}+{}", p.name, m.name());
+        p.configs = p
+            .configs
+            .into_iter()
+            .map(|c| {
+                let mut c = c.with_mutation(m);
+                c.name = format!("{}+{}", c.name, m.name());
+                c
+            })
+            .collect();
+    }
+    Ok(p)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tally: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Check {
+            target,
+            threads,
+            dfs,
+            symmetry,
+            no_liveness,
+            trace_out,
+        } => {
+            let preset = load(&target)?;
+            let opts = CheckOptions {
+                threads,
+                search: if dfs { Search::Dfs } else { Search::Bfs },
+                symmetry,
+                liveness: !no_liveness,
+                stop_at: None,
+                progress: true,
+                trace_out,
+                ..CheckOptions::default()
+            };
+            eprintln!(
+                "tally check: preset {} ({} configuration(s)), {} thread(s), {}{}",
+                preset.name,
+                preset.configs.len(),
+                threads,
+                if dfs { "DFS" } else { "BFS" },
+                if symmetry { " with symmetry" } else { "" }
+            );
+            let mut reports = Vec::new();
+            for cfg in &preset.configs {
+                eprintln!("checking {} ...", cfg.name);
+                reports.push(check_config(cfg, &opts).map_err(|e| e.to_string())?);
+            }
+            let mut stdout = std::io::stdout();
+            let ok = print_summary(&mut stdout, &reports).map_err(|e| e.to_string())?;
+            for r in &reports {
+                for t in &r.traces {
+                    println!("trace written: {}", t.display());
+                }
+            }
+            println!();
+            if ok {
+                println!("all properties hold; every sometimes is reachable");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("CHECK FAILED: see the table above");
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Explore {
+            target,
+            index,
+            port,
+        } => {
+            let preset = load(&target)?;
+            let cfg = preset.configs.get(index).cloned().ok_or_else(|| {
+                format!(
+                    "--index {index}: preset {} has {} configuration(s)",
+                    preset.name,
+                    preset.configs.len()
+                )
+            })?;
+            let model = tally_verification::checked::CheckedModel::new(
+                TallyModel::new(cfg.clone()).map_err(|e| e.to_string())?,
+            );
+            let addr = format!("127.0.0.1:{port}");
+            eprintln!(
+                "Explorer for {} on http://{addr}/ (Ctrl-C to stop)",
+                cfg.name
+            );
+            use stateright::Model;
+            model.checker().serve(addr.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ShowPreset { preset: name } => {
+            let p = preset(name.name()).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string_pretty(&p.configs).map_err(|e| e.to_string())?;
+            println!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mutations => {
+            for m in Mutation::ALL {
+                let expected: BTreeSet<&str> = tally_verification::mutations::expected(m)
+                    .iter()
+                    .copied()
+                    .collect();
+                println!(
+                    "{:<30} breaks {}",
+                    m.name(),
+                    expected.into_iter().collect::<Vec<_>>().join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

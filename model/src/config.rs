@@ -1,0 +1,411 @@
+//! The model's configuration: the core's `Config` plus the environment
+//! (hosts, horizon, faults, scripted commands), and the named presets.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tally_core::config::{BreakerConfig, BudgetConfig, ProcessTypeConfig, Timing};
+use tally_core::{
+    Config, ConfigError, HostId, Mutation, OperatorCommand, ProcessKind, TypeId, UserCommand,
+};
+use thiserror::Error;
+
+/// How many times each fault class may strike in one run. A budget that
+/// runs out is also how faults stop for the liveness check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultBudget {
+    /// Messages dropped.
+    pub message_loss: u8,
+    /// Messages delivered twice.
+    pub message_duplication: u8,
+    /// Host crashes (processes die, the agent restarts as a new incarnation).
+    pub host_crash: u8,
+    /// Partitions (the host lives on, unheard); each heals before calm.
+    pub host_partition: u8,
+    /// Manager restarts from its journal.
+    pub manager_restart: u8,
+    /// Boots that fail.
+    pub boot_failure: u8,
+    /// Dynos that crash after boot.
+    pub dyno_crash: u8,
+    /// Ticks an agent's clock may fall behind (drift); at most the
+    /// configured drift per lease for each agent.
+    pub clock_stall: u8,
+    /// Boots may outlast the timeout (before calm). Not a counted fault.
+    pub slow_boots: bool,
+}
+
+impl FaultBudget {
+    /// Whether any counted fault is left.
+    #[must_use]
+    pub fn any_left(&self) -> bool {
+        self.message_loss > 0
+            || self.message_duplication > 0
+            || self.host_crash > 0
+            || self.host_partition > 0
+            || self.manager_restart > 0
+            || self.boot_failure > 0
+            || self.dyno_crash > 0
+            || self.clock_stall > 0
+    }
+}
+
+/// A command from a user or an operator, fired once, in script order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum ScriptedCommand {
+    /// A user's command.
+    User {
+        /// The command.
+        command: UserCommand,
+    },
+    /// An operator's command.
+    Operator {
+        /// The command.
+        command: OperatorCommand,
+    },
+}
+
+/// One exhaustively checkable configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A name for reports.
+    pub name: String,
+    /// The core's configuration (mutations included).
+    pub core: Config,
+    /// Number of hosts (agents).
+    pub hosts: u16,
+    /// Time stops at this tick: the bounded horizon.
+    pub horizon: u64,
+    /// From this tick on no fault strikes, messages are delivered and boots
+    /// complete before time advances (global stabilisation time).
+    pub calm_at: u64,
+    /// Messages in flight at most; a send into a full network is lost.
+    pub network_capacity: u8,
+    /// The fault budget.
+    pub faults: FaultBudget,
+    /// Commands fired once each, in order, at any time before calm.
+    #[serde(default)]
+    pub script: Vec<ScriptedCommand>,
+}
+
+/// A named set of configurations, each checked exhaustively.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preset {
+    /// The preset's name.
+    pub name: String,
+    /// Its configurations.
+    pub configs: Vec<ModelConfig>,
+}
+
+/// A configuration the model cannot run.
+#[derive(Debug, Error)]
+pub enum ModelConfigError {
+    /// The core's configuration is invalid.
+    #[error("core configuration: {0}")]
+    Core(#[from] ConfigError),
+    /// An environment setting out of range.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or JSON for a configuration.
+    #[error("cannot parse {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such preset.
+    #[error("unknown preset `{name}`; presets: smoke, ci, deep")]
+    UnknownPreset {
+        /// The name given.
+        name: String,
+    },
+}
+
+impl ModelConfig {
+    /// Checks the core config and the environment.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        self.core.validate()?;
+        if self.hosts == 0 || self.hosts > 8 {
+            return Err(ModelConfigError::Invalid {
+                field: "hosts",
+                reason: format!("{} hosts; the model supports 1 to 8", self.hosts),
+            });
+        }
+        if self.calm_at > self.horizon {
+            return Err(ModelConfigError::Invalid {
+                field: "calm_at",
+                reason: format!("{} is after the horizon {}", self.calm_at, self.horizon),
+            });
+        }
+        if self.horizon > 200 {
+            return Err(ModelConfigError::Invalid {
+                field: "horizon",
+                reason: format!("{} ticks is more than the model's 200", self.horizon),
+            });
+        }
+        if self.network_capacity == 0 {
+            return Err(ModelConfigError::Invalid {
+                field: "network_capacity",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if u64::from(self.faults.clock_stall) > 0 && self.core.drift_ticks_per_lease() == 0 {
+            return Err(ModelConfigError::Invalid {
+                field: "faults.clock_stall",
+                reason: "clock stalls need a drift bound: set core.timing.drift_ppm".into(),
+            });
+        }
+        for c in &self.script {
+            if let ScriptedCommand::Operator {
+                command:
+                    OperatorCommand::PauseLaunches { host: Some(h) }
+                    | OperatorCommand::ResumeLaunches { host: Some(h) },
+            } = c
+            {
+                if h.0 >= self.hosts {
+                    return Err(ModelConfigError::Invalid {
+                        field: "script",
+                        reason: format!("{h} does not exist"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This configuration with `m` switched on.
+    #[must_use]
+    pub fn with_mutation(mut self, m: Mutation) -> ModelConfig {
+        self.core.mutations = self.core.mutations.with(m);
+        self
+    }
+
+    /// Loads a configuration from a `.toml` or `.json` file.
+    pub fn load(path: &Path) -> Result<ModelConfig, ModelConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ModelConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let parsed: Result<ModelConfig, String> = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        };
+        let cfg = parsed.map_err(|reason| ModelConfigError::Parse {
+            path: shown,
+            reason,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The core configuration the presets share: one app with a singleton
+/// `clock` and a scalable `web` of 2, timing in small discrete ticks.
+///
+/// Timing: a lease of 4 ticks, reports every 2, boots of 1 tick timed out
+/// after 4, a drift bound of one tick per lease and zero margin (kills are
+/// instantaneous in the model: the agent fences within the tick its lease
+/// ends, before the manager's tick of the same instant).
+#[must_use]
+pub fn model_core(singletons: u16, scalable: u16) -> Config {
+    let mut process_types = Vec::new();
+    if singletons > 0 {
+        process_types.push(ProcessTypeConfig {
+            app: "shop".into(),
+            name: "clock".into(),
+            kind: ProcessKind::Singleton,
+            count_initial: 1,
+            count_max: 1,
+        });
+    }
+    if scalable > 0 {
+        process_types.push(ProcessTypeConfig {
+            app: "shop".into(),
+            name: "web".into(),
+            kind: ProcessKind::Scalable,
+            count_initial: scalable,
+            count_max: scalable.max(2),
+        });
+    }
+    Config {
+        process_types,
+        timing: Timing {
+            lease_ticks: 4,
+            drift_ppm: 250_000,
+            margin_ticks: 0,
+            kill_ticks: 0,
+            report_interval_ticks: 2,
+            report_delivery_ticks: 0,
+            boot_ticks: 1,
+            boot_timeout_ticks: 4,
+            unknown_after_ticks: 2,
+        },
+        budget: BudgetConfig {
+            capacity: 1,
+            refill_per_boot_milli: 500,
+            probe_cooldown_ticks: 4,
+            backoff_base_ticks: 0,
+            backoff_max_ticks: 0,
+            jitter_max_ticks: 0,
+        },
+        boots_in_flight_max: 1,
+        breaker: BreakerConfig {
+            window_ticks: 4,
+            failure_threshold: 2,
+            cooldown_ticks: 2,
+        },
+        seed: 0,
+        mutations: tally_core::Mutations::NONE,
+    }
+}
+
+fn base(name: &str, hosts: u16, core: Config) -> ModelConfig {
+    ModelConfig {
+        name: name.into(),
+        core,
+        hosts,
+        horizon: 14,
+        calm_at: 3,
+        network_capacity: 2,
+        faults: FaultBudget::default(),
+        script: Vec::new(),
+    }
+}
+
+/// Scripted commands: lockdown on, a restart (refused), lockdown off.
+#[must_use]
+pub fn lockdown_script() -> Vec<ScriptedCommand> {
+    vec![
+        ScriptedCommand::Operator {
+            command: OperatorCommand::Lockdown { on: true },
+        },
+        ScriptedCommand::User {
+            command: UserCommand::Restart {
+                process_type: Some(TypeId(0)),
+            },
+        },
+        ScriptedCommand::Operator {
+            command: OperatorCommand::Lockdown { on: false },
+        },
+    ]
+}
+
+/// Looks a preset up by name.
+pub fn preset(name: &str) -> Result<Preset, ModelConfigError> {
+    match name {
+        "smoke" => Ok(smoke()),
+        "ci" => Ok(ci()),
+        "deep" => Ok(deep()),
+        _ => Err(ModelConfigError::UnknownPreset { name: name.into() }),
+    }
+}
+
+/// Seconds: one singleton on two hosts, a few faults.
+#[must_use]
+pub fn smoke() -> Preset {
+    let mut c = base("smoke", 2, model_core(1, 0));
+    c.horizon = 12;
+    c.calm_at = 3;
+    c.faults = FaultBudget {
+        message_loss: 1,
+        boot_failure: 1,
+        slow_boots: true,
+        ..FaultBudget::default()
+    };
+    Preset {
+        name: "smoke".into(),
+        configs: vec![c],
+    }
+}
+
+/// The CI preset: three hosts, a singleton and a scalable type of 2, every
+/// fault class on across its configurations, each checked exhaustively.
+#[must_use]
+pub fn ci() -> Preset {
+    let core = model_core(1, 2);
+    let mut network = base("ci-network-drift", 3, core.clone());
+    network.faults = FaultBudget {
+        message_loss: 1,
+        message_duplication: 1,
+        clock_stall: 1,
+        slow_boots: true,
+        ..FaultBudget::default()
+    };
+    let mut crashes = base("ci-crashes-restarts", 3, core.clone());
+    crashes.faults = FaultBudget {
+        host_crash: 1,
+        host_partition: 1,
+        manager_restart: 1,
+        ..FaultBudget::default()
+    };
+    let mut dynos = base("ci-dyno-faults-lockdown", 3, core);
+    dynos.faults = FaultBudget {
+        boot_failure: 1,
+        dyno_crash: 1,
+        slow_boots: true,
+        ..FaultBudget::default()
+    };
+    dynos.script = lockdown_script();
+    dynos.calm_at = 4;
+    dynos.horizon = 15;
+    // Two hosts and a later calm: long enough for reordered reports, so a
+    // phantom is reaped and every safety action is seen under lockdown.
+    let mut lockdown = base("ci-lockdown-reordering", 2, model_core(1, 2));
+    lockdown.faults = dynos.faults;
+    lockdown.script = lockdown_script();
+    lockdown.calm_at = 5;
+    lockdown.horizon = 16;
+    Preset {
+        name: "ci".into(),
+        configs: vec![network, crashes, dynos, lockdown],
+    }
+}
+
+/// The nightly preset: larger budgets per configuration.
+#[must_use]
+pub fn deep() -> Preset {
+    let mut p = ci();
+    p.name = "deep".into();
+    for c in &mut p.configs {
+        c.name = c.name.replace("ci-", "deep-");
+        c.horizon += 2;
+        c.calm_at += 1;
+        let f = &mut c.faults;
+        for x in [
+            &mut f.message_loss,
+            &mut f.message_duplication,
+            &mut f.host_crash,
+            &mut f.manager_restart,
+            &mut f.boot_failure,
+            &mut f.dyno_crash,
+        ] {
+            if *x > 0 {
+                *x += 1;
+            }
+        }
+    }
+    p
+}
+
+/// Host ids `0..n`.
+pub fn host_ids(n: u16) -> impl Iterator<Item = HostId> {
+    (0..n).map(HostId)
+}

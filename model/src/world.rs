@@ -1,0 +1,523 @@
+//! The model's state and actions: the core's manager and agents, a hostile
+//! network, and ground truth of which processes really run.
+//!
+//! Every transition of Tally is the core's: an action only decides which
+//! input reaches which machine, and turns the effects into ground truth.
+
+use crate::config::{FaultBudget, ModelConfig, ScriptedCommand};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tally_core::agent::AgentNote;
+use tally_core::budget::cooldowns_elapsed;
+use tally_core::{
+    Agent, AgentEffect, AgentInput, Effect, Generation, HostId, Incarnation, InstanceId,
+    JournalRecord, LaunchBoundInputs, Manager, ManagerInput, Message, Note, SlotId, Tick,
+};
+
+/// Events the last action caused, as bits: the evidence for `sometimes`.
+pub mod witness {
+    /// A boot outlasted its timeout.
+    pub const BOOT_TIMED_OUT: u32 = 1 << 0;
+    /// A lease expired in the manager's view.
+    pub const LEASE_EXPIRED: u32 = 1 << 1;
+    /// A phantom was told to stop.
+    pub const PHANTOM_REAPED: u32 = 1 << 2;
+    /// A relaunch was refused by the budget.
+    pub const RETRY_REFUSED: u32 = 1 << 3;
+    /// The breaker opened by itself.
+    pub const BREAKER_TRIPPED: u32 = 1 << 4;
+    /// A user command was refused by lockdown.
+    pub const LOCKDOWN_REFUSED: u32 = 1 << 5;
+    /// An agent killed an instance whose lease ran out.
+    pub const SELF_FENCED: u32 = 1 << 6;
+    /// An agent refused a launch at or below its highest generation.
+    pub const STALE_LAUNCH_REFUSED: u32 = 1 << 7;
+    /// A relaunch (paid launch) was sent.
+    pub const RELAUNCHED: u32 = 1 << 8;
+    /// A relaunch was paid by the probe credit.
+    pub const PROBE_SPENT: u32 = 1 << 9;
+    /// A phantom was reaped while lockdown was on.
+    pub const PHANTOM_REAPED_IN_LOCKDOWN: u32 = 1 << 10;
+    /// A boot timed out while lockdown was on.
+    pub const BOOT_TIMED_OUT_IN_LOCKDOWN: u32 = 1 << 11;
+    /// An agent self-fenced while lockdown was on.
+    pub const SELF_FENCED_IN_LOCKDOWN: u32 = 1 << 12;
+    /// A relaunch after a lease expiry: the replacement of a lost instance.
+    pub const REPLACED_AFTER_EXPIRY: u32 = 1 << 13;
+}
+
+/// One host: its agent, how far its clock lags real time, whether it is cut off.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct HostState {
+    /// The core's agent.
+    pub agent: Agent,
+    /// Ticks the agent's clock is behind real time (drift).
+    pub lag: u8,
+    /// Partitioned: its processes live on, its messages are not delivered.
+    pub partitioned: bool,
+}
+
+/// A process that really runs, whatever the ledger says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Process {
+    /// Where it runs.
+    pub host: HostId,
+    /// What it is.
+    pub instance: InstanceId,
+    /// `Some(start)` while booting, `None` once up.
+    pub booting_since: Option<Tick>,
+}
+
+/// Counters the properties need that no machine keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Ghost {
+    /// Launches the manager decided (journaled `InstanceLaunched`).
+    pub launches: u32,
+    /// Boots that really completed.
+    pub boots: u32,
+    /// Highest generation ever launched per slot.
+    pub launched_high_water: BTreeMap<SlotId, Generation>,
+    /// A launch reused a generation: fencing tokens are no longer unique.
+    pub generation_reused: bool,
+    /// Slots whose last instance left by lease expiry, not yet replaced.
+    pub expired_slots: Vec<SlotId>,
+    /// What the last action caused (`witness` bits).
+    pub last: u32,
+}
+
+/// The whole state of the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct World {
+    /// Real time (the manager's clock).
+    pub now: Tick,
+    /// The core's manager.
+    pub manager: Manager,
+    /// Hosts, indexed by `HostId`.
+    pub hosts: Vec<HostState>,
+    /// Ground truth, sorted.
+    pub processes: Vec<Process>,
+    /// Messages in flight, a sorted multiset: any may be delivered next.
+    pub network: Vec<Message>,
+    /// Faults left.
+    pub faults_left: FaultBudget,
+    /// Next scripted command.
+    pub script_next: u8,
+    /// Ghost counters.
+    pub ghost: Ghost,
+}
+
+/// One step of the environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Real time advances one tick on every clock.
+    Tick,
+    /// Real time advances, but this host's clock stalls (drift).
+    TickWithClockStall(HostId),
+    /// The message at this index is delivered.
+    Deliver(usize),
+    /// The message at this index is delivered and stays in flight.
+    DeliverDuplicate(usize),
+    /// The message at this index is lost.
+    Lose(usize),
+    /// A boot completes.
+    BootCompletes(InstanceId, HostId),
+    /// A boot fails.
+    BootFails(InstanceId, HostId),
+    /// A dyno crashes after boot.
+    DynoCrashes(InstanceId, HostId),
+    /// A host crashes: its processes die, its agent restarts.
+    HostCrashes(HostId),
+    /// A host is cut off.
+    Partition(HostId),
+    /// A host's partition heals.
+    Heal(HostId),
+    /// The manager restarts from its journal.
+    ManagerRestarts,
+    /// The next scripted command is issued.
+    Command,
+}
+
+impl World {
+    /// The initial state: a fresh manager and agents at tick 0.
+    pub fn initial(cfg: &ModelConfig) -> Option<World> {
+        let mut out = Vec::new();
+        let manager = Manager::new(&cfg.core, Tick(0), &mut out).ok()?;
+        let hosts = crate::config::host_ids(cfg.hosts)
+            .map(|h| HostState {
+                agent: Agent::new(h, Incarnation(0), Tick(0)),
+                lag: 0,
+                partitioned: false,
+            })
+            .collect();
+        let mut w = World {
+            now: Tick(0),
+            manager,
+            hosts,
+            processes: Vec::new(),
+            network: Vec::new(),
+            faults_left: cfg.faults,
+            script_next: 0,
+            ghost: Ghost::default(),
+        };
+        w.apply_manager_effects(cfg, out);
+        Some(w)
+    }
+
+    /// Whether faults have stopped: calm time reached and the script done.
+    #[must_use]
+    pub fn is_calm(&self, cfg: &ModelConfig) -> bool {
+        self.now.0 >= cfg.calm_at && usize::from(self.script_next) >= cfg.script.len()
+    }
+
+    fn may_fault(&self, cfg: &ModelConfig) -> bool {
+        self.now.0 < cfg.calm_at
+    }
+
+    fn deliverable(&self, m: &Message) -> bool {
+        self.hosts
+            .get(usize::from(m.host().0))
+            .is_some_and(|h| !h.partitioned)
+    }
+
+    /// Whether time may advance: before the horizon, and once calm only when
+    /// every message is delivered, every partition healed and every boot due
+    /// has completed (the fairness the liveness check assumes).
+    fn may_tick(&self, cfg: &ModelConfig) -> bool {
+        if self.now.0 >= cfg.horizon {
+            return false;
+        }
+        if self.now.0 >= cfg.calm_at && usize::from(self.script_next) < cfg.script.len() {
+            return false;
+        }
+        let urgent = self.now.0 >= cfg.calm_at || !cfg.faults.slow_boots;
+        if urgent && self.processes.iter().any(|p| self.boot_due(cfg, p)) {
+            return false;
+        }
+        if self.now.0 >= cfg.calm_at
+            && (!self.network.is_empty() || self.hosts.iter().any(|h| h.partitioned))
+        {
+            return false;
+        }
+        true
+    }
+
+    fn boot_due(&self, cfg: &ModelConfig, p: &Process) -> bool {
+        p.booting_since
+            .is_some_and(|s| self.now.since(s) >= cfg.core.timing.boot_ticks)
+    }
+
+    /// Every action enabled in this state.
+    pub fn actions(&self, cfg: &ModelConfig, actions: &mut Vec<Action>) {
+        let fault = self.may_fault(cfg);
+        let f = &self.faults_left;
+        if self.may_tick(cfg) {
+            actions.push(Action::Tick);
+            let stall_max = u8::try_from(cfg.core.drift_ticks_per_lease()).unwrap_or(u8::MAX);
+            if fault && f.clock_stall > 0 {
+                for (i, h) in self.hosts.iter().enumerate() {
+                    if h.lag < stall_max {
+                        actions.push(Action::TickWithClockStall(host(i)));
+                    }
+                }
+            }
+        }
+        for (i, m) in self.network.iter().enumerate() {
+            if !self.deliverable(m) || (i > 0 && self.network.get(i - 1) == Some(m)) {
+                continue;
+            }
+            actions.push(Action::Deliver(i));
+            if fault && f.message_duplication > 0 {
+                actions.push(Action::DeliverDuplicate(i));
+            }
+            if fault && f.message_loss > 0 {
+                actions.push(Action::Lose(i));
+            }
+        }
+        for p in &self.processes {
+            match p.booting_since {
+                Some(_) if self.boot_due(cfg, p) => {
+                    actions.push(Action::BootCompletes(p.instance, p.host));
+                }
+                Some(_) => {}
+                None => {
+                    if fault && f.dyno_crash > 0 {
+                        actions.push(Action::DynoCrashes(p.instance, p.host));
+                    }
+                }
+            }
+            if p.booting_since.is_some() && fault && f.boot_failure > 0 {
+                actions.push(Action::BootFails(p.instance, p.host));
+            }
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            if h.partitioned {
+                actions.push(Action::Heal(host(i)));
+            } else if fault && f.host_partition > 0 {
+                actions.push(Action::Partition(host(i)));
+            }
+            if fault && f.host_crash > 0 {
+                actions.push(Action::HostCrashes(host(i)));
+            }
+        }
+        if fault && f.manager_restart > 0 {
+            actions.push(Action::ManagerRestarts);
+        }
+        if usize::from(self.script_next) < cfg.script.len() {
+            actions.push(Action::Command);
+        }
+    }
+
+    /// The state after `action`, or `None` if it does not apply.
+    #[must_use]
+    pub fn next(&self, cfg: &ModelConfig, action: Action) -> Option<World> {
+        let mut w = self.clone();
+        w.ghost.last = 0;
+        match action {
+            Action::Tick => w.tick(cfg, None),
+            Action::TickWithClockStall(h) => {
+                w.faults_left.clock_stall = w.faults_left.clock_stall.checked_sub(1)?;
+                w.tick(cfg, Some(h));
+            }
+            Action::Deliver(i) => {
+                let m = w.take_message(i)?;
+                w.deliver(cfg, m);
+            }
+            Action::DeliverDuplicate(i) => {
+                w.faults_left.message_duplication =
+                    w.faults_left.message_duplication.checked_sub(1)?;
+                let m = w.network.get(i)?.clone();
+                w.deliver(cfg, m);
+            }
+            Action::Lose(i) => {
+                w.faults_left.message_loss = w.faults_left.message_loss.checked_sub(1)?;
+                w.take_message(i)?;
+            }
+            Action::BootCompletes(instance, h) => {
+                let p = w
+                    .processes
+                    .iter_mut()
+                    .find(|p| p.instance == instance && p.host == h)?;
+                p.booting_since = None;
+                w.ghost.boots = w.ghost.boots.saturating_add(1);
+                w.agent_step(cfg, h, AgentInput::ProcessBooted { instance });
+            }
+            Action::BootFails(instance, h) => {
+                w.faults_left.boot_failure = w.faults_left.boot_failure.checked_sub(1)?;
+                w.process_exits(cfg, h, instance)?;
+            }
+            Action::DynoCrashes(instance, h) => {
+                w.faults_left.dyno_crash = w.faults_left.dyno_crash.checked_sub(1)?;
+                w.process_exits(cfg, h, instance)?;
+            }
+            Action::HostCrashes(h) => {
+                w.faults_left.host_crash = w.faults_left.host_crash.checked_sub(1)?;
+                w.processes.retain(|p| p.host != h);
+                let now = w.agent_now(h);
+                let hs = w.hosts.get_mut(usize::from(h.0))?;
+                let inc = Incarnation(hs.agent.incarnation().0.saturating_add(1));
+                hs.agent = Agent::new(h, inc, now);
+            }
+            Action::Partition(h) => {
+                w.faults_left.host_partition = w.faults_left.host_partition.checked_sub(1)?;
+                w.hosts.get_mut(usize::from(h.0))?.partitioned = true;
+            }
+            Action::Heal(h) => w.hosts.get_mut(usize::from(h.0))?.partitioned = false,
+            Action::ManagerRestarts => {
+                w.faults_left.manager_restart = w.faults_left.manager_restart.checked_sub(1)?;
+                let durable = w.manager.durable().compacted(&cfg.core);
+                w.manager = Manager::recover(&cfg.core, durable, w.now).ok()?;
+            }
+            Action::Command => {
+                let c = *cfg.script.get(usize::from(w.script_next))?;
+                w.script_next = w.script_next.saturating_add(1);
+                let input = match c {
+                    ScriptedCommand::User { command } => ManagerInput::User(command),
+                    ScriptedCommand::Operator { command } => ManagerInput::Operator(command),
+                };
+                w.manager_step(cfg, input);
+            }
+        }
+        Some(w)
+    }
+
+    fn take_message(&mut self, i: usize) -> Option<Message> {
+        (i < self.network.len()).then(|| self.network.remove(i))
+    }
+
+    fn deliver(&mut self, cfg: &ModelConfig, m: Message) {
+        match m {
+            Message::Report(r) => self.manager_step(cfg, ManagerInput::ReportReceived(r)),
+            Message::Reply(r) => {
+                let h = r.host;
+                self.agent_step(cfg, h, AgentInput::ReplyReceived(r));
+            }
+        }
+    }
+
+    fn send(&mut self, cfg: &ModelConfig, m: Message) {
+        let cut = self
+            .hosts
+            .get(usize::from(m.host().0))
+            .is_none_or(|h| h.partitioned);
+        // The capacity is a loss, so it applies only before calm.
+        let full =
+            self.now.0 < cfg.calm_at && self.network.len() >= usize::from(cfg.network_capacity);
+        if cut || full {
+            return;
+        }
+        let at = self.network.partition_point(|x| *x <= m);
+        self.network.insert(at, m);
+    }
+
+    /// The agent's own clock: real time minus its lag.
+    #[must_use]
+    pub fn agent_now(&self, h: HostId) -> Tick {
+        let lag = self.hosts.get(usize::from(h.0)).map_or(0, |s| s.lag);
+        Tick(self.now.0.saturating_sub(u64::from(lag)))
+    }
+
+    fn tick(&mut self, cfg: &ModelConfig, stalled: Option<HostId>) {
+        self.now = self.now.plus(1);
+        for i in 0..self.hosts.len() {
+            let h = host(i);
+            if stalled == Some(h) {
+                if let Some(s) = self.hosts.get_mut(i) {
+                    s.lag = s.lag.saturating_add(1);
+                }
+                continue;
+            }
+            self.agent_step(cfg, h, AgentInput::Tick);
+        }
+        self.manager_step(cfg, ManagerInput::Tick);
+    }
+
+    fn process_exits(&mut self, cfg: &ModelConfig, h: HostId, instance: InstanceId) -> Option<()> {
+        let at = self
+            .processes
+            .iter()
+            .position(|p| p.instance == instance && p.host == h)?;
+        self.processes.remove(at);
+        self.agent_step(cfg, h, AgentInput::ProcessExited { instance });
+        Some(())
+    }
+
+    fn manager_step(&mut self, cfg: &ModelConfig, input: ManagerInput) {
+        let mut out = Vec::new();
+        // A refusal is an expected outcome (lockdown), visible as a note.
+        let _refused = self.manager.step(&cfg.core, self.now, input, &mut out);
+        self.apply_manager_effects(cfg, out);
+    }
+
+    fn apply_manager_effects(&mut self, cfg: &ModelConfig, out: Vec<Effect>) {
+        let lockdown = self.manager.lockdown();
+        for e in out {
+            match e {
+                Effect::Persist(JournalRecord::InstanceLaunched { instance, free, .. }) => {
+                    self.on_launch(instance, free);
+                }
+                Effect::Alert(tally_core::Alert::BreakerTripped) => {
+                    self.ghost.last |= witness::BREAKER_TRIPPED;
+                }
+                Effect::Persist(_) => {}
+                Effect::Send(reply) => self.send(cfg, Message::Reply(reply)),
+                Effect::Note(n) => self.on_note(n, lockdown),
+            }
+        }
+    }
+
+    fn on_launch(&mut self, instance: InstanceId, free: bool) {
+        let g = &mut self.ghost;
+        g.launches = g.launches.saturating_add(1);
+        let hw = g.launched_high_water.entry(instance.slot).or_default();
+        if instance.generation <= *hw {
+            g.generation_reused = true;
+        }
+        *hw = (*hw).max(instance.generation);
+        if !free {
+            g.last |= witness::RELAUNCHED;
+        }
+        if let Some(i) = g.expired_slots.iter().position(|s| *s == instance.slot) {
+            g.expired_slots.remove(i);
+            g.last |= witness::REPLACED_AFTER_EXPIRY;
+        }
+    }
+
+    fn on_note(&mut self, n: Note, lockdown: bool) {
+        let g = &mut self.ghost;
+        g.last |= match n {
+            Note::BootTimedOut { .. } if lockdown => {
+                witness::BOOT_TIMED_OUT | witness::BOOT_TIMED_OUT_IN_LOCKDOWN
+            }
+            Note::BootTimedOut { .. } => witness::BOOT_TIMED_OUT,
+            Note::LeaseExpired { instance } => {
+                if !g.expired_slots.contains(&instance.slot) {
+                    g.expired_slots.push(instance.slot);
+                    g.expired_slots.sort();
+                }
+                witness::LEASE_EXPIRED
+            }
+            Note::PhantomReaped { .. } if lockdown => {
+                witness::PHANTOM_REAPED | witness::PHANTOM_REAPED_IN_LOCKDOWN
+            }
+            Note::PhantomReaped { .. } => witness::PHANTOM_REAPED,
+            Note::RetryRefused { .. } => witness::RETRY_REFUSED,
+            Note::LockdownRefused => witness::LOCKDOWN_REFUSED,
+            Note::ProbeSpent => witness::PROBE_SPENT,
+            Note::ReportVersionMismatch | Note::StaleExit | Note::BootSucceeded { .. } => 0,
+        };
+    }
+
+    fn agent_step(&mut self, cfg: &ModelConfig, h: HostId, input: AgentInput) {
+        let now = self.agent_now(h);
+        let mut out = Vec::new();
+        let Some(hs) = self.hosts.get_mut(usize::from(h.0)) else {
+            return;
+        };
+        hs.agent.step(&cfg.core, now, input, &mut out);
+        let lockdown = self.manager.lockdown();
+        for e in out {
+            match e {
+                AgentEffect::StartProcess { instance } => {
+                    let p = Process {
+                        host: h,
+                        instance,
+                        booting_since: Some(self.now),
+                    };
+                    let at = self.processes.partition_point(|x| *x <= p);
+                    self.processes.insert(at, p);
+                }
+                AgentEffect::KillProcess { instance } => {
+                    // Kills are instantaneous in the model; the exit is
+                    // reported back to the agent at once.
+                    let _ = self.process_exits(cfg, h, instance);
+                }
+                AgentEffect::Send(report) => self.send(cfg, Message::Report(report)),
+                AgentEffect::Note(AgentNote::SelfFenced { .. }) => {
+                    self.ghost.last |= witness::SELF_FENCED;
+                    if lockdown {
+                        self.ghost.last |= witness::SELF_FENCED_IN_LOCKDOWN;
+                    }
+                }
+                AgentEffect::Note(AgentNote::StaleLaunch { .. }) => {
+                    self.ghost.last |= witness::STALE_LAUNCH_REFUSED;
+                }
+                AgentEffect::Note(_) => {}
+            }
+        }
+    }
+
+    /// The launch bound's inputs, from ghost counters and time.
+    #[must_use]
+    pub fn launch_bound_inputs(&self, cfg: &ModelConfig) -> LaunchBoundInputs {
+        LaunchBoundInputs {
+            first_launches: self.manager.durable().free_launches_granted,
+            successful_boots: u64::from(self.ghost.boots),
+            cooldowns_elapsed: cooldowns_elapsed(&cfg.core, self.now),
+        }
+    }
+}
+
+fn host(i: usize) -> HostId {
+    HostId(u16::try_from(i).unwrap_or(u16::MAX))
+}

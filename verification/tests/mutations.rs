@@ -1,0 +1,92 @@
+//! Every mutation (the 2012 bugs and DESIGN.md's unsafe shortcuts) is
+//! refuted: BFS finds a shortest counterexample to a property it breaks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use tally_core::Mutation;
+use tally_verification::check::{CheckOptions, Search, Verdict, check_config};
+use tally_verification::mutations::{breaks_liveness, expected, hunt_config};
+
+fn refute(m: Mutation) -> (String, usize) {
+    let cfg = hunt_config(m);
+    let liveness = breaks_liveness(m);
+    let stop: BTreeSet<&'static str> = expected(m)
+        .iter()
+        .copied()
+        .filter(|p| *p != tally_verification::properties::L1)
+        .collect();
+    let opts = CheckOptions {
+        threads: 1,
+        search: Search::Bfs,
+        liveness,
+        stop_at: if liveness { None } else { Some(stop) },
+        ..CheckOptions::default()
+    };
+    let report = check_config(&cfg, &opts).unwrap();
+    for name in expected(m) {
+        if let Some(r) = report.result(name) {
+            if let Verdict::Counterexample { steps } = r.verdict {
+                return (name.to_string(), steps);
+            }
+        }
+    }
+    panic!(
+        "{m}: no counterexample to any of {:?}; verdicts: {:?}",
+        expected(m),
+        report
+            .results
+            .iter()
+            .map(|r| (r.name, r.verdict.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+macro_rules! refuted {
+    ($test:ident, $m:expr) => {
+        #[test]
+        fn $test() {
+            let (property, steps) = refute($m);
+            println!("{}: {property} broken in {steps} steps", $m);
+            assert!(steps > 0);
+        }
+    };
+}
+
+refuted!(timeout_frees_slot_is_refuted, Mutation::TimeoutFreesSlot);
+refuted!(unbounded_retries_is_refuted, Mutation::UnboundedRetries);
+refuted!(no_self_fencing_is_refuted, Mutation::NoSelfFencing);
+refuted!(trust_late_messages_is_refuted, Mutation::TrustLateMessages);
+refuted!(refuse_only_older_is_refuted, Mutation::RefuseOnlyOlder);
+refuted!(
+    stop_without_tombstone_is_refuted,
+    Mutation::StopWithoutTombstone
+);
+refuted!(
+    absence_confirms_death_is_refuted,
+    Mutation::AbsenceConfirmsDeath
+);
+refuted!(lease_from_receipt_is_refuted, Mutation::LeaseFromReceipt);
+refuted!(
+    journal_forgets_generations_is_refuted,
+    Mutation::JournalForgetsGenerations
+);
+refuted!(
+    budget_not_journaled_is_refuted,
+    Mutation::BudgetNotJournaled
+);
+refuted!(
+    expiry_ignores_drift_is_refuted,
+    Mutation::ExpiryIgnoresDrift
+);
+refuted!(host_wide_renewal_is_refuted, Mutation::HostWideRenewal);
+refuted!(breaker_probe_only_is_refuted, Mutation::BreakerProbeOnly);
+refuted!(probe_not_journaled_is_refuted, Mutation::ProbeNotJournaled);
+refuted!(refill_on_revive_is_refuted, Mutation::RefillOnRevive);
+refuted!(
+    admission_counts_launching_is_refuted,
+    Mutation::AdmissionCountsLaunching
+);
+refuted!(
+    breaker_never_half_opens_is_refuted,
+    Mutation::BreakerNeverHalfOpens
+);

@@ -1,0 +1,54 @@
+//! The presets prove every property with no mutation, and every
+//! `sometimes` is reachable in at least one configuration of `ci`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use tally_verification::check::{CheckOptions, ConfigReport, Verdict, check_config, print_summary};
+
+fn check_preset(name: &str) -> Vec<ConfigReport> {
+    let preset = tally_model::config::preset(name).unwrap();
+    let opts = CheckOptions {
+        threads: 2,
+        ..CheckOptions::default()
+    };
+    preset
+        .configs
+        .iter()
+        .map(|c| check_config(c, &opts).unwrap())
+        .collect()
+}
+
+#[test]
+fn smoke_preset_is_safe_and_converges() {
+    let reports = check_preset("smoke");
+    for r in &reports {
+        assert!(
+            r.safe(),
+            "{}: {:?}",
+            r.name,
+            r.results
+                .iter()
+                .map(|x| (x.name, &x.verdict))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(r.result("L1 convergence").unwrap().verdict, Verdict::Holds);
+    }
+}
+
+#[test]
+fn ci_preset_proves_every_property_and_reaches_every_sometimes() {
+    let reports = check_preset("ci");
+    let mut table = Vec::new();
+    let ok = print_summary(&mut table, &reports).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    println!("{table}");
+    assert!(ok, "{table}");
+    for r in &reports {
+        assert!(r.safe(), "{}", r.name);
+        assert_eq!(
+            r.result("L1 convergence").unwrap().verdict,
+            Verdict::Holds,
+            "{}",
+            r.name
+        );
+    }
+}
