@@ -164,6 +164,7 @@ pub fn singleton_at_most_one_in_ledger(m: &Manager, cfg: &Config) -> Result<(), 
 /// No host has more than `K` unconfirmed boots in the ledger.
 pub fn admission_within_k(m: &Manager, cfg: &Config) -> Result<(), Violation> {
     let mut hosts: Vec<HostId> = m.durable().instances.values().map(|d| d.host).collect();
+    hosts.sort_unstable();
     hosts.dedup();
     for host in hosts {
         let boots = m.boots_unconfirmed_shipped(host);

@@ -814,10 +814,11 @@ impl Manager {
                     .is_some_and(|d| d.stop.is_some())
             })
             .collect();
-        for id in stopping {
-            if !reply.stop.contains(&id) {
-                reply.stop.push(id);
-            }
+        reply.stop.extend(stopping);
+        // Sorted and without repeats: an instance may be named twice above.
+        for list in [&mut reply.renew, &mut reply.stop] {
+            list.sort_unstable();
+            list.dedup();
         }
         out.push(Effect::Send(reply));
     }
@@ -915,9 +916,7 @@ impl Manager {
     fn renew(&mut self, cfg: &Config, now: Tick, instance: InstanceId, reply: &mut ManagerReply) {
         if let Some(l) = self.ledger.get_mut(&instance) {
             l.lease_deadline = l.lease_deadline.max(now.plus(cfg.lease_expiry_ticks()));
-            if !reply.renew.contains(&instance) {
-                reply.renew.push(instance);
-            }
+            reply.renew.push(instance);
         }
     }
 
@@ -956,12 +955,27 @@ impl Manager {
         if self.durable.paused_all || self.durable.paused_hosts.contains(&host) {
             return;
         }
-        let candidates: Vec<SlotId> = self.vacant.iter().copied().collect();
-        for slot in candidates {
+        // Counted once per report, then kept up to date: a scan per
+        // candidate slot costs O(instances on the host) each.
+        let mut boots = self.boots_unconfirmed(cfg, host);
+        let mut refused_noted = false;
+        let mut cursor: Option<SlotId> = None;
+        loop {
+            let next = match cursor {
+                None => self.vacant.iter().next(),
+                Some(c) => self
+                    .vacant
+                    .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                    .next(),
+            };
+            let Some(&slot) = next else {
+                return;
+            };
+            cursor = Some(slot);
             if !self.durable.breaker.allows_launch() {
                 return;
             }
-            if self.boots_unconfirmed(cfg, host) >= usize::from(cfg.boots_in_flight_max) {
+            if boots >= usize::from(cfg.boots_in_flight_max) {
                 return;
             }
             if self.backoff(slot).not_before > now {
@@ -978,7 +992,11 @@ impl Manager {
                         }
                     }
                     None => {
-                        out.push(Effect::Note(Note::RetryRefused { slot }));
+                        // One note per report is evidence enough.
+                        if !refused_noted {
+                            refused_noted = true;
+                            out.push(Effect::Note(Note::RetryRefused { slot }));
+                        }
                         continue;
                     }
                 }
@@ -1006,6 +1024,7 @@ impl Manager {
             );
             self.by_host.insert((host, instance));
             self.vacant.remove(&slot);
+            boots += 1;
             let mut b = self.durable.breaker;
             let change = b.on_launch(instance);
             self.set_breaker(b, change, out);

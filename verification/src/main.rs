@@ -87,6 +87,34 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         port: u16,
     },
+    /// Replay a fleet scenario (e.g. incident-2012) under the naive-2012 and
+    /// tally policies, print the comparison and write series and plots.
+    Simulate {
+        /// A built-in scenario (incident-2012, host-crash-wave, partition,
+        /// crash-loop) or a path to a scenario TOML file.
+        scenario: String,
+        /// Policy to run (repeatable; default: naive-2012 and tally).
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+        /// Seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write summary.json, CSV/JSON series and SVG plots here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Override the fleet size: hosts.
+        #[arg(long, requires_all = ["apps", "dynos"])]
+        hosts: Option<u32>,
+        /// Override the fleet size: apps.
+        #[arg(long)]
+        apps: Option<u32>,
+        /// Override the fleet size: dynos.
+        #[arg(long)]
+        dynos: Option<u64>,
+        /// Override the simulated length, in hours.
+        #[arg(long)]
+        hours: Option<f64>,
+    },
     /// List the mutations and the property each must break.
     Mutations,
     /// Print a preset's configurations as JSON, to start a config file from.
@@ -219,6 +247,32 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             use stateright::Model;
             model.checker().serve(addr.as_str());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            scenario,
+            policies,
+            seed,
+            out,
+            hosts,
+            apps,
+            dynos,
+            hours,
+        } => {
+            let policies = policies
+                .iter()
+                .map(|p| tally_sim::policy::Policy::from_name(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let mut args = tally_sim::cli::SimulateArgs::new(&scenario);
+            args.policies = policies;
+            args.seed = seed;
+            args.out_dir = out;
+            args.duration_h = hours;
+            if let (Some(h), Some(a), Some(d)) = (hosts, apps, dynos) {
+                args.fleet = Some((h, a, d));
+            }
+            let outcome = tally_sim::cli::simulate(args).map_err(|e| e.to_string())?;
+            Ok(ExitCode::from(outcome.exit_code))
         }
         Command::ShowPreset { preset: name } => {
             let p = preset(name.name()).map_err(|e| e.to_string())?;
