@@ -344,3 +344,10 @@ impl Agent {
         out.push(AgentEffect::StartProcess { instance });
     }
 }
+
+impl Agent {
+    /// This agent under another host id (see `Manager::rename_hosts`).
+    pub fn rename_host(&mut self, host: HostId) {
+        self.host = host;
+    }
+}

@@ -113,13 +113,16 @@ pub fn ledger_consistent(m: &Manager, cfg: &Config) -> Result<(), Violation> {
             .unwrap_or_default();
         return Err(Violation::LedgerHalvesDisagree { instance });
     }
-    let (by_host, vacant) = m.recomputed_indexes(cfg);
-    let (have_by_host, have_vacant) = m.indexes();
+    let (by_host, vacant, deadlines) = m.recomputed_indexes(cfg);
+    let (have_by_host, have_vacant, have_deadlines) = m.indexes();
     if *have_by_host != by_host {
         return Err(Violation::IndexStale { index: "by_host" });
     }
     if *have_vacant != vacant {
         return Err(Violation::IndexStale { index: "vacant" });
+    }
+    if *have_deadlines != deadlines {
+        return Err(Violation::IndexStale { index: "deadlines" });
     }
     Ok(())
 }

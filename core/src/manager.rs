@@ -250,6 +250,20 @@ pub enum Rejected {
     },
 }
 
+/// The derived indexes: by host, vacant slots, deadlines.
+pub(crate) type Indexes = (
+    BTreeSet<(HostId, InstanceId)>,
+    BTreeSet<SlotId>,
+    BTreeSet<(Tick, InstanceId)>,
+);
+
+/// The derived indexes, borrowed.
+pub(crate) type IndexesRef<'a> = (
+    &'a BTreeSet<(HostId, InstanceId)>,
+    &'a BTreeSet<SlotId>,
+    &'a BTreeSet<(Tick, InstanceId)>,
+);
+
 /// The manager.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Manager {
@@ -260,6 +274,9 @@ pub struct Manager {
     by_host: BTreeSet<(HostId, InstanceId)>,
     /// Slots of the formation with nothing occupying them; derived.
     vacant: BTreeSet<SlotId>,
+    /// Every ledger entry keyed by the earliest tick at which `on_tick` has
+    /// work for it (see `due_at`); derived, so a tick visits only due entries.
+    deadlines: BTreeSet<(Tick, InstanceId)>,
     rng: u64,
 }
 
@@ -290,7 +307,7 @@ impl Manager {
             durable.budget.probe_ready = true;
         }
         let lease_deadline = now.plus(cfg.lease_expiry_ticks());
-        let ledger = durable
+        let ledger: BTreeMap<InstanceId, Liveness> = durable
             .instances
             .keys()
             .map(|id| {
@@ -304,6 +321,7 @@ impl Manager {
                 )
             })
             .collect();
+        let deadlines = ledger.iter().map(|(id, l)| (due_at(cfg, l), *id)).collect();
         let by_host = durable
             .instances
             .iter()
@@ -315,6 +333,7 @@ impl Manager {
             backoff: BTreeMap::new(),
             by_host,
             vacant: BTreeSet::new(),
+            deadlines,
             rng: cfg.seed,
         };
         m.vacant = m.compute_vacant(cfg);
@@ -491,21 +510,62 @@ impl Manager {
     }
 
     /// Recomputes the derived indexes from scratch (for invariant checks).
-    pub(crate) fn recomputed_indexes(
-        &self,
-        cfg: &Config,
-    ) -> (BTreeSet<(HostId, InstanceId)>, BTreeSet<SlotId>) {
+    pub(crate) fn recomputed_indexes(&self, cfg: &Config) -> Indexes {
         let by_host = self
             .durable
             .instances
             .iter()
             .map(|(id, d)| (d.host, *id))
             .collect();
-        (by_host, self.compute_vacant(cfg))
+        let deadlines = self
+            .ledger
+            .iter()
+            .map(|(id, l)| (due_at(cfg, l), *id))
+            .collect();
+        (by_host, self.compute_vacant(cfg), deadlines)
     }
 
-    pub(crate) fn indexes(&self) -> (&BTreeSet<(HostId, InstanceId)>, &BTreeSet<SlotId>) {
-        (&self.by_host, &self.vacant)
+    pub(crate) fn indexes(&self) -> IndexesRef<'_> {
+        (&self.by_host, &self.vacant, &self.deadlines)
+    }
+
+    // ----- the volatile ledger: every change keeps `deadlines` in step -----
+
+    /// Sets the liveness of `instance`, adding it to the ledger if absent.
+    fn set_liveness(&mut self, cfg: &Config, instance: InstanceId, live: Liveness) {
+        if let Some(old) = self.ledger.insert(instance, live) {
+            self.deadlines.remove(&(due_at(cfg, &old), instance));
+        }
+        self.deadlines.insert((due_at(cfg, &live), instance));
+    }
+
+    /// Changes the liveness of `instance` through `f`, if it is in the ledger.
+    /// Returns whether it was.
+    fn update_liveness(
+        &mut self,
+        cfg: &Config,
+        instance: InstanceId,
+        f: impl FnOnce(&mut Liveness),
+    ) -> bool {
+        let Some(l) = self.ledger.get_mut(&instance) else {
+            return false;
+        };
+        let old = *l;
+        f(l);
+        let new = *l;
+        let (old_key, new_key) = (due_at(cfg, &old), due_at(cfg, &new));
+        if old_key != new_key {
+            self.deadlines.remove(&(old_key, instance));
+            self.deadlines.insert((new_key, instance));
+        }
+        true
+    }
+
+    /// Takes `instance` out of the ledger.
+    fn remove_liveness(&mut self, cfg: &Config, instance: InstanceId) {
+        if let Some(old) = self.ledger.remove(&instance) {
+            self.deadlines.remove(&(due_at(cfg, &old), instance));
+        }
     }
 
     pub(crate) fn liveness_keys(&self) -> impl Iterator<Item = &InstanceId> {
@@ -574,7 +634,7 @@ impl Manager {
             return;
         };
         self.persist(JournalRecord::InstanceStopped { instance }, out);
-        self.ledger.remove(&instance);
+        self.remove_liveness(cfg, instance);
         self.by_host.remove(&(d.host, instance));
         if !d.boot_seen_done
             && matches!(self.durable.breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)
@@ -660,19 +720,14 @@ impl Manager {
         let change = breaker.on_tick(cfg, now);
         self.set_breaker(breaker, change, out);
 
-        let expiry = cfg.lease_expiry_ticks();
-        let due: Vec<(InstanceId, Liveness)> = self
-            .ledger
-            .iter()
-            .filter(|(_, l)| {
-                l.lease_deadline <= now
-                    || matches!(l.view, LiveView::Launching { boot_deadline } if boot_deadline <= now)
-                    || (l.view == LiveView::Up
-                        && now.since(Tick(l.lease_deadline.0.saturating_sub(expiry)))
-                            >= cfg.timing.unknown_after_ticks)
-            })
-            .map(|(id, l)| (*id, *l))
+        // Only entries whose earliest deadline has come; visited in instance
+        // order, each with its liveness as it was before any was handled.
+        let mut due: Vec<(InstanceId, Liveness)> = self
+            .deadlines
+            .range(..=(now, LAST_INSTANCE))
+            .filter_map(|(_, id)| self.ledger.get(id).map(|l| (*id, *l)))
             .collect();
+        due.sort_unstable_by_key(|(id, _)| *id);
         for (instance, l) in due {
             if l.lease_deadline <= now {
                 out.push(Effect::Note(Note::LeaseExpired { instance }));
@@ -682,8 +737,8 @@ impl Manager {
                 if boot_deadline <= now {
                     self.on_boot_timeout(cfg, now, instance, out);
                 }
-            } else if let Some(live) = self.ledger.get_mut(&instance) {
-                live.view = LiveView::Unknown;
+            } else {
+                self.update_liveness(cfg, instance, |live| live.view = LiveView::Unknown);
             }
         }
     }
@@ -702,10 +757,8 @@ impl Manager {
             self.remove(cfg, now, instance, out);
             return;
         }
-        if let Some(live) = self.ledger.get_mut(&instance) {
-            // Stays counted against admission until the agent confirms.
-            live.view = LiveView::Unknown;
-        }
+        // Stays counted against admission until the agent confirms.
+        self.update_liveness(cfg, instance, |live| live.view = LiveView::Unknown);
         self.request_stop(instance, StopReason::BootTimedOut, out);
         self.refresh_slot(cfg, instance.slot);
     }
@@ -896,26 +949,23 @@ impl Manager {
                 budget.refill(cfg);
                 self.set_budget(budget, out);
             }
-            if let Some(l) = self.ledger.get_mut(&instance) {
-                l.view = LiveView::Up;
-            }
+            self.update_liveness(cfg, instance, |l| l.view = LiveView::Up);
         } else if live.view == LiveView::Unknown && !d.boot_seen_done {
-            if let Some(l) = self.ledger.get_mut(&instance) {
-                l.view = LiveView::Launching {
-                    boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
-                };
-            }
+            let boot_deadline = now.plus(cfg.timing.boot_timeout_ticks);
+            self.update_liveness(cfg, instance, |l| {
+                l.view = LiveView::Launching { boot_deadline };
+            });
         } else if live.view == LiveView::Unknown {
-            if let Some(l) = self.ledger.get_mut(&instance) {
-                l.view = LiveView::Up;
-            }
+            self.update_liveness(cfg, instance, |l| l.view = LiveView::Up);
         }
         self.renew(cfg, now, instance, reply);
     }
 
     fn renew(&mut self, cfg: &Config, now: Tick, instance: InstanceId, reply: &mut ManagerReply) {
-        if let Some(l) = self.ledger.get_mut(&instance) {
-            l.lease_deadline = l.lease_deadline.max(now.plus(cfg.lease_expiry_ticks()));
+        let lease_deadline = now.plus(cfg.lease_expiry_ticks());
+        if self.update_liveness(cfg, instance, |l| {
+            l.lease_deadline = l.lease_deadline.max(lease_deadline);
+        }) {
             reply.renew.push(instance);
         }
     }
@@ -1013,7 +1063,8 @@ impl Manager {
                 },
                 out,
             );
-            self.ledger.insert(
+            self.set_liveness(
+                cfg,
                 instance,
                 Liveness {
                     view: LiveView::Launching {
@@ -1201,6 +1252,40 @@ impl Manager {
     }
 }
 
+/// The greatest instance id, to bound a range of `deadlines`.
+const LAST_INSTANCE: InstanceId = InstanceId {
+    slot: SlotId {
+        process_type: TypeId(u16::MAX),
+        index: u16::MAX,
+    },
+    generation: Generation(u32::MAX),
+};
+
+/// The earliest tick at which `on_tick` has work for a ledger entry: its
+/// lease runs out, its boot times out (launching), or it goes unknown (up,
+/// `unknown_after` ticks after its last renewal). It is due at `now` exactly
+/// when this is at or before `now`.
+fn due_at(cfg: &Config, l: &Liveness) -> Tick {
+    let mut at = l.lease_deadline;
+    match l.view {
+        LiveView::Launching { boot_deadline } => at = at.min(boot_deadline),
+        LiveView::Up => {
+            let unknown_after = cfg.timing.unknown_after_ticks;
+            // Due when `now.since(renewed) >= unknown_after`; `since` is
+            // zero before `renewed`, so with no wait it is due at once.
+            let renewed = Tick(l.lease_deadline.0.saturating_sub(cfg.lease_expiry_ticks()));
+            let unknown = if unknown_after == 0 {
+                Tick(0)
+            } else {
+                renewed.plus(unknown_after)
+            };
+            at = at.min(unknown);
+        }
+        LiveView::Unknown => {}
+    }
+    at
+}
+
 /// The combined phase of one ledger entry.
 #[must_use]
 pub fn phase_of(d: &DurableInstance, l: &Liveness) -> Phase {
@@ -1209,5 +1294,30 @@ pub fn phase_of(d: &DurableInstance, l: &Liveness) -> Phase {
         (None, LiveView::Launching { .. }) => Phase::Launching,
         (None, LiveView::Up) => Phase::Up,
         (None, LiveView::Unknown) => Phase::Unknown,
+    }
+}
+
+impl Manager {
+    /// Renames every host id through `rename` (a permutation of the hosts).
+    ///
+    /// The manager treats host ids only as names: it places on the reporting
+    /// host and never compares ids by order for a decision. So a renamed
+    /// manager behaves like the original with its hosts relabelled, which is
+    /// what the model checker's symmetry reduction relies on.
+    pub fn rename_hosts(&mut self, rename: impl Fn(HostId) -> HostId) {
+        for d in self.durable.instances.values_mut() {
+            d.host = rename(d.host);
+        }
+        self.durable.paused_hosts = self
+            .durable
+            .paused_hosts
+            .iter()
+            .map(|h| rename(*h))
+            .collect();
+        self.by_host = self
+            .by_host
+            .iter()
+            .map(|(h, id)| (rename(*h), *id))
+            .collect();
     }
 }

@@ -81,7 +81,8 @@ pub struct ModelConfig {
     /// From this tick on no fault strikes, messages are delivered and boots
     /// complete before time advances (global stabilisation time).
     pub calm_at: u64,
-    /// Messages in flight at most; a send into a full network is lost.
+    /// Messages in flight to and from one host at most; a send beyond it is
+    /// lost (before calm only).
     pub network_capacity: u8,
     /// The fault budget.
     pub faults: FaultBudget,
@@ -97,6 +98,9 @@ pub struct Preset {
     pub name: String,
     /// Its configurations.
     pub configs: Vec<ModelConfig>,
+    /// Whether every `sometimes` must be reached in some configuration
+    /// (`ci` and `deep`); a small preset or a single file need not.
+    pub complete: bool,
 }
 
 /// A configuration the model cannot run.
@@ -198,22 +202,55 @@ impl ModelConfig {
 
     /// Loads a configuration from a `.toml` or `.json` file.
     pub fn load(path: &Path) -> Result<ModelConfig, ModelConfigError> {
+        let mut all = ModelConfig::load_many(path)?;
+        match all.len() {
+            1 => Ok(all.remove(0)),
+            n => Err(ModelConfigError::Invalid {
+                field: "configuration file",
+                reason: format!(
+                    "{} holds {n} configurations, one was expected",
+                    path.display()
+                ),
+            }),
+        }
+    }
+
+    /// Loads one configuration, or a JSON array of them (what
+    /// `tally show-preset` prints), from a `.toml` or `.json` file.
+    pub fn load_many(path: &Path) -> Result<Vec<ModelConfig>, ModelConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ModelConfigError::Read {
             path: shown.clone(),
             source,
         })?;
-        let parsed: Result<ModelConfig, String> = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| e.to_string())
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let parsed: Result<Vec<ModelConfig>, String> = if is_json {
+            if text.trim_start().starts_with('[') {
+                serde_json::from_str(&text).map_err(|e| e.to_string())
+            } else {
+                serde_json::from_str(&text)
+                    .map(|c| vec![c])
+                    .map_err(|e| e.to_string())
+            }
         } else {
-            toml::from_str(&text).map_err(|e| e.to_string())
+            toml::from_str(&text)
+                .map(|c| vec![c])
+                .map_err(|e| format!("{e} (TOML expected; use a .json extension for JSON)"))
         };
-        let cfg = parsed.map_err(|reason| ModelConfigError::Parse {
-            path: shown,
+        let cfgs = parsed.map_err(|reason| ModelConfigError::Parse {
+            path: shown.clone(),
             reason,
         })?;
-        cfg.validate()?;
-        Ok(cfg)
+        if cfgs.is_empty() {
+            return Err(ModelConfigError::Invalid {
+                field: "configuration file",
+                reason: format!("{shown} holds no configuration"),
+            });
+        }
+        for c in &cfgs {
+            c.validate()?;
+        }
+        Ok(cfgs)
     }
 }
 
@@ -284,7 +321,7 @@ fn base(name: &str, hosts: u16, core: Config) -> ModelConfig {
         hosts,
         horizon: 14,
         calm_at: 3,
-        network_capacity: 2,
+        network_capacity: 1,
         faults: FaultBudget::default(),
         script: Vec::new(),
     }
@@ -333,6 +370,7 @@ pub fn smoke() -> Preset {
     Preset {
         name: "smoke".into(),
         configs: vec![c],
+        complete: false,
     }
 }
 
@@ -365,7 +403,7 @@ pub fn ci() -> Preset {
     };
     dynos.script = lockdown_script();
     dynos.calm_at = 4;
-    dynos.horizon = 15;
+    dynos.horizon = 17;
     // Two hosts and a later calm: long enough for reordered reports, so a
     // phantom is reaped and every safety action is seen under lockdown.
     let mut lockdown = base("ci-lockdown-reordering", 2, model_core(1, 2));
@@ -376,6 +414,7 @@ pub fn ci() -> Preset {
     Preset {
         name: "ci".into(),
         configs: vec![network, crashes, dynos, lockdown],
+        complete: true,
     }
 }
 

@@ -10,7 +10,8 @@
 //!   behind by at most the configured drift per lease (`clock_stall`).
 //! - **Network**: any message in flight may be delivered next (reordering),
 //!   delayed while time passes, lost or duplicated (within the fault budget);
-//!   a send into a full network (`network_capacity`) is lost too.
+//!   a send beyond `network_capacity` messages in flight to and from its host
+//!   is lost too (before calm only).
 //! - **Faults** strike only before `calm_at` and within the per-run
 //!   `FaultBudget`: host crashes (processes die; the agent restarts with the
 //!   next incarnation and nothing else), partitions (processes live on,
@@ -26,8 +27,11 @@
 //!
 //! Symmetry: hosts start identical and the core treats host ids only as
 //! names (placement is "the reporting host", no id is compared by order), so
-//! permuting hosts maps behaviours to behaviours; `symmetry::representative`
-//! sorts hosts into a canonical order for `spawn_dfs`.
+//! permuting hosts maps behaviours to behaviours. The environment keeps it
+//! so: the network's capacity is per host, agents step in host order only
+//! within one atomic tick (their effects commute), and a scripted command
+//! that names a host turns symmetry off. `tally_verification::symmetry`
+//! sorts hosts into a canonical order for `spawn_dfs` and the L1 graph.
 
 pub mod config;
 pub mod model;

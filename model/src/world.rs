@@ -361,13 +361,20 @@ impl World {
             .get(usize::from(m.host().0))
             .is_none_or(|h| h.partitioned);
         // The capacity is a loss, so it applies only before calm.
-        let full =
-            self.now.0 < cfg.calm_at && self.network.len() >= usize::from(cfg.network_capacity);
+        let full = self.now.0 < cfg.calm_at
+            && self.in_flight(m.host()) >= usize::from(cfg.network_capacity);
         if cut || full {
             return;
         }
         let at = self.network.partition_point(|x| *x <= m);
         self.network.insert(at, m);
+    }
+
+    /// Messages in flight to or from `h`. The capacity is per host, so the
+    /// rule of which send is lost does not depend on host ids (symmetry).
+    #[must_use]
+    pub fn in_flight(&self, h: HostId) -> usize {
+        self.network.iter().filter(|m| m.host() == h).count()
     }
 
     /// The agent's own clock: real time minus its lag.

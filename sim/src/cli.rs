@@ -7,8 +7,12 @@ use crate::policy::Policy;
 use crate::report::Report;
 use crate::scenario::Scenario;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How often the progress line is printed when stderr is not a terminal.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Arguments of `tally simulate`.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +47,30 @@ impl SimulateArgs {
             quiet: false,
         }
     }
+
+    /// Checks the arguments that would make an empty or endless run.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |message: String| Err(SimError::InvalidArgument { message });
+        if let Some((hosts, apps, dynos)) = self.fleet {
+            if hosts == 0 {
+                return bad("hosts must be at least 1".into());
+            }
+            if apps == 0 {
+                return bad("apps must be at least 1".into());
+            }
+            if dynos == 0 {
+                return bad("dynos must be at least 1".into());
+            }
+        }
+        if let Some(h) = self.duration_h {
+            if !h.is_finite() || h <= 0.0 {
+                return bad(format!(
+                    "hours must be a positive finite number of hours, not {h}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What `simulate` produced.
@@ -56,6 +84,7 @@ pub struct SimulateOutcome {
 
 /// Runs the scenario under each policy, prints the table, writes outputs.
 pub fn simulate(args: SimulateArgs) -> Result<SimulateOutcome, SimError> {
+    args.validate()?;
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some((hosts, apps, dynos)) = args.fleet {
         scenario = scenario.with_fleet(hosts, apps, dynos);
@@ -70,23 +99,32 @@ pub fn simulate(args: SimulateArgs) -> Result<SimulateOutcome, SimError> {
         args.policies.clone()
     };
     let mut reports = Vec::new();
+    let terminal = std::io::stderr().is_terminal();
     for policy in policies {
         let quiet = args.quiet;
+        let mut last_plain: Option<Instant> = None;
         let mut progress = |p: crate::Progress| {
-            if !quiet {
-                eprint!(
-                    "\r{} {policy}: {:5.1}% of {:.1} h, {} events, ledger {}   ",
-                    scenario.name,
-                    100.0 * p.now_ms as f64 / p.end_ms.max(1) as f64,
-                    p.end_ms as f64 / 3.6e6,
-                    p.events,
-                    p.ledger
-                );
+            if quiet {
+                return;
+            }
+            let line = format!(
+                "{} {policy}: {:5.1}% of {:.1} h, {} events, ledger {}",
+                scenario.name,
+                100.0 * p.now_ms as f64 / p.end_ms.max(1) as f64,
+                p.end_ms as f64 / 3.6e6,
+                p.events,
+                p.ledger
+            );
+            if terminal {
+                eprint!("\r{line}   ");
                 let _ = std::io::stderr().flush();
+            } else if last_plain.is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY) {
+                last_plain = Some(Instant::now());
+                eprintln!("{line}");
             }
         };
         let report = crate::run(&scenario, policy, seed, &mut progress)?;
-        if !quiet {
+        if !quiet && terminal {
             eprintln!();
         }
         reports.push(report);
@@ -145,7 +183,11 @@ pub fn table(reports: &[Report]) -> String {
             )
         }),
         ("boot p50 last hour s", |r| {
-            format!("{:.1}", r.summary.boot_p50_last_hour_ms / 1e3)
+            if r.summary.boots_last_hour == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", r.summary.boot_p50_last_hour_ms / 1e3)
+            }
         }),
         ("boot timeouts", |r| r.summary.timeouts_total.to_string()),
         ("running / desired at end", |r| {

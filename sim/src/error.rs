@@ -20,6 +20,12 @@ pub enum SimError {
         /// The cause.
         message: String,
     },
+    /// A command-line argument out of range.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What is wrong.
+        message: String,
+    },
     /// An unknown policy name.
     #[error("unknown policy `{name}`; valid policies: naive-2012, tally")]
     UnknownPolicy {

@@ -103,6 +103,11 @@ fn points(r: &Report, f: impl Fn(&crate::report::Sample) -> f64) -> Vec<(f64, f6
     r.series.iter().map(|s| (s.t_s / 3600.0, f(s))).collect()
 }
 
+/// Like `points`, with a gap (NaN) where no boot completed in the interval.
+fn boot_points(r: &Report, f: impl Fn(&crate::report::Sample) -> f64) -> Vec<(f64, f64)> {
+    points(r, |s| if s.boots == 0 { f64::NAN } else { f(s) })
+}
+
 /// Writes every output of `reports` (runs of one scenario) under `dir`.
 pub fn write_outputs(dir: &Path, reports: &[Report]) -> Result<(), SimError> {
     std::fs::create_dir_all(dir).map_err(|e| SimError::Io {
@@ -141,13 +146,13 @@ pub fn write_outputs(dir: &Path, reports: &[Report]) -> Result<(), SimError> {
                 label: format!("{} p50", r.policy),
                 color: c,
                 dashed: false,
-                points: points(r, |s| s.boot_p50_ms / 1000.0),
+                points: boot_points(r, |s| s.boot_p50_ms / 1000.0),
             },
             Line {
                 label: format!("{} p99", r.policy),
                 color: c,
                 dashed: true,
-                points: points(r, |s| s.boot_p99_ms / 1000.0),
+                points: boot_points(r, |s| s.boot_p99_ms / 1000.0),
             },
         ]
     });

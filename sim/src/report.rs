@@ -67,8 +67,11 @@ pub struct Summary {
     pub boot_p50_ms: f64,
     /// Boot time over the run, ms.
     pub boot_p99_ms: f64,
-    /// Boot time over the last hour, ms.
+    /// Boot time over the last hour, ms; 0 when `boots_last_hour` is 0.
     pub boot_p50_last_hour_ms: f64,
+    /// Boots completed in the last hour.
+    #[serde(default)]
+    pub boots_last_hour: u64,
     /// Boot timeouts.
     pub timeouts_total: u64,
     /// Dynos up and in the ledger at the end.

@@ -942,6 +942,7 @@ impl<'a> World<'a> {
         self.summary.boot_p50_ms = quantile(&mut self.boot_all, 0.5);
         self.summary.boot_p99_ms = quantile(&mut self.boot_all, 0.99);
         let mut last: Vec<u32> = self.boot_last_hour.iter().map(|(_, b)| *b).collect();
+        self.summary.boots_last_hour = last.len() as u64;
         self.summary.boot_p50_last_hour_ms = quantile(&mut last, 0.5);
         self.summary.running_final = self.up;
         self.summary.desired_final = self.series.last().map_or(0, |s| s.desired);

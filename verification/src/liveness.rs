@@ -48,12 +48,25 @@ fn fingerprint(w: &World) -> u64 {
 }
 
 /// Explores `model` breadth-first (at most `state_limit` states) and checks L1.
+///
+/// With `symmetry`, states are stored by their host-symmetry representative:
+/// the quotient graph is bisimilar to the full one for the symmetric
+/// predicates used here (calm, converged), and acyclic exactly when it is.
 pub fn check(
     model: &TallyModel,
     state_limit: usize,
+    symmetry: bool,
     mut progress: impl FnMut(usize),
 ) -> LivenessOutcome {
     let cfg = &model.cfg;
+    let canon = |w: World| {
+        if symmetry {
+            crate::symmetry::representative(&w)
+        } else {
+            w
+        }
+    };
+    let mut fps: Vec<u64> = Vec::new();
     let mut index: HashMap<u64, u32> = HashMap::new();
     let mut parent: Vec<(u32, Option<Action>)> = Vec::new();
     let mut calm: Vec<bool> = Vec::new();
@@ -62,9 +75,12 @@ pub fn check(
     let mut queue: VecDeque<(u32, World)> = VecDeque::new();
     let mut truncated = false;
     for w in model.init_states() {
+        let w = canon(w);
         let id = u32::try_from(parent.len()).unwrap_or(u32::MAX);
-        if let Entry::Vacant(e) = index.entry(fingerprint(&w)) {
+        let fp = fingerprint(&w);
+        if let Entry::Vacant(e) = index.entry(fp) {
             e.insert(id);
+            fps.push(fp);
             parent.push((id, None));
             calm.push(w.is_calm(cfg));
             good.push(converged(cfg, &w));
@@ -74,6 +90,7 @@ pub fn check(
     }
     let mut actions = Vec::new();
     let mut edges = 0usize;
+    let mut reported = 0usize;
     while let Some((id, w)) = queue.pop_front() {
         actions.clear();
         model.actions(&w, &mut actions);
@@ -82,6 +99,7 @@ pub fn check(
             let Some(next) = model.next_state(&w, a) else {
                 continue;
             };
+            let next = canon(next);
             let fp = fingerprint(&next);
             let nid = match index.entry(fp) {
                 Entry::Occupied(e) => *e.get(),
@@ -92,6 +110,7 @@ pub fn check(
                     }
                     let nid = u32::try_from(parent.len()).unwrap_or(u32::MAX);
                     e.insert(nid);
+                    fps.push(fp);
                     parent.push((id, Some(a)));
                     calm.push(next.is_calm(cfg));
                     good.push(converged(cfg, &next));
@@ -106,8 +125,9 @@ pub fn check(
         if let Some(s) = succ.get_mut(id as usize) {
             *s = out;
         }
-        if parent.len() % 100_000 == 0 {
-            progress(parent.len());
+        if parent.len() >= reported + 200_000 {
+            reported = parent.len();
+            progress(reported);
         }
     }
     let n = parent.len();
@@ -141,22 +161,22 @@ pub fn check(
         calm.get(*i).copied().unwrap_or(false) && !reaches.get(*i).copied().unwrap_or(true)
     });
     let counterexample = bad.map(|b| {
-        // Extend to the end of one behaviour: every successor of a state that
-        // cannot converge cannot converge either.
-        let mut tail = Vec::new();
+        // The nodes from the initial state to `b`, then on to the end of one
+        // behaviour: every successor of a state that cannot converge cannot
+        // converge either.
+        let mut nodes = Vec::new();
+        let mut at = b;
+        while let Some((p, Some(_))) = parent.get(at) {
+            nodes.push(at);
+            at = *p as usize;
+        }
+        nodes.reverse();
         let mut at = b;
         while let Some(next) = succ.get(at).and_then(|s| s.first()) {
-            let next = *next as usize;
-            if let Some((_, Some(a))) = parent.get(next).filter(|(p, _)| *p as usize == at) {
-                tail.push(*a);
-            } else {
-                tail.push(action_between(model, &parent, at, next));
-            }
-            at = next;
+            at = *next as usize;
+            nodes.push(at);
         }
-        let mut path = replay(model, &parent, b);
-        extend(model, &mut path, &tail);
-        path
+        realize(model, &canon, &fps, &nodes)
     });
     LivenessOutcome {
         states: n,
@@ -168,65 +188,33 @@ pub fn check(
     }
 }
 
-/// Rebuilds the path to state `target` by replaying the recorded actions.
-fn replay(
+/// A real (not relabelled) path through the graph nodes `nodes`: at each
+/// step, the action whose successor has the next node's fingerprint.
+fn realize(
     model: &TallyModel,
-    parent: &[(u32, Option<Action>)],
-    target: usize,
+    canon: &dyn Fn(World) -> World,
+    fps: &[u64],
+    nodes: &[usize],
 ) -> Vec<(World, Option<Action>)> {
-    let mut actions = Vec::new();
-    let mut at = target;
-    while let Some((p, Some(a))) = parent.get(at) {
-        actions.push(*a);
-        at = *p as usize;
-    }
-    actions.reverse();
     let mut path = Vec::new();
     let Some(mut w) = model.init_states().into_iter().next() else {
         return path;
     };
-    for a in actions {
-        let Some(next) = model.next_state(&w, a) else {
-            break;
-        };
+    let mut actions = Vec::new();
+    for node in nodes {
+        let Some(want) = fps.get(*node) else { break };
+        actions.clear();
+        model.actions(&w, &mut actions);
+        let step = actions.iter().find_map(|a| {
+            let next = model.next_state(&w, *a)?;
+            (fingerprint(&canon(next.clone())) == *want).then_some((*a, next))
+        });
+        let Some((a, next)) = step else { break };
         path.push((w, Some(a)));
         w = next;
     }
     path.push((w, None));
     path
-}
-
-/// The action that leads from state `from` to state `to` (re-derived).
-fn action_between(
-    model: &TallyModel,
-    parent: &[(u32, Option<Action>)],
-    from: usize,
-    to: usize,
-) -> Action {
-    let path = replay(model, parent, from);
-    let target = replay(model, parent, to);
-    let (Some((w, _)), Some((t, _))) = (path.last(), target.last()) else {
-        return Action::Tick;
-    };
-    let mut actions = Vec::new();
-    model.actions(w, &mut actions);
-    actions
-        .into_iter()
-        .find(|a| model.next_state(w, *a).as_ref() == Some(t))
-        .unwrap_or(Action::Tick)
-}
-
-fn extend(model: &TallyModel, path: &mut Vec<(World, Option<Action>)>, tail: &[Action]) {
-    for a in tail {
-        let Some((w, last)) = path.last_mut() else {
-            return;
-        };
-        let Some(next) = model.next_state(w, *a) else {
-            return;
-        };
-        *last = Some(*a);
-        path.push((next, None));
-    }
 }
 
 /// Kahn's algorithm: whether some nodes are left on a cycle.

@@ -44,7 +44,8 @@ struct Target {
     /// small hunting configuration.
     #[arg(long, value_enum, conflicts_with = "config")]
     preset: Option<PresetName>,
-    /// A configuration file (TOML or JSON; see examples/model.toml).
+    /// A configuration file: TOML, or JSON holding one configuration or an
+    /// array of them as `tally show-preset` prints (see examples/model.json).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Switch on a mutation that re-creates a 2012 bug or an unsafe shortcut
@@ -60,15 +61,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
         /// Checker threads.
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Depth-first search instead of the default breadth-first one
-        /// (BFS gives shortest counterexamples).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
+        /// Breadth-first search without symmetry: slower, but every
+        /// counterexample found is a shortest one. The default is the
+        /// exhaustive proof: depth-first with host symmetry reduction.
         #[arg(long)]
-        dfs: bool,
-        /// Host symmetry reduction (DFS only; see ARCHITECTURE.md).
-        #[arg(long, requires = "dfs")]
-        symmetry: bool,
+        bfs: bool,
         /// Skip the L1 convergence graph check.
         #[arg(long)]
         no_liveness: bool,
@@ -128,10 +127,11 @@ enum Command {
 fn load(target: &Target) -> Result<Preset, String> {
     let mut p = match &target.config {
         Some(path) => {
-            let c = ModelConfig::load(path).map_err(|e| e.to_string())?;
+            let configs = ModelConfig::load_many(path).map_err(|e| e.to_string())?;
             Preset {
-                name: c.name.clone(),
-                configs: vec![c],
+                name: path.display().to_string(),
+                configs,
+                complete: false,
             }
         }
         None => match (target.preset, target.mutations.as_slice()) {
@@ -141,6 +141,7 @@ fn load(target: &Target) -> Result<Preset, String> {
                 return Ok(Preset {
                     name: c.name.clone(),
                     configs: vec![c],
+                    complete: false,
                 });
             }
             (p, _) => preset(p.unwrap_or(PresetName::Ci).name()).map_err(|e| e.to_string())?,
@@ -178,15 +179,21 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Check {
             target,
             threads,
-            dfs,
-            symmetry,
+            bfs,
             no_liveness,
             trace_out,
         } => {
             let preset = load(&target)?;
+            // A mutation run hunts a counterexample: BFS finds a shortest one.
+            let bfs = bfs || !target.mutations.is_empty();
+            let symmetry = !bfs
+                && preset
+                    .configs
+                    .iter()
+                    .all(tally_verification::symmetry::usable);
             let opts = CheckOptions {
-                threads,
-                search: if dfs { Search::Dfs } else { Search::Bfs },
+                threads: usize::from(threads),
+                search: if bfs { Search::Bfs } else { Search::Dfs },
                 symmetry,
                 liveness: !no_liveness,
                 stop_at: None,
@@ -199,7 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 preset.name,
                 preset.configs.len(),
                 threads,
-                if dfs { "DFS" } else { "BFS" },
+                if bfs { "BFS" } else { "DFS" },
                 if symmetry { " with symmetry" } else { "" }
             );
             let mut reports = Vec::new();
@@ -208,7 +215,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 reports.push(check_config(cfg, &opts).map_err(|e| e.to_string())?);
             }
             let mut stdout = std::io::stdout();
-            let ok = print_summary(&mut stdout, &reports).map_err(|e| e.to_string())?;
+            let ok =
+                print_summary(&mut stdout, &reports, preset.complete).map_err(|e| e.to_string())?;
             for r in &reports {
                 for t in &r.traces {
                     println!("trace written: {}", t.display());
@@ -240,6 +248,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 TallyModel::new(cfg.clone()).map_err(|e| e.to_string())?,
             );
             let addr = format!("127.0.0.1:{port}");
+            // stateright's server panics on a busy port: find out first.
+            std::net::TcpListener::bind(addr.as_str())
+                .map_err(|e| format!("cannot listen on {addr}: {e} (pick another --port)"))?;
             eprintln!(
                 "Explorer for {} on http://{addr}/ (Ctrl-C to stop)",
                 cfg.name

@@ -1,13 +1,107 @@
 //! Host symmetry reduction for the DFS search.
 //!
-//! Placeholder-free: until hosts can be renamed in the core's state, the
-//! representative is the state itself (no reduction), so enabling symmetry
-//! is sound but does not shrink the search.
+//! Hosts start identical and the core treats host ids only as names (it
+//! places on the reporting host and never orders hosts to decide anything),
+//! so relabelling the hosts of a state maps its behaviours one-to-one onto
+//! the relabelled state's. The representative sorts hosts by a fingerprint
+//! of everything attached to them (agent, clock lag, partition, processes,
+//! ledger entries, messages), each taken with the host's own id erased, and
+//! renames them in that order. Hosts with equal fingerprints are either
+//! identical (any order gives the same state) or a hash collision (the state
+//! is then merely less reduced): sound either way, since the representative
+//! is always a relabelling of the state itself.
+//!
+//! A scripted command that names a host breaks the symmetry; `usable` says so.
 
-use tally_model::World;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use tally_core::{HostId, Message};
+use tally_model::config::ScriptedCommand;
+use tally_model::{ModelConfig, World};
 
-/// The canonical representative of `w`'s symmetry class.
+/// Whether host symmetry holds for `cfg`: no scripted command names a host.
+#[must_use]
+pub fn usable(cfg: &ModelConfig) -> bool {
+    !cfg.script.iter().any(|c| {
+        matches!(
+            c,
+            ScriptedCommand::Operator {
+                command: tally_core::OperatorCommand::PauseLaunches { host: Some(_) }
+                    | tally_core::OperatorCommand::ResumeLaunches { host: Some(_) }
+            }
+        )
+    })
+}
+
+fn signature(w: &World, h: HostId) -> u64 {
+    let mut s = DefaultHasher::new();
+    if let Some(hs) = w.hosts.get(usize::from(h.0)) {
+        let mut agent = hs.agent.clone();
+        agent.rename_host(HostId(0));
+        agent.hash(&mut s);
+        hs.lag.hash(&mut s);
+        hs.partitioned.hash(&mut s);
+    }
+    for p in w.processes.iter().filter(|p| p.host == h) {
+        (p.instance, p.booting_since).hash(&mut s);
+    }
+    for (id, d, l) in w.manager.ledger().filter(|(_, d, _)| d.host == h) {
+        (id, d.boot_seen_done, d.stop, l).hash(&mut s);
+    }
+    for m in w.network.iter().filter(|m| m.host() == h) {
+        let mut m = m.clone();
+        set_host(&mut m, HostId(0));
+        m.hash(&mut s);
+    }
+    s.finish()
+}
+
+fn set_host(m: &mut Message, h: HostId) {
+    match m {
+        Message::Report(r) => r.host = h,
+        Message::Reply(r) => r.host = h,
+    }
+}
+
+/// The canonical representative of `w`'s class under host relabelling.
 #[must_use]
 pub fn representative(w: &World) -> World {
-    w.clone()
+    let n = w.hosts.len();
+    let mut order: Vec<(u64, usize)> = (0..n)
+        .map(|i| {
+            (
+                signature(w, HostId(u16::try_from(i).unwrap_or(u16::MAX))),
+                i,
+            )
+        })
+        .collect();
+    order.sort();
+    // new_of[old] = new position.
+    let mut new_of = vec![0u16; n];
+    for (new, (_, old)) in order.iter().enumerate() {
+        if let Some(slot) = new_of.get_mut(*old) {
+            *slot = u16::try_from(new).unwrap_or(u16::MAX);
+        }
+    }
+    let rename = |h: HostId| HostId(new_of.get(usize::from(h.0)).copied().unwrap_or(h.0));
+    let mut r = w.clone();
+    r.manager.rename_hosts(rename);
+    r.hosts = order
+        .iter()
+        .filter_map(|(_, old)| w.hosts.get(*old).cloned())
+        .collect();
+    for (i, hs) in r.hosts.iter_mut().enumerate() {
+        hs.agent
+            .rename_host(HostId(u16::try_from(i).unwrap_or(u16::MAX)));
+    }
+    for p in &mut r.processes {
+        p.host = rename(p.host);
+    }
+    r.processes.sort();
+    for m in &mut r.network {
+        let h = rename(m.host());
+        set_host(m, h);
+    }
+    r.network.sort();
+    r
 }

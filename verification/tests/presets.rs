@@ -2,12 +2,17 @@
 //! `sometimes` is reachable in at least one configuration of `ci`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use tally_verification::check::{CheckOptions, ConfigReport, Verdict, check_config, print_summary};
+use tally_verification::check::{
+    CheckOptions, ConfigReport, Search, Verdict, check_config, print_summary,
+};
 
 fn check_preset(name: &str) -> Vec<ConfigReport> {
     let preset = tally_model::config::preset(name).unwrap();
+    // The exhaustive proof as `tally check` runs it: DFS with symmetry.
     let opts = CheckOptions {
         threads: 2,
+        search: Search::Dfs,
+        symmetry: true,
         ..CheckOptions::default()
     };
     preset
@@ -38,7 +43,7 @@ fn smoke_preset_is_safe_and_converges() {
 fn ci_preset_proves_every_property_and_reaches_every_sometimes() {
     let reports = check_preset("ci");
     let mut table = Vec::new();
-    let ok = print_summary(&mut table, &reports).unwrap();
+    let ok = print_summary(&mut table, &reports, true).unwrap();
     let table = String::from_utf8(table).unwrap();
     println!("{table}");
     assert!(ok, "{table}");
