@@ -50,7 +50,11 @@ macro_rules! refuted {
         fn $test() {
             let (property, steps) = refute($m);
             println!("{}: {property} broken in {steps} steps", $m);
-            assert_eq!(steps, $steps, "{}: shortest counterexample length changed", $m);
+            assert_eq!(
+                steps, $steps,
+                "{}: shortest counterexample length changed",
+                $m
+            );
         }
     };
 }
@@ -58,7 +62,11 @@ macro_rules! refuted {
 refuted!(timeout_frees_slot_is_refuted, Mutation::TimeoutFreesSlot, 9);
 refuted!(unbounded_retries_is_refuted, Mutation::UnboundedRetries, 12);
 refuted!(no_self_fencing_is_refuted, Mutation::NoSelfFencing, 9);
-refuted!(trust_late_messages_is_refuted, Mutation::TrustLateMessages, 7);
+refuted!(
+    trust_late_messages_is_refuted,
+    Mutation::TrustLateMessages,
+    7
+);
 refuted!(refuse_only_older_is_refuted, Mutation::RefuseOnlyOlder, 8);
 refuted!(
     stop_without_tombstone_is_refuted,
@@ -82,8 +90,16 @@ refuted!(
     Mutation::ExpiryIgnoresDrift
 );
 refuted!(host_wide_renewal_is_refuted, Mutation::HostWideRenewal, 37);
-refuted!(breaker_probe_only_is_refuted, Mutation::BreakerProbeOnly, 36);
-refuted!(probe_not_journaled_is_refuted, Mutation::ProbeNotJournaled, 12);
+refuted!(
+    breaker_probe_only_is_refuted,
+    Mutation::BreakerProbeOnly,
+    36
+);
+refuted!(
+    probe_not_journaled_is_refuted,
+    Mutation::ProbeNotJournaled,
+    12
+);
 refuted!(refill_on_revive_is_refuted, Mutation::RefillOnRevive, 20);
 refuted!(
     admission_counts_launching_is_refuted,
