@@ -70,24 +70,29 @@ refuted!(
 refuted!(refuse_only_older_is_refuted, Mutation::RefuseOnlyOlder, 8);
 refuted!(
     stop_without_tombstone_is_refuted,
-    Mutation::StopWithoutTombstone
+    Mutation::StopWithoutTombstone,
+    11
 );
 refuted!(
     absence_confirms_death_is_refuted,
-    Mutation::AbsenceConfirmsDeath
+    Mutation::AbsenceConfirmsDeath,
+    8
 );
 refuted!(lease_from_receipt_is_refuted, Mutation::LeaseFromReceipt, 8);
 refuted!(
     journal_forgets_generations_is_refuted,
-    Mutation::JournalForgetsGenerations
+    Mutation::JournalForgetsGenerations,
+    20
 );
 refuted!(
     budget_not_journaled_is_refuted,
-    Mutation::BudgetNotJournaled
+    Mutation::BudgetNotJournaled,
+    13
 );
 refuted!(
     expiry_ignores_drift_is_refuted,
-    Mutation::ExpiryIgnoresDrift
+    Mutation::ExpiryIgnoresDrift,
+    8
 );
 refuted!(host_wide_renewal_is_refuted, Mutation::HostWideRenewal, 37);
 refuted!(
@@ -103,9 +108,11 @@ refuted!(
 refuted!(refill_on_revive_is_refuted, Mutation::RefillOnRevive, 20);
 refuted!(
     admission_counts_launching_is_refuted,
-    Mutation::AdmissionCountsLaunching
+    Mutation::AdmissionCountsLaunching,
+    8
 );
 refuted!(
     breaker_never_half_opens_is_refuted,
-    Mutation::BreakerNeverHalfOpens
+    Mutation::BreakerNeverHalfOpens,
+    49
 );
