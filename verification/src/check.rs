@@ -192,7 +192,8 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
             Verdict::Counterexample {
                 steps: path.len().saturating_sub(1),
             }
-        } else if outcome.truncated || outcome.cyclic {
+        } else if outcome.truncated || outcome.cyclic || outcome.calm_states == 0 {
+            // No calm state means L1 would hold vacuously: not a proof.
             Verdict::Undecided
         } else {
             Verdict::Holds
