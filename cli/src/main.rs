@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally_core::Mutation;
+use tally_model::ModelConfig;
 use tally_model::config::{Preset, preset};
-use tally_model::{ModelConfig, TallyModel};
 use tally_verification::check::{CheckOptions, Search, check_config, print_summary};
 
 /// Tally: dyno accounting whose safety is model-checked.
@@ -75,16 +75,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         trace_out: Option<PathBuf>,
     },
-    /// Serve stateright's Explorer for one configuration on loopback.
+    /// Serve, on loopback, the counterexample timeline and stateright's
+    /// Explorer for each configuration a trace was found in.
     Explore {
         #[command(flatten)]
         target: Target,
         /// Which configuration of the preset (0-based).
         #[arg(long, default_value_t = 0)]
         index: usize,
-        /// Port on 127.0.0.1.
+        /// Port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 3000)]
         port: u16,
+        /// A JSON trace written by `tally check --trace-out`, opened first
+        /// (repeatable). Without --preset, --config or --mutation, the
+        /// configuration served is the trace's.
+        #[arg(long = "trace", value_name = "FILE")]
+        traces: Vec<PathBuf>,
+        /// A directory of traces (`tally check --trace-out DIR`), listed and
+        /// read as they are asked for.
+        #[arg(long, value_name = "DIR")]
+        trace_dir: Option<PathBuf>,
     },
     /// Replay a fleet scenario (e.g. incident-2012) under the naive-2012 and
     /// tally policies, print the comparison and write series and plots.
@@ -116,6 +126,28 @@ enum Command {
     },
     /// List the mutations and the property each must break.
     Mutations,
+    /// Run real dynos from a Procfile: the manager, its journal and API, and
+    /// N local host agents.
+    Run(tally_manager::cli::RunArgs),
+    /// Run one host agent as its own process, attached to a manager.
+    Agent(tally_manager::cli::AgentArgs),
+    /// Show the dynos, the formation, the budget and the breaker, and why.
+    Ps(tally_manager::cli::PsArgs),
+    /// Set desired counts, all or none: `tally scale web=4 clock=1`.
+    Scale(tally_manager::cli::ScaleArgs),
+    /// Replace the dynos of one type, or all (refused under lockdown).
+    Restart(tally_manager::cli::RestartArgs),
+    /// App-management lockdown on or off.
+    Lockdown(tally_manager::cli::LockdownArgs),
+    /// Open or close the launch breaker by hand.
+    Breaker(tally_manager::cli::BreakerArgs),
+    /// Pause launches on one host or everywhere.
+    Pause(tally_manager::cli::PauseArgs),
+    /// Resume launches on one host or everywhere.
+    Resume(tally_manager::cli::PauseArgs),
+    /// Internal: the lease fence an agent starts around each dyno.
+    #[command(hide = true)]
+    Fence(tally_manager::cli::FenceArgs),
     /// Print a preset's configurations as JSON, to start a config file from.
     ShowPreset {
         /// The preset.
@@ -235,28 +267,39 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             target,
             index,
             port,
+            traces,
+            trace_dir,
         } => {
-            let preset = load(&target)?;
-            let cfg = preset.configs.get(index).cloned().ok_or_else(|| {
-                format!(
-                    "--index {index}: preset {} has {} configuration(s)",
-                    preset.name,
-                    preset.configs.len()
-                )
-            })?;
-            let model = tally_verification::checked::CheckedModel::new(
-                TallyModel::new(cfg.clone()).map_err(|e| e.to_string())?,
-            );
-            let addr = format!("127.0.0.1:{port}");
-            // stateright's server panics on a busy port: find out first.
-            std::net::TcpListener::bind(addr.as_str())
-                .map_err(|e| format!("cannot listen on {addr}: {e} (pick another --port)"))?;
+            let chosen = target.preset.is_some()
+                || target.config.is_some()
+                || !target.mutations.is_empty()
+                || traces.is_empty();
+            let config = if chosen {
+                let preset = load(&target)?;
+                let cfg = preset.configs.get(index).cloned().ok_or_else(|| {
+                    format!(
+                        "--index {index}: preset {} has {} configuration(s)",
+                        preset.name,
+                        preset.configs.len()
+                    )
+                })?;
+                Some(cfg)
+            } else {
+                None
+            };
+            let opts = tally_verification::explorer::ExploreOptions {
+                config,
+                traces,
+                trace_dir,
+            };
+            let explorer = tally_verification::explorer::Explorer::bind(("127.0.0.1", port), opts)
+                .map_err(|e| e.to_string())?;
             eprintln!(
-                "Explorer for {} on http://{addr}/ (Ctrl-C to stop)",
-                cfg.name
+                "Tally Explorer on {} (Ctrl-C to stop)\nstateright's Explorer: {}",
+                explorer.start_url(),
+                explorer.explorer_url()
             );
-            use stateright::Model;
-            model.checker().serve(addr.as_str());
+            explorer.run();
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate {
@@ -291,6 +334,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => tally_manager::cli::run(&args),
+        Command::Agent(args) => tally_manager::cli::agent(&args),
+        Command::Ps(args) => tally_manager::cli::ps(&args),
+        Command::Scale(args) => tally_manager::cli::scale(&args),
+        Command::Restart(args) => tally_manager::cli::restart(&args),
+        Command::Lockdown(args) => tally_manager::cli::lockdown(&args),
+        Command::Breaker(args) => tally_manager::cli::breaker(&args),
+        Command::Pause(args) => tally_manager::cli::pause(&args, true),
+        Command::Resume(args) => tally_manager::cli::pause(&args, false),
+        Command::Fence(args) => Ok(tally_manager::cli::fence(&args)),
         Command::Mutations => {
             for m in Mutation::ALL {
                 let expected: BTreeSet<&str> = tally_verification::mutations::expected(m)

@@ -1,14 +1,21 @@
 //! Counterexample traces as JSON: the actions, the ledger and the ground
-//! truth at every step. The Explorer's timeline reads this format.
+//! truth at every step, and what the Explorer needs to show them: the step
+//! where the property breaks with a one-line account of it, and each step's
+//! path in stateright's Explorer (the action indices it follows). The
+//! Explorer's timeline (`crate::explorer`) reads this format.
 
-use crate::properties;
+use crate::checked::CheckedModel;
+use crate::properties::{self, Kind, PROPERTIES};
 use serde::Serialize;
+use stateright::Model;
 use std::path::{Path, PathBuf};
-use tally_core::Phase;
-use tally_model::{Action, ModelConfig, World};
+use tally_core::{Message, Phase};
+use tally_model::world::witness;
+use tally_model::{Action, ModelConfig, TallyModel, World};
 
-/// Trace format version.
-pub const TRACE_VERSION: u16 = 1;
+/// Trace format version. 2 added `broken_at`, `summary` and, per step,
+/// `explorer_path`, `action_label`, `events`, `messages` and `violated`.
+pub const TRACE_VERSION: u16 = 2;
 
 /// One ledger entry as the manager sees it.
 #[derive(Serialize)]
@@ -28,6 +35,18 @@ pub struct Step<'a> {
     pub index: usize,
     /// The action taken from this state (none on the last).
     pub action: Option<Action>,
+    /// The action as stateright's Explorer writes it (`Deliver(0)`).
+    pub action_label: Option<String>,
+    /// This state in stateright's Explorer: the initial state's index, then
+    /// the index of each action among the model's actions, `/`-separated
+    /// (`0/3/1`). The Explorer's address is `#/steps/<explorer_path>`.
+    /// `None` past a step that is not a model transition (a path of the
+    /// symmetry-reduced L1 graph).
+    pub explorer_path: Option<String>,
+    /// What the action that led here caused (the model's witness events).
+    pub events: Vec<&'static str>,
+    /// The `always` properties this state breaks.
+    pub violated: Vec<&'static str>,
     /// The manager's ledger.
     pub ledger: Vec<LedgerRow>,
     /// Real time.
@@ -36,8 +55,10 @@ pub struct Step<'a> {
     pub processes: Vec<ProcessRow>,
     /// Agents, by host.
     pub agents: Vec<AgentRow>,
-    /// Messages in flight.
-    pub network: &'a [tally_core::Message],
+    /// Messages in flight (indexes of `Deliver`, `Lose`, ...).
+    pub network: &'a [Message],
+    /// The same messages, one line each, in the same order.
+    pub messages: Vec<MessageRow>,
     /// Manager: budget, breaker, lockdown, formation.
     pub manager: ManagerRow<'a>,
 }
@@ -68,6 +89,19 @@ pub struct AgentRow {
     pub instances: Vec<(String, tally_core::RunPhase, u64)>,
 }
 
+/// One message in flight, summarised.
+#[derive(Serialize)]
+pub struct MessageRow {
+    /// `report` (agent to manager) or `reply` (manager to agent).
+    pub kind: &'static str,
+    /// The agent's host.
+    pub host: u16,
+    /// The agent clock time it was sent at (report) or answers (reply).
+    pub sent_at: u64,
+    /// One line: what it carries.
+    pub summary: String,
+}
+
 /// The manager's flow-control state.
 #[derive(Serialize)]
 pub struct ManagerRow<'a> {
@@ -94,9 +128,41 @@ pub struct Trace<'a> {
     pub property: &'a str,
     /// What breaking it means.
     pub explanation: &'a str,
+    /// The first step whose state breaks the property (the last step for L1).
+    pub broken_at: usize,
+    /// One line: the property, what breaking it means, and who broke it here
+    /// (`S1 singleton: ... — clock.1@g1 on host 0 and clock.1@g2 on host 1`).
+    pub summary: String,
     /// The steps.
     pub steps: Vec<Step<'a>>,
 }
+
+/// The model's witness events, named as the timeline shows them.
+const EVENTS: &[(u32, &str)] = &[
+    (witness::BOOT_TIMED_OUT, "boot timed out"),
+    (witness::LEASE_EXPIRED, "lease expired"),
+    (witness::PHANTOM_REAPED, "phantom reaped"),
+    (witness::RETRY_REFUSED, "retry refused"),
+    (witness::BREAKER_TRIPPED, "breaker tripped"),
+    (witness::LOCKDOWN_REFUSED, "lockdown refused a command"),
+    (witness::SELF_FENCED, "self-fenced"),
+    (witness::STALE_LAUNCH_REFUSED, "stale launch refused"),
+    (witness::RELAUNCHED, "relaunched"),
+    (witness::PROBE_SPENT, "probe credit spent"),
+    (
+        witness::PHANTOM_REAPED_IN_LOCKDOWN,
+        "phantom reaped in lockdown",
+    ),
+    (
+        witness::BOOT_TIMED_OUT_IN_LOCKDOWN,
+        "boot timed out in lockdown",
+    ),
+    (witness::SELF_FENCED_IN_LOCKDOWN, "self-fenced in lockdown"),
+    (
+        witness::REPLACED_AFTER_EXPIRY,
+        "replaced after lease expiry",
+    ),
+];
 
 /// Builds the trace of `path`.
 #[must_use]
@@ -108,48 +174,27 @@ pub fn build<'a>(
     let explanation = properties::find(property)
         .map(|p| p.explanation)
         .unwrap_or("from some calm state no converged state is reachable");
-    let steps = path
+    let model = TallyModel::new(cfg.clone()).ok().map(CheckedModel::new);
+    let explorer_paths = model
+        .as_ref()
+        .map(|m| explorer_paths(m, path))
+        .unwrap_or_default();
+    let steps: Vec<Step<'a>> = path
         .iter()
         .enumerate()
         .map(|(index, (state, action))| Step {
             index,
             action: *action,
-            ledger: state
-                .manager
-                .ledger()
-                .map(|(id, d, _)| LedgerRow {
-                    instance: instance_name(cfg, id),
-                    host: d.host.0,
-                    phase: state.manager.phase(id).unwrap_or(Phase::Stopped),
-                })
-                .collect(),
+            action_label: action.map(|a| format!("{a:?}")),
+            explorer_path: explorer_paths.get(index).cloned().flatten(),
+            events: events(state),
+            violated: violated(cfg, state),
+            ledger: ledger_rows(cfg, state),
             now: state.now.0,
-            processes: state
-                .processes
-                .iter()
-                .map(|p| ProcessRow {
-                    instance: instance_name(cfg, p.instance),
-                    host: p.host.0,
-                    booting: p.booting_since.is_some(),
-                })
-                .collect(),
-            agents: state
-                .hosts
-                .iter()
-                .map(|h| AgentRow {
-                    host: h.agent.host().0,
-                    incarnation: h.agent.incarnation().0,
-                    lag: h.lag,
-                    partitioned: h.partitioned,
-                    instances: h
-                        .agent
-                        .instances()
-                        .iter()
-                        .map(|(id, l)| (instance_name(cfg, *id), l.phase, l.lease_until.0))
-                        .collect(),
-                })
-                .collect(),
+            processes: process_rows(cfg, state),
+            agents: agent_rows(cfg, state),
             network: &state.network,
+            messages: state.network.iter().map(|m| message_row(cfg, m)).collect(),
             manager: ManagerRow {
                 budget: state.manager.durable().budget,
                 breaker: state.manager.breaker(),
@@ -159,12 +204,227 @@ pub fn build<'a>(
             },
         })
         .collect();
+    let broken_at = broken_at(cfg, property, path);
+    let who = path
+        .get(broken_at)
+        .map(|(state, _)| culprits(cfg, property, state))
+        .unwrap_or_default();
+    let summary = if who.is_empty() {
+        format!("{property}: {explanation}")
+    } else {
+        format!("{property}: {explanation} — {who}")
+    };
     Trace {
         version: TRACE_VERSION,
         config: cfg,
         property,
         explanation,
+        broken_at,
+        summary,
         steps,
+    }
+}
+
+/// Each state's path in stateright's Explorer (see [`Step::explorer_path`]),
+/// found by replaying `path` through the model the Explorer serves.
+#[must_use]
+pub fn explorer_paths(
+    model: &CheckedModel,
+    path: &[(World, Option<Action>)],
+) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(path.len());
+    let Some((first, _)) = path.first() else {
+        return out;
+    };
+    let Some(init) = model.init_states().iter().position(|s| s == first) else {
+        return out;
+    };
+    let mut current = init.to_string();
+    out.push(Some(current.clone()));
+    for pair in path.windows(2) {
+        let [(state, action), (next, _)] = pair else {
+            break;
+        };
+        let mut actions = Vec::new();
+        model.actions(state, &mut actions);
+        let index = action.and_then(|a| actions.iter().position(|x| *x == a));
+        let reached = action.and_then(|a| model.next_state(state, a));
+        match index {
+            Some(i) if reached.as_ref() == Some(next) => {
+                current = format!("{current}/{i}");
+                out.push(Some(current.clone()));
+            }
+            _ => break,
+        }
+    }
+    out.resize(path.len(), None);
+    out
+}
+
+/// The first state of `path` that breaks `property`; the last state when it
+/// has no per-state predicate (L1) or none breaks it.
+fn broken_at(cfg: &ModelConfig, property: &str, path: &[(World, Option<Action>)]) -> usize {
+    let last = path.len().saturating_sub(1);
+    match properties::find(property) {
+        Some(p) if p.kind == Kind::Always => path
+            .iter()
+            .position(|(state, _)| !(p.holds)(cfg, state))
+            .unwrap_or(last),
+        _ => last,
+    }
+}
+
+fn violated(cfg: &ModelConfig, state: &World) -> Vec<&'static str> {
+    PROPERTIES
+        .iter()
+        .filter(|p| p.kind == Kind::Always && !(p.holds)(cfg, state))
+        .map(|p| p.name)
+        .collect()
+}
+
+fn events(state: &World) -> Vec<&'static str> {
+    EVENTS
+        .iter()
+        .filter(|(bit, _)| state.ghost.last & bit != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+/// Who breaks `property` in `state`, in words; empty when the property has
+/// no single culprit to name.
+#[must_use]
+pub fn culprits(cfg: &ModelConfig, property: &str, state: &World) -> String {
+    let running = |p: &tally_model::Process| {
+        format!("{} on host {}", instance_name(cfg, p.instance), p.host.0)
+    };
+    match property {
+        "S1 singleton" => {
+            let singletons = state
+                .processes
+                .iter()
+                .filter(|p| cfg.core.is_singleton(p.instance.slot.process_type));
+            for (i, a) in singletons.clone().enumerate() {
+                let twin = singletons
+                    .clone()
+                    .skip(i + 1)
+                    .find(|b| b.instance.slot == a.instance.slot);
+                if let Some(b) = twin {
+                    return format!("{} and {}", running(a), running(b));
+                }
+            }
+            String::new()
+        }
+        "S2 no phantom" => state
+            .processes
+            .iter()
+            .find(|p| state.manager.host_of(p.instance) != Some(p.host))
+            .map(|p| match state.manager.host_of(p.instance) {
+                Some(h) => format!("{} runs, the ledger has it on host {}", running(p), h.0),
+                None => format!("{} runs, the ledger does not hold it", running(p)),
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn ledger_rows(cfg: &ModelConfig, state: &World) -> Vec<LedgerRow> {
+    state
+        .manager
+        .ledger()
+        .map(|(id, d, _)| LedgerRow {
+            instance: instance_name(cfg, id),
+            host: d.host.0,
+            phase: state.manager.phase(id).unwrap_or(Phase::Stopped),
+        })
+        .collect()
+}
+
+fn process_rows(cfg: &ModelConfig, state: &World) -> Vec<ProcessRow> {
+    state
+        .processes
+        .iter()
+        .map(|p| ProcessRow {
+            instance: instance_name(cfg, p.instance),
+            host: p.host.0,
+            booting: p.booting_since.is_some(),
+        })
+        .collect()
+}
+
+fn agent_rows(cfg: &ModelConfig, state: &World) -> Vec<AgentRow> {
+    state
+        .hosts
+        .iter()
+        .map(|h| AgentRow {
+            host: h.agent.host().0,
+            incarnation: h.agent.incarnation().0,
+            lag: h.lag,
+            partitioned: h.partitioned,
+            instances: h
+                .agent
+                .instances()
+                .iter()
+                .map(|(id, l)| (instance_name(cfg, *id), l.phase, l.lease_until.0))
+                .collect(),
+        })
+        .collect()
+}
+
+fn message_row(cfg: &ModelConfig, m: &Message) -> MessageRow {
+    let names = |ids: &[tally_core::InstanceId]| {
+        ids.iter()
+            .map(|id| instance_name(cfg, *id))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match m {
+        Message::Report(r) => {
+            let mut parts: Vec<String> = r
+                .running
+                .iter()
+                .map(|x| format!("{} {:?}", instance_name(cfg, x.instance), x.phase).to_lowercase())
+                .collect();
+            parts.extend(r.exited.iter().map(|x| {
+                format!(
+                    "{} exited ({:?})",
+                    instance_name(cfg, x.instance),
+                    x.outcome
+                )
+                .to_lowercase()
+            }));
+            MessageRow {
+                kind: "report",
+                host: r.host.0,
+                sent_at: r.sent_at.0,
+                summary: if parts.is_empty() {
+                    "nothing running".to_string()
+                } else {
+                    parts.join(", ")
+                },
+            }
+        }
+        Message::Reply(r) => {
+            let mut parts = Vec::new();
+            for (verb, ids) in [
+                ("launch", &r.launch),
+                ("stop", &r.stop),
+                ("renew", &r.renew),
+            ] {
+                if !ids.is_empty() {
+                    parts.push(format!("{verb} {}", names(ids)));
+                }
+            }
+            MessageRow {
+                kind: "reply",
+                host: r.host.0,
+                sent_at: r.request_sent_at.0,
+                summary: if parts.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    parts.join("; ")
+                },
+            }
+        }
     }
 }
 
@@ -178,14 +438,20 @@ pub fn instance_name(cfg: &ModelConfig, id: tally_core::InstanceId) -> String {
     format!("{t}.{}@g{}", u32::from(id.slot.index) + 1, id.generation.0)
 }
 
-/// Writes the trace to `dir/<config>--<property>.json`.
-pub fn write(
-    dir: &Path,
+/// The trace of `path` as pretty JSON.
+pub fn to_json(
     cfg: &ModelConfig,
     property: &str,
     path: &[(World, Option<Action>)],
-) -> Result<PathBuf, (String, std::io::Error)> {
-    let slug: String = format!("{}--{}", cfg.name, property)
+) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&build(cfg, property, path))
+}
+
+/// The file name (without `.json`) of `property`'s trace in `cfg`:
+/// `<config>--<property>`, lowercase, other characters as `-`.
+#[must_use]
+pub fn slug(cfg: &ModelConfig, property: &str) -> String {
+    format!("{}--{}", cfg.name, property)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -194,12 +460,21 @@ pub fn write(
                 '-'
             }
         })
-        .collect();
-    let file = dir.join(format!("{slug}.json"));
+        .collect()
+}
+
+/// Writes the trace to `dir/<config>--<property>.json`.
+pub fn write(
+    dir: &Path,
+    cfg: &ModelConfig,
+    property: &str,
+    path: &[(World, Option<Action>)],
+) -> Result<PathBuf, (String, std::io::Error)> {
+    let file = dir.join(format!("{}.json", slug(cfg, property)));
     let shown = file.display().to_string();
     std::fs::create_dir_all(dir).map_err(|e| (dir.display().to_string(), e))?;
-    let json = serde_json::to_string_pretty(&build(cfg, property, path))
-        .map_err(|e| (shown.clone(), std::io::Error::other(e)))?;
+    let json =
+        to_json(cfg, property, path).map_err(|e| (shown.clone(), std::io::Error::other(e)))?;
     std::fs::write(&file, json).map_err(|e| (shown, e))?;
     Ok(file)
 }

@@ -1,0 +1,278 @@
+//! The Explorer in a real browser: `tally explore` on the `timeout-frees-slot`
+//! counterexample, driven in headless Chromium through chromedriver
+//! (fantoccini). It checks that the timeline shows two overlapping `clock`
+//! instances on two hosts and names S1 at the step where it breaks, follows
+//! that step's link into stateright's Explorer, and saves screenshots under
+//! `target/` (`explorer-screenshot.png`, `explorer-stateright.png`).
+//!
+//! It needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
+//! `chromium` and `chromium-driver`) and fails, not skips, without them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use fantoccini::{ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Kills the child when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tally check` writes the counterexample; its S1 trace.
+fn s1_trace(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "check",
+            "--mutation",
+            "timeout-frees-slot",
+            "--threads",
+            "1",
+            "--trace-out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
+    dir.join("hunt-timeout-frees-slot--s1-singleton.json")
+}
+
+/// `tally explore --trace FILE --port 0`, and the URL it prints.
+fn explore(trace: &Path) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["explore", "--port", "0", "--trace"])
+        .arg(trace)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    let mut line = String::new();
+    BufReader::new(stderr).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+fn chromedriver() -> (Killed, u16) {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: apt-get install -y chromium chromium-driver"
+        );
+    }
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Killed(child);
+    let started = Instant::now();
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
+    let target = workspace().join("target");
+    let trace_file = s1_trace(&target.join("explorer-browser-traces"));
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_file).unwrap()).unwrap();
+    let broken = trace["broken_at"].as_u64().unwrap();
+    let (_tally, url) = explore(&trace_file);
+    let (_driver, port) = chromedriver();
+
+    let profile = target.join(format!("explorer-chromium-profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1600,1000", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("chromedriver session");
+
+    client.goto(&url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready='true']"))
+        .await
+        .expect("the timeline renders");
+
+    // S1 is named at the step where it breaks.
+    let violation = client.find(Locator::Id("violation")).await.unwrap();
+    assert_eq!(
+        violation.attr("data-property").await.unwrap().as_deref(),
+        Some("S1 singleton")
+    );
+    assert_eq!(
+        violation.attr("data-step").await.unwrap(),
+        Some(broken.to_string())
+    );
+    let text = violation.text().await.unwrap();
+    assert!(
+        text.contains(&format!("Step {broken}")) && text.contains("S1 singleton"),
+        "{text}"
+    );
+    let column = client.find(Locator::Id("violation-column")).await.unwrap();
+    assert!(column.attr("x").await.unwrap().is_some());
+
+    // Two clock instances, on two hosts, both running at that step.
+    let bars = client
+        .execute(
+            "return [...document.querySelectorAll('rect.truth')].map(r => ({
+                instance: r.dataset.instance, host: r.dataset.host,
+                from: Number(r.dataset.from), to: Number(r.dataset.to) }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let at_broken: Vec<(String, String)> = bars
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["instance"].as_str().unwrap().starts_with("clock."))
+        .filter(|b| b["from"].as_u64().unwrap() <= broken && broken <= b["to"].as_u64().unwrap())
+        .map(|b| {
+            (
+                b["instance"].as_str().unwrap().into(),
+                b["host"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at_broken.len(),
+        2,
+        "two clock bars overlap at step {broken}: {bars}"
+    );
+    assert_ne!(at_broken[0].0, at_broken[1].0, "two instances");
+    assert_ne!(at_broken[0].1, at_broken[1].1, "on two hosts");
+    for (instance, host) in &at_broken {
+        assert!(
+            text.contains(&format!("{instance} on host {host}")),
+            "{text}"
+        );
+    }
+
+    // The URL names the step, to paste in a ticket.
+    let here = client.current_url().await.unwrap();
+    assert!(
+        here.as_str().ends_with(&format!("?step={broken}")),
+        "{here}"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-screenshot.png"), png).unwrap();
+
+    // The step's link opens the same state in stateright's Explorer.
+    client
+        .find(Locator::Id("explorer-step-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // stateright lists its pre-init root, the initial state, then each action.
+    let want = usize::try_from(broken).unwrap() + 2;
+    let started = Instant::now();
+    loop {
+        let n = client
+            .execute(
+                "return document.querySelectorAll('ol.path-list li').length;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if n.as_u64() == Some(u64::try_from(want).unwrap()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the Explorer shows {n} steps, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let here = client.current_url().await.unwrap();
+    let path = trace["steps"][broken as usize]["explorer_path"]
+        .as_str()
+        .unwrap();
+    assert!(
+        here.as_str().contains("/explorer/hunt-timeout-frees-slot/"),
+        "{here}"
+    );
+    assert!(
+        here.as_str().ends_with(&format!("#/steps/{path}")),
+        "{here}"
+    );
+    let last_action = client
+        .execute(
+            "const li = document.querySelectorAll('ol.path-list li'); return li[li.length - 1].textContent.trim();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        last_action.as_str(),
+        trace["steps"][broken as usize - 1]["action_label"].as_str(),
+        "the Explorer's last action is the trace's"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-stateright.png"), png).unwrap();
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+}

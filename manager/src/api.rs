@@ -1,0 +1,430 @@
+//! The HTTP/JSON API on loopback. Every call but `GET /health` needs the
+//! bearer token from the data dir; every change goes through the core, which
+//! refuses bad input with its own errors and then changes nothing.
+//!
+//! | call | body | what |
+//! |---|---|---|
+//! | `GET /health` | | liveness, no token |
+//! | `GET /ps` | | formation, instances, budget, breaker, history |
+//! | `POST /scale` | `{"web": 4, "clock": 1}` | all or nothing |
+//! | `POST /restart` | `{"type": "web"}` or `{}` | |
+//! | `POST /lockdown` | `{"on": true}` | |
+//! | `POST /breaker` | `{"open": true}` | |
+//! | `POST /pause`, `POST /resume` | `{"host": 1}` or `{}` | |
+
+use crate::machine::{ManagerMachine, SlotHistory};
+use crate::server::{Clock, Core, set_fatal};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Read;
+use tally_core::budget::MILLI;
+use tally_core::{
+    Breaker, HostId, LaunchBoundInputs, ManagerInput, OperatorCommand, Phase, ProcessKind,
+    Rejected, Tick, UserCommand,
+};
+
+/// The largest request body accepted.
+const BODY_MAX: u64 = 64 << 10;
+
+/// One instance in `ps`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PsInstance {
+    /// `web.1`.
+    pub dyno: String,
+    /// Its generation (the fencing token).
+    pub generation: u32,
+    /// Its host.
+    pub host: u16,
+    /// `launching`, `up`, `stopping`, `unknown`.
+    pub phase: String,
+}
+
+/// One process type in `ps`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PsType {
+    /// `web`.
+    pub name: String,
+    /// Singleton or not.
+    pub singleton: bool,
+    /// Desired count.
+    pub desired: u16,
+    /// Instances up.
+    pub up: u16,
+    /// Largest count allowed.
+    pub max: u16,
+}
+
+/// What `GET /ps` returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ps {
+    /// Manager clock, ticks.
+    pub now: u64,
+    /// Tick length.
+    pub tick_ms: u64,
+    /// Process types.
+    pub types: Vec<PsType>,
+    /// Instances in the ledger.
+    pub instances: Vec<PsInstance>,
+    /// Lockdown.
+    pub lockdown: bool,
+    /// Breaker, in words.
+    pub breaker: String,
+    /// Whether the breaker is open (by hand or on its own).
+    pub breaker_open: bool,
+    /// Retry tokens left.
+    pub tokens: f64,
+    /// Bucket capacity.
+    pub capacity: u32,
+    /// Probe credit ready.
+    pub probe_ready: bool,
+    /// Launches paused everywhere.
+    pub paused_all: bool,
+    /// Hosts with launches paused.
+    pub paused_hosts: Vec<u16>,
+    /// Launches since the journal began.
+    pub launches: u64,
+    /// `F`: free first launches granted.
+    pub first_launches: u64,
+    /// `S`: first successful boots.
+    pub boots_succeeded: u64,
+    /// The launch bound `F + B + r*S + P` now (DESIGN.md S3).
+    pub launch_bound: u64,
+    /// Breaker trips since this manager process started.
+    pub breaker_trips: u64,
+    /// User commands refused by lockdown.
+    pub lockdown_refusals: u64,
+    /// Per-slot history.
+    pub slots: BTreeMap<String, SlotHistory>,
+    /// Latest lifecycle lines.
+    pub recent: Vec<String>,
+}
+
+/// Builds the `ps` view.
+#[must_use]
+pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
+    let d = &m.deployment;
+    let cfg = &d.config;
+    let core = &m.manager;
+    let mut instances = Vec::new();
+    let mut up = vec![0u16; d.types.len()];
+    for (id, di, live) in core.ledger() {
+        let phase = tally_core::manager::phase_of(di, live);
+        if phase == Phase::Up {
+            if let Some(n) = up.get_mut(usize::from(id.slot.process_type.0)) {
+                *n += 1;
+            }
+        }
+        instances.push(PsInstance {
+            dyno: d.slot_name(id.slot),
+            generation: id.generation.0,
+            host: di.host.0,
+            phase: match phase {
+                Phase::Launching => "launching".into(),
+                Phase::Up => "up".into(),
+                Phase::Stopping(r) => format!("stopping ({r:?})"),
+                Phase::Unknown => "unknown".into(),
+                Phase::Stopped => "stopped".into(),
+            },
+        });
+    }
+    let types = cfg
+        .process_types
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PsType {
+            name: p.name.clone(),
+            singleton: p.kind == ProcessKind::Singleton,
+            desired: core.desired(tally_core::TypeId(u16::try_from(i).unwrap_or(u16::MAX))),
+            up: up.get(i).copied().unwrap_or(0),
+            max: p.count_max,
+        })
+        .collect();
+    let durable = core.durable();
+    let (breaker, breaker_open) = match core.breaker() {
+        Breaker::Closed { failures, .. } => (
+            format!(
+                "closed ({failures} of {} failures in the window)",
+                cfg.breaker.failure_threshold
+            ),
+            false,
+        ),
+        Breaker::Open { manual: true, .. } => ("open (by an operator)".to_string(), true),
+        Breaker::Open { since, .. } => (
+            format!("open since {since}: boots kept failing; one probe after the cool-down"),
+            true,
+        ),
+        Breaker::HalfOpen { probe } => (
+            format!(
+                "half-open: probing with {}",
+                probe.map_or("the next launch".into(), |p| d.instance_name(p))
+            ),
+            false,
+        ),
+    };
+    let inputs = LaunchBoundInputs {
+        first_launches: durable.free_launches_granted,
+        successful_boots: m.stats.boots_succeeded,
+        // Probe credits: one per cool-down since genesis, plus the one a
+        // cool-down in progress may already hold.
+        cooldowns_elapsed: tally_core::budget::cooldowns_elapsed(cfg, now) + 1,
+    };
+    Ps {
+        now: now.0,
+        tick_ms: d.tick_ms,
+        types,
+        instances,
+        lockdown: core.lockdown(),
+        breaker,
+        breaker_open,
+        tokens: f64::from(durable.budget.tokens_milli) / f64::from(MILLI),
+        capacity: cfg.budget.capacity,
+        probe_ready: durable.budget.probe_ready,
+        paused_all: durable.paused_all,
+        paused_hosts: durable.paused_hosts.iter().map(|h| h.0).collect(),
+        launches: m.stats.launches,
+        first_launches: durable.free_launches_granted,
+        boots_succeeded: m.stats.boots_succeeded,
+        launch_bound: tally_core::launch_bound(cfg, inputs),
+        breaker_trips: m.stats.breaker_trips,
+        lockdown_refusals: m.stats.lockdown_refusals,
+        slots: m.stats.slots.clone(),
+        recent: m.stats.recent.iter().cloned().collect(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestartBody {
+    #[serde(rename = "type")]
+    process_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnBody {
+    on: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    open: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostBody {
+    host: Option<u16>,
+}
+
+/// An API answer: status and JSON body.
+struct Answer {
+    status: u16,
+    body: serde_json::Value,
+}
+
+fn error(status: u16, message: impl Into<String>) -> Answer {
+    Answer {
+        status,
+        body: serde_json::json!({ "error": message.into() }),
+    }
+}
+
+fn ok(body: serde_json::Value) -> Answer {
+    Answer { status: 200, body }
+}
+
+/// Compares without an early exit, so the time taken does not leak how
+/// much of a guessed token was right.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Serves requests until the listener fails.
+pub fn serve(
+    server: &tiny_http::Server,
+    core: &Core,
+    clock: Clock,
+    token: &str,
+    fatal: &std::sync::Mutex<Option<String>>,
+) {
+    for mut request in server.incoming_requests() {
+        let authorized = request.headers().iter().any(|h| {
+            h.field.equiv("Authorization")
+                && h.value
+                    .as_str()
+                    .strip_prefix("Bearer ")
+                    .is_some_and(|t| same(t.trim(), token))
+        });
+        let mut body = String::new();
+        let read = request.as_reader().take(BODY_MAX).read_to_string(&mut body);
+        let method = request.method().as_str().to_ascii_uppercase();
+        let path = request.url().split('?').next().unwrap_or("").to_string();
+        let answer = if read.is_err() {
+            error(400, "the request body is not UTF-8 text")
+        } else if method == "GET" && path == "/health" {
+            ok(serde_json::json!({ "status": "ok", "applied": core.applied() }))
+        } else if !authorized {
+            error(
+                401,
+                "missing or wrong bearer token (see the data dir's `token` file)",
+            )
+        } else {
+            route(&method, &path, &body, core, clock, fatal)
+        };
+        let json = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
+        let header =
+            tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).ok();
+        let mut response = tiny_http::Response::from_string(json).with_status_code(answer.status);
+        if let Some(h) = header {
+            response = response.with_header(h);
+        }
+        let _ = request.respond(response);
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, Answer> {
+    let text = if body.trim().is_empty() { "{}" } else { body };
+    serde_json::from_str(text).map_err(|e| error(400, format!("bad request body: {e}")))
+}
+
+fn route(
+    method: &str,
+    path: &str,
+    body: &str,
+    core: &Core,
+    clock: Clock,
+    fatal: &std::sync::Mutex<Option<String>>,
+) -> Answer {
+    let inputs = match (method, path) {
+        ("GET", "/ps") => {
+            return match core.read(ps) {
+                Ok(view) => ok(serde_json::to_value(view).unwrap_or_default()),
+                Err(e) => error(500, e.to_string()),
+            };
+        }
+        ("POST", "/scale") => scale_inputs(body, core),
+        ("POST", "/restart") => parse::<RestartBody>(body).and_then(|b| {
+            let process_type = match b.process_type {
+                None => None,
+                Some(name) => Some(type_id(core, &name)?),
+            };
+            Ok(vec![ManagerInput::User(UserCommand::Restart {
+                process_type,
+            })])
+        }),
+        ("POST", "/lockdown") => parse::<OnBody>(body).map(|b| {
+            vec![ManagerInput::Operator(OperatorCommand::Lockdown {
+                on: b.on,
+            })]
+        }),
+        ("POST", "/breaker") => parse::<OpenBody>(body).map(|b| {
+            vec![ManagerInput::Operator(if b.open {
+                OperatorCommand::BreakerOpen
+            } else {
+                OperatorCommand::BreakerClose
+            })]
+        }),
+        ("POST", "/pause") => parse::<HostBody>(body).map(|b| {
+            vec![ManagerInput::Operator(OperatorCommand::PauseLaunches {
+                host: b.host.map(HostId),
+            })]
+        }),
+        ("POST", "/resume") => parse::<HostBody>(body).map(|b| {
+            vec![ManagerInput::Operator(OperatorCommand::ResumeLaunches {
+                host: b.host.map(HostId),
+            })]
+        }),
+        (_, "/ps" | "/scale" | "/restart" | "/lockdown" | "/breaker" | "/pause" | "/resume") => {
+            return error(405, format!("{method} is not allowed on {path}"));
+        }
+        _ => return error(404, format!("no such endpoint: {method} {path}")),
+    };
+    let inputs = match inputs {
+        Ok(i) => i,
+        Err(answer) => return answer,
+    };
+    match core.apply_all(clock.now(), inputs) {
+        Err(e) => {
+            set_fatal(fatal, &e);
+            error(503, e.to_string())
+        }
+        Ok(steps) => match steps.iter().find_map(|s| s.outcome.as_ref().err()) {
+            Some(rejected) => {
+                let status = match rejected {
+                    Rejected::LockedDown { .. } => 409,
+                    _ => 422,
+                };
+                error(status, describe(core, rejected))
+            }
+            None => ok(serde_json::json!({ "ok": true, "applied": steps.len() })),
+        },
+    }
+}
+
+fn type_id(core: &Core, name: &str) -> Result<tally_core::TypeId, Answer> {
+    core.read(|m, _| {
+        m.deployment.type_id(name).ok_or_else(|| {
+            let known: Vec<&str> = m.deployment.types.iter().map(|t| t.name.as_str()).collect();
+            error(
+                422,
+                format!(
+                    "unknown process type `{name}`; the Procfile names {}",
+                    known.join(", ")
+                ),
+            )
+        })
+    })
+    .unwrap_or_else(|e| Err(error(500, e.to_string())))
+}
+
+fn scale_inputs(body: &str, core: &Core) -> Result<Vec<ManagerInput>, Answer> {
+    let counts: BTreeMap<String, u16> = parse(body)?;
+    if counts.is_empty() {
+        return Err(error(400, "nothing to scale: give `{\"web\": 2}`"));
+    }
+    counts
+        .into_iter()
+        .map(|(name, count)| {
+            Ok(ManagerInput::User(UserCommand::Scale {
+                process_type: type_id(core, &name)?,
+                count,
+            }))
+        })
+        .collect()
+}
+
+/// The core's refusal in the user's words (type names, not ids).
+fn describe(core: &Core, rejected: &Rejected) -> String {
+    core.read(|m, _| {
+        let name = |t: tally_core::TypeId| m.deployment.type_name(t).to_string();
+        match rejected {
+            Rejected::UnknownProcessType { process_type } => {
+                format!("unknown process type {}", name(*process_type))
+            }
+            Rejected::ScaleAboveMax {
+                process_type,
+                requested,
+                max,
+            } => {
+                let n = name(*process_type);
+                format!(
+                    "cannot scale {n} to {requested}: its maximum is {max} (`max` under [types.{n}] in tally.toml)"
+                )
+            }
+            Rejected::SingletonAboveOne {
+                process_type,
+                requested,
+            } => {
+                let n = name(*process_type);
+                format!("cannot scale {n} to {requested}: {n} is a singleton and runs at most 1")
+            }
+            Rejected::LockedDown { .. } => rejected.to_string(),
+        }
+    })
+    .unwrap_or_else(|_| rejected.to_string())
+}

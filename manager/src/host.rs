@@ -1,0 +1,428 @@
+//! A host: the core's agent, driven by one event loop, starting dynos under
+//! fences and talking to the manager over the link.
+//!
+//! Every input (timer, manager reply, boot, exit) goes through one channel
+//! to one thread that owns the core agent, so inputs are applied one at a
+//! time and effects are carried out in the order the core produced them.
+
+use crate::settings::{Deployment, Readiness};
+use crate::wire::{Frame, LINK_VERSION, read_frame, write_frame};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tally_core::{
+    Agent, AgentEffect, AgentInput, AgentNote, HostId, Incarnation, InstanceId, Message, Tick,
+};
+use thiserror::Error;
+
+/// Why a host stopped.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// Its data dir failed.
+    #[error("host data dir {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The manager refused it.
+    #[error("the manager refused this agent: {0}")]
+    Refused(String),
+    /// The manager's deployment changed under it.
+    #[error(
+        "the manager's deployment changed since this agent started; restart the agent so that it starts from a clean slate"
+    )]
+    DeploymentChanged,
+}
+
+/// How to run one host.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// The manager's agent address.
+    pub manager: SocketAddr,
+    /// This host's id.
+    pub host: HostId,
+    /// Where the incarnation counter, dyno logs and ready files live.
+    pub data_dir: PathBuf,
+    /// The `tally` executable, for `tally fence`.
+    pub fence_exe: PathBuf,
+}
+
+enum Event {
+    Welcome(Box<Deployment>),
+    Refused(String),
+    Reply(tally_core::ManagerReply),
+    Booted(InstanceId),
+    Exited(InstanceId),
+}
+
+type Link = Arc<Mutex<Option<TcpStream>>>;
+
+/// One running dyno, as the shell knows it.
+struct Dyno {
+    control: ChildStdin,
+    lease_sent: Tick,
+}
+
+/// Bumps and returns this host's incarnation, fsynced, so that a restarted
+/// agent never reuses one (the manager ties every grant to it).
+///
+/// # Errors
+/// The counter file cannot be read or written.
+pub fn next_incarnation(dir: &Path) -> Result<Incarnation, HostError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| HostError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join("incarnation");
+    let current = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u32>().unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let next = current.saturating_add(1);
+    let tmp = dir.join("incarnation.tmp");
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(format!("{next}\n").as_bytes())
+        .map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(Incarnation(next))
+}
+
+/// Runs a host until `stop` is set or a fatal error.
+///
+/// # Errors
+/// The data dir fails, or the manager refuses or changes the deployment.
+pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> {
+    let dir = opts.data_dir.join(format!("host-{}", opts.host.0));
+    let incarnation = next_incarnation(&dir)?;
+    for sub in ["logs", "run"] {
+        let p = dir.join(sub);
+        std::fs::create_dir_all(&p).map_err(|source| HostError::Io { path: p, source })?;
+    }
+    let (tx, rx) = mpsc::channel();
+    let link: Link = Arc::new(Mutex::new(None));
+    {
+        let (tx, link, stop) = (tx.clone(), Arc::clone(&link), Arc::clone(stop));
+        let (addr, host) = (opts.manager, opts.host);
+        std::thread::Builder::new()
+            .name(format!("link-{}", host.0))
+            .spawn(move || link_loop(addr, host, incarnation, &tx, &link, &stop))
+            .map_err(|source| HostError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+    }
+    tracing::info!(host = opts.host.0, incarnation = incarnation.0, manager = %opts.manager, "agent started");
+    let mut shell = Shell {
+        opts: opts.clone(),
+        dir,
+        start: Instant::now(),
+        tick_ms: 100,
+        deployment: None,
+        agent: None,
+        dynos: BTreeMap::new(),
+        tx,
+        link,
+        incarnation,
+    };
+    shell.event_loop(&rx, stop)
+}
+
+struct Shell {
+    opts: HostOptions,
+    dir: PathBuf,
+    start: Instant,
+    tick_ms: u64,
+    deployment: Option<Arc<Deployment>>,
+    agent: Option<Agent>,
+    dynos: BTreeMap<InstanceId, Dyno>,
+    tx: Sender<Event>,
+    link: Link,
+    incarnation: Incarnation,
+}
+
+impl Shell {
+    /// The agent's clock: ticks since this agent started (floored, so a
+    /// request's send time is never later than the real one).
+    fn now(&self) -> Tick {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Tick(ms / self.tick_ms.max(1))
+    }
+
+    fn event_loop(&mut self, rx: &Receiver<Event>, stop: &AtomicBool) -> Result<(), HostError> {
+        let mut out = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let wait = Duration::from_millis(self.tick_ms.max(1));
+            let input = match rx.recv_timeout(wait) {
+                Ok(Event::Welcome(d)) => {
+                    match &self.deployment {
+                        Some(known) if **known != *d => return Err(HostError::DeploymentChanged),
+                        Some(_) => {}
+                        None => {
+                            self.tick_ms = d.tick_ms;
+                            self.agent =
+                                Some(Agent::new(self.opts.host, self.incarnation, self.now()));
+                            self.deployment = Some(Arc::new(*d));
+                        }
+                    }
+                    AgentInput::Tick
+                }
+                Ok(Event::Refused(why)) => return Err(HostError::Refused(why)),
+                Ok(Event::Reply(r)) => AgentInput::ReplyReceived(r),
+                Ok(Event::Booted(instance)) => AgentInput::ProcessBooted { instance },
+                Ok(Event::Exited(instance)) => {
+                    self.dynos.remove(&instance);
+                    AgentInput::ProcessExited { instance }
+                }
+                Err(RecvTimeoutError::Timeout) => AgentInput::Tick,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let now = self.now();
+            let (Some(agent), Some(d)) = (self.agent.as_mut(), self.deployment.clone()) else {
+                continue;
+            };
+            out.clear();
+            agent.step(&d.config, now, input, &mut out);
+            for effect in out.drain(..) {
+                self.carry_out(&d, effect);
+            }
+            self.sync_leases();
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, d: &Deployment, effect: AgentEffect) {
+        let host = self.opts.host.0;
+        match effect {
+            AgentEffect::StartProcess { instance } => {
+                tracing::info!(
+                    host,
+                    slot = %d.slot_name(instance.slot),
+                    generation = instance.generation.0,
+                    "start"
+                );
+                if let Err(e) = self.start(d, instance) {
+                    tracing::warn!(host, slot = %d.slot_name(instance.slot), generation = instance.generation.0, "cannot start: {e}");
+                    let _ = self.tx.send(Event::Exited(instance));
+                }
+            }
+            AgentEffect::KillProcess { instance } => {
+                tracing::info!(
+                    host,
+                    slot = %d.slot_name(instance.slot),
+                    generation = instance.generation.0,
+                    "kill"
+                );
+                if let Some(dyno) = self.dynos.get_mut(&instance) {
+                    let _ = dyno.control.write_all(b"stop\n");
+                    let _ = dyno.control.flush();
+                }
+            }
+            AgentEffect::Send(report) => {
+                let frame = Frame::Core(Message::Report(report));
+                if let Ok(mut guard) = self.link.lock() {
+                    if let Some(stream) = guard.as_mut() {
+                        if write_frame(stream, &frame).is_err() {
+                            // Lost with the connection: the protocol allows it.
+                            *guard = None;
+                        }
+                    }
+                }
+            }
+            AgentEffect::Note(note) => match note {
+                AgentNote::SelfFenced { instance } => tracing::warn!(
+                    host,
+                    slot = %d.slot_name(instance.slot),
+                    generation = instance.generation.0,
+                    "lease ran out: self-fencing"
+                ),
+                other => tracing::debug!(host, "{other:?}"),
+            },
+        }
+    }
+
+    /// Tells each fence its dyno's lease end whenever the core moved it.
+    fn sync_leases(&mut self) {
+        let Some(agent) = self.agent.as_ref() else {
+            return;
+        };
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for (id, local) in agent.instances() {
+            if let Some(dyno) = self.dynos.get_mut(id) {
+                if dyno.lease_sent != local.lease_until {
+                    dyno.lease_sent = local.lease_until;
+                    let end = local.lease_until.0.saturating_mul(self.tick_ms);
+                    let remaining = end.saturating_sub(elapsed);
+                    let _ = writeln!(dyno.control, "lease {remaining}");
+                    let _ = dyno.control.flush();
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, d: &Deployment, instance: InstanceId) -> std::io::Result<()> {
+        let spec = d
+            .types
+            .get(usize::from(instance.slot.process_type.0))
+            .ok_or_else(|| std::io::Error::other("unknown process type"))?;
+        let dyno_name = d.slot_name(instance.slot);
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let ready_file = self
+            .dir
+            .join("run")
+            .join(format!("{dyno_name}-g{}.ready", instance.generation.0));
+        let _ = std::fs::remove_file(&ready_file);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("logs").join(format!("{dyno_name}.log")))?;
+        let grace_ms = d
+            .config
+            .timing
+            .kill_ticks
+            .saturating_sub(1)
+            .saturating_mul(d.tick_ms);
+        let ready = match spec.ready {
+            Readiness::Port => "port",
+            Readiness::File => "file",
+            Readiness::Started => "started",
+        };
+        let mut cmd = Command::new(&self.opts.fence_exe);
+        cmd.arg("fence")
+            .arg("--ready")
+            .arg(ready)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .arg("--grace-ms")
+            .arg(grace_ms.to_string())
+            .arg("--")
+            .args(crate::fence::argv_of(&spec.command))
+            .env("DYNO", &dyno_name)
+            .env("PORT", port.to_string())
+            .env("TALLY_GENERATION", instance.generation.0.to_string())
+            .env("TALLY_READY_FILE", &ready_file)
+            .env("TALLY_HOST", self.opts.host.0.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            // Its own group: a Ctrl-C meant for `tally run` must reach the
+            // fence through the agent's exit, not kill the fence first.
+            .process_group(0);
+        use std::os::unix::process::CommandExt;
+        let mut child = cmd.spawn()?;
+        let control = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no fence stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no fence stdout"))?;
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("dyno-{dyno_name}"))
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if line == "ready" {
+                        let _ = tx.send(Event::Booted(instance));
+                    }
+                }
+                let _ = child.wait();
+                let _ = tx.send(Event::Exited(instance));
+            })?;
+        self.dynos.insert(
+            instance,
+            Dyno {
+                control,
+                lease_sent: Tick(0),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Connects, says hello, and forwards the manager's frames, reconnecting
+/// whenever the connection fails.
+fn link_loop(
+    addr: SocketAddr,
+    host: HostId,
+    incarnation: Incarnation,
+    tx: &Sender<Event>,
+    link: &Link,
+    stop: &AtomicBool,
+) {
+    let mut announced = false;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            if !announced {
+                tracing::info!(host = host.0, "manager at {addr} unreachable; retrying");
+                announced = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        announced = false;
+        let _ = stream.set_nodelay(true);
+        let hello = Frame::Hello {
+            version: LINK_VERSION,
+            host,
+            incarnation,
+        };
+        if write_frame(&mut stream, &hello).is_err() {
+            continue;
+        }
+        let Ok(reader) = stream.try_clone() else {
+            continue;
+        };
+        let mut reader: Box<dyn Read> = Box::new(BufReader::new(reader));
+        match read_frame(&mut reader) {
+            Ok(Frame::Welcome { deployment }) => {
+                if tx.send(Event::Welcome(Box::new(deployment))).is_err() {
+                    return;
+                }
+            }
+            Ok(Frame::Refused { why }) => {
+                let _ = tx.send(Event::Refused(why));
+                return;
+            }
+            _ => continue,
+        }
+        if let Ok(mut guard) = link.lock() {
+            *guard = Some(stream);
+        }
+        tracing::info!(host = host.0, "connected to manager at {addr}");
+        loop {
+            match read_frame(&mut reader) {
+                Ok(Frame::Core(Message::Reply(reply))) => {
+                    if tx.send(Event::Reply(reply)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if let Ok(mut guard) = link.lock() {
+            *guard = None;
+        }
+        tracing::warn!(host = host.0, "lost the manager at {addr}; reconnecting");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,274 @@
+//! The core's manager with its configuration, as the shell's [`Machine`],
+//! plus what the shell shows about it: lifecycle log lines and the counts
+//! `tally ps` explains itself with. Every decision is the core's `step`.
+
+use crate::settings::Deployment;
+use crate::shell::Machine;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tally_core::{
+    Alert, Breaker, Effect, ExitOutcome, JournalRecord, Manager, ManagerInput, Note, Rejected,
+    SlotId, Tick,
+};
+
+/// Lifecycle lines kept for `tally ps`.
+const RECENT_MAX: usize = 40;
+
+/// What happened to a slot last, for `tally ps`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SlotHistory {
+    /// Launches of this slot.
+    pub launches: u64,
+    /// Exits seen as boot failures.
+    pub boot_failures: u64,
+    /// Exits seen as crashes after boot.
+    pub crashes: u64,
+    /// Boot timeouts.
+    pub boot_timeouts: u64,
+    /// Relaunches refused for want of a token.
+    pub retries_refused: u64,
+    /// The last thing that happened to it.
+    pub last: String,
+}
+
+/// Counters since this manager process started.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Launches sent (free ones included).
+    pub launches: u64,
+    /// Free first launches used.
+    pub free_launches: u64,
+    /// First successful boots.
+    pub boots_succeeded: u64,
+    /// Breaker trips.
+    pub breaker_trips: u64,
+    /// Phantoms told to stop.
+    pub phantoms_reaped: u64,
+    /// Leases that expired.
+    pub leases_expired: u64,
+    /// User commands refused by lockdown.
+    pub lockdown_refusals: u64,
+    /// Per slot.
+    pub slots: BTreeMap<String, SlotHistory>,
+    /// The latest lifecycle lines, oldest first.
+    pub recent: VecDeque<String>,
+}
+
+/// The core's manager and its configuration.
+#[derive(Clone)]
+pub struct ManagerMachine {
+    /// The deployment (configuration and commands).
+    pub deployment: Arc<Deployment>,
+    /// The core.
+    pub manager: Manager,
+    /// What `ps` shows.
+    pub stats: Stats,
+}
+
+impl ManagerMachine {
+    fn slot(&mut self, slot: SlotId) -> &mut SlotHistory {
+        let name = self.deployment.slot_name(slot);
+        self.stats.slots.entry(name).or_default()
+    }
+
+    fn log(&mut self, now: Tick, line: String) {
+        tracing::info!(target: "tally::lifecycle", "{line}");
+        if self.stats.recent.len() >= RECENT_MAX {
+            self.stats.recent.pop_front();
+        }
+        self.stats.recent.push_back(format!("{now} {line}"));
+    }
+
+    /// Logs and counts what one step did.
+    fn observe(&mut self, now: Tick, input: &ManagerInput, effects: &[Effect]) {
+        let d = Arc::clone(&self.deployment);
+        if let ManagerInput::ReportReceived(report) = input {
+            for e in &report.exited {
+                let h = self.slot(e.instance.slot);
+                match e.outcome {
+                    ExitOutcome::BootFailed => h.boot_failures += 1,
+                    ExitOutcome::Crashed => h.crashes += 1,
+                    ExitOutcome::Killed | ExitOutcome::NeverStarted => {}
+                }
+                let what = match e.outcome {
+                    ExitOutcome::BootFailed => "failed to boot",
+                    ExitOutcome::Crashed => "crashed",
+                    ExitOutcome::Killed => "was killed",
+                    ExitOutcome::NeverStarted => "never started",
+                };
+                h.last = format!("{} {what}", d.instance_name(e.instance));
+            }
+        }
+        for effect in effects {
+            match effect {
+                Effect::Persist(record) => self.observe_record(now, &d, record),
+                Effect::Alert(Alert::BreakerTripped) => {
+                    self.stats.breaker_trips += 1;
+                    self.log(now, "ALERT breaker tripped: boots are failing; launches stop until a probe boots".into());
+                }
+                Effect::Note(note) => self.observe_note(now, &d, *note),
+                Effect::Send(_) => {}
+            }
+        }
+    }
+
+    fn observe_record(&mut self, now: Tick, d: &Deployment, record: &JournalRecord) {
+        match record {
+            JournalRecord::InstanceLaunched {
+                instance,
+                host,
+                free,
+            } => {
+                self.stats.launches += 1;
+                if *free {
+                    self.stats.free_launches += 1;
+                }
+                let h = self.slot(instance.slot);
+                h.launches += 1;
+                h.last = format!("{} launched on {host}", d.instance_name(*instance));
+                let line = format!(
+                    "launch slot={} generation={} host={host} free={free}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0
+                );
+                self.log(now, line);
+            }
+            JournalRecord::StopRequested { instance, reason } => {
+                let line = format!(
+                    "stop slot={} generation={} host={} reason={reason:?}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0,
+                    self.host_name(*instance)
+                );
+                self.log(now, line);
+            }
+            JournalRecord::InstanceStopped { instance } => {
+                let line = format!(
+                    "stopped slot={} generation={} host={}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0,
+                    self.host_name(*instance)
+                );
+                self.log(now, line);
+            }
+            JournalRecord::BreakerSet { breaker } => {
+                let line = match breaker {
+                    Breaker::Closed { .. } => "breaker closed".to_string(),
+                    Breaker::Open { manual: true, .. } => "breaker opened by an operator".into(),
+                    Breaker::Open { .. } => "breaker open: boots keep failing".into(),
+                    Breaker::HalfOpen { probe: None } => {
+                        "breaker half-open: one probe may launch".into()
+                    }
+                    Breaker::HalfOpen { probe: Some(p) } => format!(
+                        "breaker half-open: probing with slot={} generation={}",
+                        d.slot_name(p.slot),
+                        p.generation.0
+                    ),
+                };
+                self.log(now, line);
+            }
+            JournalRecord::LockdownSet { on } => {
+                self.log(now, format!("lockdown {}", if *on { "on" } else { "off" }));
+            }
+            JournalRecord::PauseSet { host, paused } => {
+                let at = host.map_or("everywhere".to_string(), |h| h.to_string());
+                let what = if *paused { "paused" } else { "resumed" };
+                self.log(now, format!("launches {what} {at}"));
+            }
+            JournalRecord::FormationSet {
+                process_type,
+                count,
+            } => {
+                let line = format!("formation {}={count}", d.type_name(*process_type));
+                self.log(now, line);
+            }
+            JournalRecord::BootSeenDone { .. }
+            | JournalRecord::StopCancelled { .. }
+            | JournalRecord::FreeLaunchGranted { .. }
+            | JournalRecord::BudgetSet { .. } => {}
+        }
+    }
+
+    fn observe_note(&mut self, now: Tick, d: &Deployment, note: Note) {
+        match note {
+            Note::BootSucceeded { instance } => {
+                self.stats.boots_succeeded += 1;
+                let host = self.host_name(instance);
+                self.slot(instance.slot).last = format!("{} up", d.instance_name(instance));
+                let line = format!(
+                    "up slot={} generation={} host={host}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0
+                );
+                self.log(now, line);
+            }
+            Note::BootTimedOut { instance } => {
+                let host = self.host_name(instance);
+                let h = self.slot(instance.slot);
+                h.boot_timeouts += 1;
+                h.last = format!("{} boot timed out", d.instance_name(instance));
+                let line = format!(
+                    "boot-timeout slot={} generation={} host={host}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0
+                );
+                self.log(now, line);
+            }
+            Note::LeaseExpired { instance } => {
+                self.stats.leases_expired += 1;
+                let line = format!(
+                    "lease-expired slot={} generation={} host={}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0,
+                    self.host_name(instance)
+                );
+                self.log(now, line);
+            }
+            Note::PhantomReaped { instance } => {
+                self.stats.phantoms_reaped += 1;
+                let line = format!(
+                    "phantom-reaped slot={} generation={}",
+                    d.slot_name(instance.slot),
+                    instance.generation.0
+                );
+                self.log(now, line);
+            }
+            Note::RetryRefused { slot } => {
+                let h = self.slot(slot);
+                h.retries_refused += 1;
+                h.last = format!("{} relaunch refused: retry budget empty", d.slot_name(slot));
+            }
+            Note::LockdownRefused => self.stats.lockdown_refusals += 1,
+            Note::ProbeSpent => self.log(now, "probe relaunch spent".into()),
+            Note::ReportVersionMismatch | Note::StaleExit => {}
+        }
+    }
+
+    fn host_name(&self, instance: tally_core::InstanceId) -> String {
+        self.manager
+            .host_of(instance)
+            .map_or("-".to_string(), |h| h.to_string())
+    }
+}
+
+impl Machine for ManagerMachine {
+    type Input = ManagerInput;
+    type Effect = Effect;
+    type Refusal = Rejected;
+
+    fn step(
+        &mut self,
+        now: Tick,
+        input: ManagerInput,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), Rejected> {
+        let start = out.len();
+        let seen = input.clone();
+        let cfg = Arc::clone(&self.deployment);
+        let result = self.manager.step(&cfg.config, now, input, out);
+        let effects = out.get(start..).unwrap_or(&[]).to_vec();
+        self.observe(now, &seen, &effects);
+        result
+    }
+}

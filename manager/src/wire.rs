@@ -1,0 +1,94 @@
+//! The agent link: length-prefixed JSON frames over TCP.
+//!
+//! An agent connects, says `Hello` with its host and incarnation, and gets
+//! the deployment in `Welcome`; then it sends the core's reports and gets
+//! the core's replies. Any frame may be lost with the connection: the core's
+//! protocol tolerates loss, so the link never retries a frame.
+
+use crate::settings::Deployment;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use tally_core::{HostId, Incarnation, Message};
+use thiserror::Error;
+
+/// The largest frame accepted (a report of a full host is far smaller).
+pub const FRAME_MAX: u32 = 16 << 20;
+
+/// Link protocol version.
+pub const LINK_VERSION: u16 = 1;
+
+/// One frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "frame")]
+pub enum Frame {
+    /// Agent to manager, first.
+    Hello {
+        /// Link version.
+        version: u16,
+        /// The host.
+        host: HostId,
+        /// The agent's incarnation.
+        incarnation: Incarnation,
+    },
+    /// Manager to agent, after `Hello`.
+    Welcome {
+        /// What to run and how.
+        deployment: Deployment,
+    },
+    /// Manager to agent: the hello was refused.
+    Refused {
+        /// Why.
+        why: String,
+    },
+    /// A core message.
+    Core(Message),
+}
+
+/// A link failure.
+#[derive(Debug, Error)]
+pub enum WireError {
+    /// The connection failed or closed.
+    #[error("link I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame too large.
+    #[error("frame of {0} bytes exceeds the {FRAME_MAX}-byte limit")]
+    TooLarge(u32),
+    /// A frame that does not decode.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// Writes one frame.
+///
+/// # Errors
+/// I/O failure, or a frame over the limit.
+pub fn write_frame(w: &mut impl Write, frame: &Frame) -> Result<(), WireError> {
+    let body = serde_json::to_vec(frame)?;
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    if len > FRAME_MAX {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame.
+///
+/// # Errors
+/// I/O failure (end of stream included), a frame over the limit, or one
+/// that does not decode.
+pub fn read_frame(r: &mut impl Read) -> Result<Frame, WireError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > FRAME_MAX {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(serde_json::from_slice(&body)?)
+}
