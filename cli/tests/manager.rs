@@ -42,12 +42,12 @@ ready = "started"
 lease_ms = 2000
 drift_ppm = 10000
 kill_grace_ms = 200
-margin_ms = 400
+margin_ms = 600
 report_interval_ms = 250
 report_delivery_ms = 100
 boot_ms = 300
 boot_timeout_ms = 2000
-unknown_after_ms = 800
+unknown_after_ms = 1500
 
 [budget]
 capacity = 6
@@ -63,10 +63,13 @@ failure_threshold = 4
 cooldown_ms = 3000
 "#;
 
-/// The clock: heartbeats into $WITNESS; ready unless $HANG_FILE exists.
-const CLOCK: &str = r#"clock: sh -c 'while [ -e "$HANG_FILE" ]; do echo "$TALLY_GENERATION $$ $(date +%s%N)" >> "$WITNESS"; sleep 0.02; done; touch "$TALLY_READY_FILE"; while true; do echo "$TALLY_GENERATION $$ $(date +%s%N)" >> "$WITNESS"; sleep 0.02; done'"#;
+/// The clock: heartbeats into $WITNESS; ready unless $HANG_FILE exists. It
+/// ignores SIGTERM, so every kill of it takes the full grace and a SIGKILL,
+/// which the manager's margin must cover.
+const CLOCK: &str = r#"clock: sh -c 'trap "" TERM; while [ -e "$HANG_FILE" ]; do echo "$TALLY_GENERATION $$ $(date +%s%N)" >> "$WITNESS"; sleep 0.02; done; touch "$TALLY_READY_FILE"; while true; do echo "$TALLY_GENERATION $$ $(date +%s%N)" >> "$WITNESS"; sleep 0.02; done'"#;
 
 struct Cluster {
+    _guard: std::sync::MutexGuard<'static, ()>,
     dir: PathBuf,
     agent_port: u16,
     manager: Option<Child>,
@@ -93,9 +96,16 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill -{sig} failed");
 }
 
+/// One cluster at a time: the tests measure leases in real time, and two
+/// clusters at once on a 2-core machine would only add scheduling noise.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Cluster {
     /// A manager process with `--hosts 0` and one `tally agent` per host.
     fn start(name: &str, procfile: &str, settings: &str, hosts: u16) -> Cluster {
+        let guard = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = std::env::temp_dir().join(format!("tally-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -104,6 +114,7 @@ impl Cluster {
         std::fs::write(&procfile_path, procfile).unwrap();
         std::fs::write(&settings_path, settings).unwrap();
         let mut c = Cluster {
+            _guard: guard,
             agent_port: free_port(),
             dir,
             manager: None,
@@ -537,6 +548,25 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
     assert!(raw("POST", "/lockdown", Some("not-the-token")).starts_with("HTTP/1.1 401"));
     let token = std::fs::read_to_string(c.data().join("token")).unwrap();
     assert!(raw("GET", "/nope", Some(token.trim())).starts_with("HTTP/1.1 404"));
+
+    // The agent link wants the token too: a forged agent gets nothing.
+    {
+        use tally_manager::wire::{Frame, LINK_VERSION, read_frame, write_frame};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", c.agent_port)).unwrap();
+        let hello = Frame::Hello {
+            version: LINK_VERSION,
+            host: tally_core::HostId(7),
+            incarnation: tally_core::Incarnation(1),
+            token: "forged".into(),
+        };
+        write_frame(&mut s, &hello).unwrap();
+        match read_frame(&mut s).unwrap() {
+            Frame::Refused { why, retry } => {
+                assert!(why.contains("token") && !retry, "{why}");
+            }
+            other => panic!("a forged agent was welcomed: {other:?}"),
+        }
+    }
 
     c.wait_for("convergence", 30, converged);
     let before = c.ps();

@@ -236,7 +236,7 @@ fn ok(body: serde_json::Value) -> Answer {
 
 /// Compares without an early exit, so the time taken does not leak how
 /// much of a guessed token was right.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -260,21 +260,30 @@ pub fn serve(
                     .strip_prefix("Bearer ")
                     .is_some_and(|t| same(t.trim(), token))
         });
-        let mut body = String::new();
-        let read = request.as_reader().take(BODY_MAX).read_to_string(&mut body);
         let method = request.method().as_str().to_ascii_uppercase();
         let path = request.url().split('?').next().unwrap_or("").to_string();
-        let answer = if read.is_err() {
-            error(400, "the request body is not UTF-8 text")
-        } else if method == "GET" && path == "/health" {
+        let answer = if method == "GET" && path == "/health" {
             ok(serde_json::json!({ "status": "ok", "applied": core.applied() }))
         } else if !authorized {
+            // Refused before the body is read: a caller without the token
+            // cannot hold a worker by sending one slowly.
             error(
                 401,
                 "missing or wrong bearer token (see the data dir's `token` file)",
             )
         } else {
-            route(&method, &path, &body, core, clock, fatal)
+            let mut body = String::new();
+            match request
+                .as_reader()
+                .take(BODY_MAX + 1)
+                .read_to_string(&mut body)
+            {
+                Err(_) => error(400, "the request body is not UTF-8 text"),
+                Ok(n) if n as u64 > BODY_MAX => {
+                    error(413, format!("request body over the {BODY_MAX}-byte limit"))
+                }
+                Ok(_) => route(&method, &path, &body, core, clock, fatal),
+            }
         };
         let json = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
         let header =

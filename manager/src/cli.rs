@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// Allow the API on a non-loopback address (the token still guards it).
     #[arg(long)]
     pub allow_remote_api: bool,
+    /// Allow agents from other machines (--agent-listen off loopback); they
+    /// still need the token.
+    #[arg(long)]
+    pub allow_remote_agents: bool,
 }
 
 /// `tally agent`.
@@ -58,6 +62,10 @@ pub struct AgentArgs {
     /// Incarnation counter, dyno logs and ready files.
     #[arg(long, default_value = DATA_DIR)]
     pub data_dir: PathBuf,
+    /// The manager's token file (default: DATA_DIR/token, as `tally run`
+    /// writes it; copy it to the host for a remote agent).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Readiness as the fence takes it.
@@ -209,6 +217,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             args.api_listen
         ));
     }
+    if !args.agent_listen.ip().is_loopback() && !args.allow_remote_agents {
+        return Err(format!(
+            "--agent-listen {} is not a loopback address; pass --allow-remote-agents to take agents from other machines",
+            args.agent_listen
+        ));
+    }
     let config = match &args.config {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from("tally.toml")).filter(|p| p.exists()),
@@ -232,6 +246,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             host: HostId(h),
             data_dir: args.data_dir.clone(),
             fence_exe: exe.clone(),
+            token: server.token.clone(),
         };
         let stop = Arc::clone(&stop);
         std::thread::Builder::new()
@@ -275,10 +290,24 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
 /// # Errors
 /// The data dir fails, or the manager refuses the agent.
 pub fn agent(args: &AgentArgs) -> Result<ExitCode, String> {
+    let token_file = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("token"));
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| {
+            format!(
+                "cannot read the manager's token {}: {e}",
+                token_file.display()
+            )
+        })?
+        .trim()
+        .to_string();
     init_logging();
     let opts = HostOptions {
         manager: args.manager,
         host: HostId(args.host),
+        token,
         data_dir: args.data_dir.clone(),
         fence_exe: std::env::current_exe()
             .map_err(|e| format!("cannot find the tally executable: {e}"))?,

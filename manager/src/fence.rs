@@ -10,11 +10,19 @@
 //! kills the dyno when the agent goes away (its stdin closes), since nobody
 //! would then renew the lease. Dying early is always safe.
 //!
-//! Protocol on stdin, one line each: `lease MS` (the lease now ends MS
-//! milliseconds from now), `stop` (kill now). The dyno does not start before
-//! the first `lease` line. On stdout: `ready` once the readiness condition
-//! holds, `exited STATUS` at the end.
+//! Protocol on stdin, one line each: `lease NS` (the lease ends when
+//! `CLOCK_BOOTTIME` reads NS nanoseconds: an absolute time, so no delay in
+//! the pipe or in this process's scheduling can stretch it), `stop` (kill
+//! now). The dyno does not start before the first `lease` line. On stdout:
+//! `pid PGID` once the dyno's process group exists, `ready` once the
+//! readiness condition holds, `exited STATUS` once the group is gone. An
+//! agent takes only `exited` as proof of death; if the fence dies without
+//! saying it, the agent kills the group itself.
+//!
+//! Known limit: a dyno that leaves its process group (`setsid`) escapes the
+//! kill; a cgroup per dyno would close that.
 
+use crate::clock::boottime_ns;
 use crate::settings::Readiness;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -31,7 +39,8 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// What the fence is told.
 enum Control {
-    Lease(Duration),
+    /// The lease ends at this `CLOCK_BOOTTIME` reading.
+    Lease(u64),
     Stop,
     Gone,
 }
@@ -74,8 +83,8 @@ pub fn run(opts: &FenceOptions) -> i32 {
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
             let msg = match line.split_once(' ') {
-                Some(("lease", ms)) => match ms.trim().parse::<u64>() {
-                    Ok(ms) => Control::Lease(Duration::from_millis(ms)),
+                Some(("lease", ns)) => match ns.trim().parse::<u64>() {
+                    Ok(ns) => Control::Lease(ns),
                     Err(_) => continue,
                 },
                 _ if line.trim() == "stop" => Control::Stop,
@@ -89,7 +98,7 @@ pub fn run(opts: &FenceOptions) -> i32 {
     });
     // No lease, no dyno.
     let mut deadline = match rx.recv() {
-        Ok(Control::Lease(d)) => Instant::now() + d,
+        Ok(Control::Lease(ns)) => ns,
         _ => {
             say("exited never-started");
             return 0;
@@ -127,8 +136,16 @@ pub fn run(opts: &FenceOptions) -> i32 {
         }
     };
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    say(&format!("pid {pgid}"));
     let mut ready_said = false;
     loop {
+        // The deadline first: nothing below may delay a kill that is due.
+        let now = boottime_ns();
+        if now >= deadline {
+            kill_group(&mut child, pgid, opts.grace);
+            say("exited fenced");
+            return 0;
+        }
         if let Ok(Some(status)) = child.try_wait() {
             // Reap whatever the dyno left in its group.
             let _ = killpg(pgid, Signal::SIGKILL);
@@ -139,14 +156,9 @@ pub fn run(opts: &FenceOptions) -> i32 {
             ready_said = true;
             say("ready");
         }
-        let now = Instant::now();
-        if now >= deadline {
-            kill_group(&mut child, pgid, opts.grace);
-            say("exited fenced");
-            return 0;
-        }
-        match rx.recv_timeout(POLL.min(deadline - now)) {
-            Ok(Control::Lease(d)) => deadline = Instant::now() + d,
+        let left = Duration::from_nanos(deadline.saturating_sub(boottime_ns()));
+        match rx.recv_timeout(POLL.min(left)) {
+            Ok(Control::Lease(ns)) => deadline = ns,
             Ok(Control::Stop) => {
                 kill_group(&mut child, pgid, opts.grace);
                 say("exited stopped");
@@ -176,7 +188,7 @@ fn is_ready(opts: &FenceOptions) -> bool {
         Readiness::Port => opts.port.is_some_and(|p| {
             TcpStream::connect_timeout(
                 &SocketAddr::from((Ipv4Addr::LOCALHOST, p)),
-                Duration::from_millis(50),
+                Duration::from_millis(10),
             )
             .is_ok()
         }),
@@ -187,14 +199,27 @@ fn is_ready(opts: &FenceOptions) -> bool {
 fn kill_group(child: &mut Child, pgid: Pid, grace: Duration) {
     if !grace.is_zero() {
         let _ = killpg(pgid, Signal::SIGTERM);
-        let until = Instant::now() + grace;
-        while Instant::now() < until {
+        let until = Instant::now().checked_add(grace);
+        while until.is_some_and(|u| Instant::now() < u) {
             if let Ok(Some(_)) = child.try_wait() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     let _ = killpg(pgid, Signal::SIGKILL);
     let _ = child.wait();
+}
+
+/// Kills a process group a fence left behind and waits until it is gone
+/// (the agent's fallback when a fence dies without saying `exited`).
+pub fn kill_orphaned_group(pgid: i32) {
+    let pgid = Pid::from_raw(pgid);
+    if pgid.as_raw() <= 1 {
+        return;
+    }
+    // SIGKILL cannot be ignored; a group is gone once signalling it fails.
+    while killpg(pgid, Signal::SIGKILL).is_ok() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

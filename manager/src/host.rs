@@ -5,8 +5,10 @@
 //! to one thread that owns the core agent, so inputs are applied one at a
 //! time and effects are carried out in the order the core produced them.
 
+use crate::clock::boottime_ns;
 use crate::settings::{Deployment, Readiness};
 use crate::wire::{Frame, LINK_VERSION, read_frame, write_frame};
+use nix::fcntl::{FcntlArg, FdFlag, Flock, FlockArg, fcntl};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +18,7 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_core::{
     Agent, AgentEffect, AgentInput, AgentNote, HostId, Incarnation, InstanceId, Message, Tick,
 };
@@ -36,6 +38,11 @@ pub enum HostError {
     /// The manager refused it.
     #[error("the manager refused this agent: {0}")]
     Refused(String),
+    /// The incarnation counter is unreadable.
+    #[error(
+        "{0}: not an incarnation number; restore it or remove it only once no dyno of this host runs"
+    )]
+    BadIncarnation(PathBuf),
     /// The manager's deployment changed under it.
     #[error(
         "the manager's deployment changed since this agent started; restart the agent so that it starts from a clean slate"
@@ -54,6 +61,8 @@ pub struct HostOptions {
     pub data_dir: PathBuf,
     /// The `tally` executable, for `tally fence`.
     pub fence_exe: PathBuf,
+    /// The manager's agent token.
+    pub token: String,
 }
 
 enum Event {
@@ -85,7 +94,10 @@ pub fn next_incarnation(dir: &Path) -> Result<Incarnation, HostError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join("incarnation");
     let current = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().parse::<u32>().unwrap_or(0),
+        Ok(s) => s
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| HostError::BadIncarnation(path.clone()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return Err(io(&path)(e)),
     };
@@ -102,12 +114,45 @@ pub fn next_incarnation(dir: &Path) -> Result<Incarnation, HostError> {
     Ok(Incarnation(next))
 }
 
+/// Takes the host's lock, waiting while processes of an earlier agent of
+/// this host live. The lock's descriptor is inherited by every fence and
+/// dyno, so it is held until the last of them is gone: two agents of one
+/// host would each confirm the other's dynos dead (they never started them).
+fn lock_host(dir: &Path, host: HostId) -> Result<Flock<File>, HostError> {
+    let io = |source| HostError::Io {
+        path: dir.join("lock"),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(io)?;
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((file, _)) => {
+            tracing::warn!(
+                host = host.0,
+                "another agent of this host, or dynos it started, still run; waiting for them to end"
+            );
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| io(std::io::Error::from(e)))?
+        }
+    };
+    // Inherited by fences and dynos (std opens files close-on-exec).
+    fcntl(&*lock, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| io(std::io::Error::from(e)))?;
+    Ok(lock)
+}
+
 /// Runs a host until `stop` is set or a fatal error.
 ///
 /// # Errors
 /// The data dir fails, or the manager refuses or changes the deployment.
 pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> {
     let dir = opts.data_dir.join(format!("host-{}", opts.host.0));
+    let _lock = lock_host(&dir, opts.host)?;
     let incarnation = next_incarnation(&dir)?;
     for sub in ["logs", "run"] {
         let p = dir.join(sub);
@@ -117,10 +162,16 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
     let link: Link = Arc::new(Mutex::new(None));
     {
         let (tx, link, stop) = (tx.clone(), Arc::clone(&link), Arc::clone(stop));
+        let hello = Frame::Hello {
+            version: LINK_VERSION,
+            host: opts.host,
+            incarnation,
+            token: opts.token.clone(),
+        };
         let (addr, host) = (opts.manager, opts.host);
         std::thread::Builder::new()
             .name(format!("link-{}", host.0))
-            .spawn(move || link_loop(addr, host, incarnation, &tx, &link, &stop))
+            .spawn(move || link_loop(addr, host, &hello, &tx, &link, &stop))
             .map_err(|source| HostError::Io {
                 path: dir.clone(),
                 source,
@@ -130,7 +181,7 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
     let mut shell = Shell {
         opts: opts.clone(),
         dir,
-        start: Instant::now(),
+        start_ns: boottime_ns(),
         tick_ms: 100,
         deployment: None,
         agent: None,
@@ -145,7 +196,8 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
 struct Shell {
     opts: HostOptions,
     dir: PathBuf,
-    start: Instant,
+    /// `CLOCK_BOOTTIME` at the agent's tick 0.
+    start_ns: u64,
     tick_ms: u64,
     deployment: Option<Arc<Deployment>>,
     agent: Option<Agent>,
@@ -159,8 +211,11 @@ impl Shell {
     /// The agent's clock: ticks since this agent started (floored, so a
     /// request's send time is never later than the real one).
     fn now(&self) -> Tick {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Tick(ms / self.tick_ms.max(1))
+        Tick(boottime_ns().saturating_sub(self.start_ns) / self.tick_ns())
+    }
+
+    fn tick_ns(&self) -> u64 {
+        self.tick_ms.max(1).saturating_mul(1_000_000)
     }
 
     fn event_loop(&mut self, rx: &Receiver<Event>, stop: &AtomicBool) -> Result<(), HostError> {
@@ -260,14 +315,16 @@ impl Shell {
         let Some(agent) = self.agent.as_ref() else {
             return;
         };
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let tick_ns = self.tick_ns();
         for (id, local) in agent.instances() {
             if let Some(dyno) = self.dynos.get_mut(id) {
                 if dyno.lease_sent != local.lease_until {
                     dyno.lease_sent = local.lease_until;
-                    let end = local.lease_until.0.saturating_mul(self.tick_ms);
-                    let remaining = end.saturating_sub(elapsed);
-                    let _ = writeln!(dyno.control, "lease {remaining}");
+                    // Absolute, on the clock the fence reads too.
+                    let end = self
+                        .start_ns
+                        .saturating_add(local.lease_until.0.saturating_mul(tick_ns));
+                    let _ = writeln!(dyno.control, "lease {end}");
                     let _ = dyno.control.flush();
                 }
             }
@@ -335,16 +392,30 @@ impl Shell {
             .take()
             .ok_or_else(|| std::io::Error::other("no fence stdout"))?;
         let tx = self.tx.clone();
+        let dyno_name_owned = dyno_name.clone();
         std::thread::Builder::new()
             .name(format!("dyno-{dyno_name}"))
             .spawn(move || {
+                let (mut pgid, mut exited) = (None, false);
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if line == "ready" {
                         let _ = tx.send(Event::Booted(instance));
+                    } else if let Some(p) = line.strip_prefix("pid ") {
+                        pgid = p.trim().parse::<i32>().ok();
+                    } else if line.starts_with("exited") {
+                        exited = true;
                     }
                 }
                 let _ = child.wait();
+                // Only the fence's word proves the dyno gone; a fence that
+                // died without it may have left the dyno running.
+                if !exited {
+                    if let Some(pgid) = pgid {
+                        tracing::warn!(%dyno_name_owned, pgid, "fence died; killing its dyno's group");
+                        crate::fence::kill_orphaned_group(pgid);
+                    }
+                }
                 let _ = tx.send(Event::Exited(instance));
             })?;
         self.dynos.insert(
@@ -363,7 +434,7 @@ impl Shell {
 fn link_loop(
     addr: SocketAddr,
     host: HostId,
-    incarnation: Incarnation,
+    hello: &Frame,
     tx: &Sender<Event>,
     link: &Link,
     stop: &AtomicBool,
@@ -380,15 +451,12 @@ fn link_loop(
         };
         announced = false;
         let _ = stream.set_nodelay(true);
-        let hello = Frame::Hello {
-            version: LINK_VERSION,
-            host,
-            incarnation,
-        };
-        if write_frame(&mut stream, &hello).is_err() {
+        if write_frame(&mut stream, hello).is_err() {
+            std::thread::sleep(Duration::from_millis(200));
             continue;
         }
         let Ok(reader) = stream.try_clone() else {
+            std::thread::sleep(Duration::from_millis(200));
             continue;
         };
         let mut reader: Box<dyn Read> = Box::new(BufReader::new(reader));
@@ -398,11 +466,19 @@ fn link_loop(
                     return;
                 }
             }
-            Ok(Frame::Refused { why }) => {
+            Ok(Frame::Refused { why, retry: true }) => {
+                tracing::warn!(host = host.0, "manager says: {why}; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            Ok(Frame::Refused { why, retry: false }) => {
                 let _ = tx.send(Event::Refused(why));
                 return;
             }
-            _ => continue,
+            _ => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
         }
         if let Ok(mut guard) = link.lock() {
             *guard = Some(stream);

@@ -1,10 +1,12 @@
-//! The manager's journal on disk: one JSON record per line, appended and
-//! fsynced before the step that wrote it returns (so before any launch it
-//! holds is sent), folded back into the core's `Durable` at start.
+//! The manager's journal on disk: one line per core step, a JSON array of
+//! that step's records, appended and fsynced before the step returns (so
+//! before any launch it holds is sent), folded back into the core's
+//! `Durable` at start.
 //!
-//! A crash can tear only the last line; a torn last line is dropped (its
-//! step never returned, so nothing it held was acted on). A bad line before
-//! the last is corruption, and the manager refuses to start on it.
+//! A crash can tear only the last line; a torn last line is dropped whole
+//! (its step never returned, so nothing it held was acted on, and no half of
+//! a step is ever recovered). A bad line before the last is corruption, and
+//! the manager refuses to start on it.
 
 use crate::shell::Sink;
 use std::fs::{File, OpenOptions};
@@ -64,8 +66,8 @@ impl FileJournal {
         {
             let mut f = File::create(&tmp).map_err(io)?;
             let mut buf = Vec::new();
-            for r in &records {
-                serde_json::to_writer(&mut buf, r).map_err(|e| io(std::io::Error::other(e)))?;
+            for step in &records {
+                serde_json::to_writer(&mut buf, step).map_err(|e| io(std::io::Error::other(e)))?;
                 buf.push(b'\n');
             }
             f.write_all(&buf).map_err(io)?;
@@ -74,7 +76,8 @@ impl FileJournal {
         std::fs::rename(&tmp, path).map_err(io)?;
         sync_dir(path).map_err(io)?;
         let file = OpenOptions::new().append(true).open(path).map_err(io)?;
-        let n = records.len() as u64;
+        let n = records.iter().map(|step| step.len() as u64).sum();
+        let records = records.into_iter().flatten().collect();
         Ok((
             FileJournal {
                 path: path.to_path_buf(),
@@ -98,7 +101,7 @@ impl FileJournal {
         self.records == 0
     }
 
-    /// Appends records and fsyncs.
+    /// Appends one step's records as one line, and fsyncs.
     ///
     /// # Errors
     /// The write or the fsync failed.
@@ -106,19 +109,17 @@ impl FileJournal {
         &mut self,
         records: impl IntoIterator<Item = &'a JournalRecord>,
     ) -> Result<(), JournalError> {
-        self.buf.clear();
-        let mut n = 0;
-        for r in records {
-            serde_json::to_writer(&mut self.buf, r).map_err(|e| JournalError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other(e),
-            })?;
-            self.buf.push(b'\n');
-            n += 1;
-        }
+        let step: Vec<&JournalRecord> = records.into_iter().collect();
+        let n = step.len() as u64;
         if n == 0 {
             return Ok(());
         }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &step).map_err(|e| JournalError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        self.buf.push(b'\n');
         let io = |source| JournalError::Io {
             path: self.path.clone(),
             source,
@@ -141,7 +142,7 @@ impl Sink<Effect> for FileJournal {
     }
 }
 
-fn read_records(path: &Path) -> Result<Vec<JournalRecord>, JournalError> {
+fn read_records(path: &Path) -> Result<Vec<Vec<JournalRecord>>, JournalError> {
     let io = |source| JournalError::Io {
         path: path.to_path_buf(),
         source,
@@ -160,7 +161,7 @@ fn read_records(path: &Path) -> Result<Vec<JournalRecord>, JournalError> {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<JournalRecord>(line) {
+        match serde_json::from_str::<Vec<JournalRecord>>(line) {
             Ok(r) => out.push(r),
             // The last line, unterminated: a write torn by a crash.
             Err(_) if i + 1 == count && !complete_last => break,

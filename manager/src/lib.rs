@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod fence;
 pub mod host;
 pub mod journal;

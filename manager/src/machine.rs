@@ -64,6 +64,8 @@ pub struct ManagerMachine {
     pub manager: Manager,
     /// What `ps` shows.
     pub stats: Stats,
+    /// Log lines of steps not yet committed.
+    pending: Vec<String>,
 }
 
 impl ManagerMachine {
@@ -72,8 +74,19 @@ impl ManagerMachine {
         self.stats.slots.entry(name).or_default()
     }
 
+    /// A manager as the shell runs it.
+    #[must_use]
+    pub fn new(deployment: Arc<Deployment>, manager: Manager, stats: Stats) -> Self {
+        ManagerMachine {
+            deployment,
+            manager,
+            stats,
+            pending: Vec::new(),
+        }
+    }
+
     fn log(&mut self, now: Tick, line: String) {
-        tracing::info!(target: "tally::lifecycle", "{line}");
+        self.pending.push(line.clone());
         if self.stats.recent.len() >= RECENT_MAX {
             self.stats.recent.pop_front();
         }
@@ -270,5 +283,11 @@ impl Machine for ManagerMachine {
         let effects = out.get(start..).unwrap_or(&[]).to_vec();
         self.observe(now, &seen, &effects);
         result
+    }
+
+    fn committed(&mut self) {
+        for line in self.pending.drain(..) {
+            tracing::info!(target: "tally::lifecycle", "{line}");
+        }
     }
 }

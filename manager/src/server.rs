@@ -7,14 +7,18 @@ use crate::settings::Deployment;
 use crate::shell::{Applied, Shared, ShellError};
 use crate::wire::{Frame, LINK_VERSION, read_frame, write_frame};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tally_core::{Durable, Effect, JournalRecord, Manager, ManagerInput, Message, Rejected, Tick};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tally_core::{
+    Durable, Effect, HostId, Incarnation, JournalRecord, Manager, ManagerInput, Message, Rejected,
+    Tick,
+};
 use thiserror::Error;
 
 /// The manager's shared core.
@@ -86,6 +90,8 @@ pub struct Server {
     pub api_addr: SocketAddr,
     /// The bearer token file.
     pub token_path: PathBuf,
+    /// The token (API and agent link).
+    pub token: String,
     fatal: Arc<std::sync::Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
 }
@@ -96,18 +102,33 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The manager's clock in ticks since genesis.
+/// The manager's clock in ticks since genesis: the wall clock read once at
+/// start (so journaled times stay meaningful across restarts), then the
+/// monotonic clock, so that a wall-clock step cannot expire every lease at
+/// once (or freeze expiry).
 #[derive(Clone, Copy)]
 pub struct Clock {
-    genesis_unix_ms: u64,
+    base_ms: u64,
+    start: Instant,
     tick_ms: u64,
 }
 
 impl Clock {
+    /// Starts the clock for a journal that began at `genesis_unix_ms`.
+    #[must_use]
+    pub fn start(genesis_unix_ms: u64, tick_ms: u64) -> Clock {
+        Clock {
+            base_ms: unix_ms().saturating_sub(genesis_unix_ms),
+            start: Instant::now(),
+            tick_ms,
+        }
+    }
+
     /// Now, in ticks (floored).
     #[must_use]
     pub fn now(&self) -> Tick {
-        Tick(unix_ms().saturating_sub(self.genesis_unix_ms) / self.tick_ms.max(1))
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Tick(self.base_ms.saturating_add(elapsed) / self.tick_ms.max(1))
     }
 }
 
@@ -183,10 +204,7 @@ impl Server {
             }
             Err(e) => return Err(io(&meta_path)(e)),
         };
-        let clock = Clock {
-            genesis_unix_ms: meta.genesis_unix_ms,
-            tick_ms: opts.deployment.tick_ms,
-        };
+        let clock = Clock::start(meta.genesis_unix_ms, opts.deployment.tick_ms);
         let (token, token_path) = token(dir)?;
         let (mut journal, records) = FileJournal::open(&dir.join("journal.jsonl"))?;
         let cfg = &opts.deployment.config;
@@ -222,11 +240,7 @@ impl Server {
             );
             m
         };
-        let machine = ManagerMachine {
-            deployment: Arc::new(opts.deployment.clone()),
-            manager,
-            stats,
-        };
+        let machine = ManagerMachine::new(Arc::new(opts.deployment.clone()), manager, stats);
         let core = Arc::new(Shared::new(machine, journal, now));
         let fatal = Arc::new(std::sync::Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
@@ -260,16 +274,20 @@ impl Server {
             agent_addr,
             api_addr,
             token_path,
+            token: token.clone(),
             fatal: Arc::clone(&fatal),
             stop: Arc::clone(&stop),
         };
         spawn("agent-listener", {
-            let (core, fatal, deployment) = (
-                Arc::clone(&core),
-                Arc::clone(&fatal),
-                opts.deployment.clone(),
-            );
-            move || accept_agents(&agents, &core, clock, &deployment, &fatal)
+            let link = Arc::new(LinkContext {
+                core: Arc::clone(&core),
+                clock,
+                deployment: opts.deployment.clone(),
+                token: token.clone(),
+                fatal: Arc::clone(&fatal),
+                live: std::sync::Mutex::new(BTreeMap::new()),
+            });
+            move || accept_agents(&agents, &link)
         })?;
         spawn("timer", {
             let (core, fatal, stop) = (Arc::clone(&core), Arc::clone(&fatal), Arc::clone(&stop));
@@ -284,11 +302,18 @@ impl Server {
                 }
             }
         })?;
-        spawn("api", {
-            let (core, fatal) = (Arc::clone(&core), Arc::clone(&fatal));
-            let api = Arc::new(api);
-            move || crate::api::serve(&api, &core, clock, &token, &fatal)
-        })?;
+        let api = Arc::new(api);
+        for worker in 0..4 {
+            let (core, fatal, api, token) = (
+                Arc::clone(&core),
+                Arc::clone(&fatal),
+                Arc::clone(&api),
+                token.clone(),
+            );
+            spawn(&format!("api-{worker}"), move || {
+                crate::api::serve(&api, &core, clock, &token, &fatal);
+            })?;
+        }
         Ok(server)
     }
 
@@ -331,84 +356,148 @@ pub fn set_fatal(fatal: &std::sync::Mutex<Option<String>>, e: &ShellError<Journa
     }
 }
 
-fn accept_agents(
-    listener: &TcpListener,
-    core: &Arc<Core>,
+/// What every agent connection shares.
+struct LinkContext {
+    core: Arc<Core>,
     clock: Clock,
-    deployment: &Deployment,
-    fatal: &Arc<std::sync::Mutex<Option<String>>>,
-) {
-    for stream in listener.incoming() {
+    deployment: Deployment,
+    token: String,
+    fatal: Arc<std::sync::Mutex<Option<String>>>,
+    /// Hosts with a live link: incarnation and connection number.
+    live: std::sync::Mutex<BTreeMap<HostId, (Incarnation, u64)>>,
+}
+
+fn accept_agents(listener: &TcpListener, link: &Arc<LinkContext>) {
+    for (n, stream) in listener.incoming().enumerate() {
         let Ok(stream) = stream else { continue };
-        let (core, fatal, deployment) = (Arc::clone(core), Arc::clone(fatal), deployment.clone());
+        let link = Arc::clone(link);
         let _ = std::thread::Builder::new()
             .name("agent-link".into())
-            .spawn(move || serve_agent(stream, &core, clock, &deployment, &fatal));
+            .spawn(move || serve_agent(stream, &link, n as u64));
     }
 }
 
+/// Checks a hello; registers the host's link.
+fn admit(
+    link: &LinkContext,
+    frame: Frame,
+    conn: u64,
+) -> Result<(HostId, Incarnation), (String, bool)> {
+    let Frame::Hello {
+        version,
+        host,
+        incarnation,
+        token,
+    } = frame
+    else {
+        return Err(("expected a hello".into(), false));
+    };
+    if version != LINK_VERSION {
+        return Err((
+            format!("link version {version}; this manager speaks {LINK_VERSION}"),
+            false,
+        ));
+    }
+    if !crate::api::same(&token, &link.token) {
+        return Err((
+            "wrong agent token (give the manager data dir's `token` file)".into(),
+            false,
+        ));
+    }
+    let Ok(mut live) = link.live.lock() else {
+        return Err(("manager state poisoned".into(), true));
+    };
+    // Two agents of one host would each confirm dynos of the other dead.
+    if let Some((other, _)) = live.get(&host) {
+        if *other != incarnation {
+            return Err((
+                format!(
+                    "{host} already has a live agent (incarnation {}); stop it first",
+                    other.0
+                ),
+                true,
+            ));
+        }
+    }
+    live.insert(host, (incarnation, conn));
+    Ok((host, incarnation))
+}
+
 /// One agent connection: hello, then each report is applied and answered.
-fn serve_agent(
-    stream: TcpStream,
-    core: &Core,
-    clock: Clock,
-    deployment: &Deployment,
-    fatal: &std::sync::Mutex<Option<String>>,
-) {
+fn serve_agent(stream: TcpStream, link: &LinkContext, conn: u64) {
     let _ = stream.set_nodelay(true);
+    // A link silent for several leases is dead (a crashed remote host
+    // leaves a half-open connection); its host may then attach again.
+    let lease_ms = link
+        .deployment
+        .config
+        .timing
+        .lease_ticks
+        .saturating_mul(link.deployment.tick_ms);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(
+        lease_ms.saturating_mul(4).max(2_000),
+    )));
     let Ok(reader) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(reader);
     let mut writer = stream;
-    let host = match read_frame(&mut reader) {
-        Ok(Frame::Hello {
-            version,
-            host,
-            incarnation,
-        }) => {
-            if version != LINK_VERSION {
-                let why = format!("link version {version}; this manager speaks {LINK_VERSION}");
-                let _ = write_frame(&mut writer, &Frame::Refused { why });
-                return;
-            }
-            tracing::info!(
-                host = host.0,
-                incarnation = incarnation.0,
-                "agent connected"
-            );
-            host
-        }
-        _ => return,
+    let hello = match read_frame(&mut reader) {
+        Ok(frame) => frame,
+        Err(_) => return,
     };
+    let (host, incarnation) = match admit(link, hello, conn) {
+        Ok(admitted) => admitted,
+        Err((why, retry)) => {
+            tracing::warn!("agent refused: {why}");
+            let _ = write_frame(&mut writer, &Frame::Refused { why, retry });
+            return;
+        }
+    };
+    tracing::info!(
+        host = host.0,
+        incarnation = incarnation.0,
+        "agent connected"
+    );
     let welcome = Frame::Welcome {
-        deployment: deployment.clone(),
+        deployment: link.deployment.clone(),
     };
-    if write_frame(&mut writer, &welcome).is_err() {
-        return;
-    }
-    while let Ok(frame) = read_frame(&mut reader) {
-        let Frame::Core(Message::Report(report)) = frame else {
-            continue;
-        };
-        if report.host != host {
-            tracing::warn!(host = host.0, "report names {}; dropped", report.host);
-            continue;
-        }
-        let applied: Applied<Effect, Rejected> =
-            match core.apply(clock.now(), ManagerInput::ReportReceived(report)) {
+    if write_frame(&mut writer, &welcome).is_ok() {
+        while let Ok(frame) = read_frame(&mut reader) {
+            let Frame::Core(Message::Report(report)) = frame else {
+                continue;
+            };
+            if report.host != host || report.incarnation != incarnation {
+                tracing::warn!(
+                    host = host.0,
+                    "report for {} incarnation {} on this link; dropped",
+                    report.host,
+                    report.incarnation.0
+                );
+                continue;
+            }
+            let applied: Applied<Effect, Rejected> = match link
+                .core
+                .apply(link.clock.now(), ManagerInput::ReportReceived(report))
+            {
                 Ok(a) => a,
                 Err(e) => {
-                    set_fatal(fatal, &e);
+                    set_fatal(&link.fatal, &e);
                     return;
                 }
             };
-        for effect in applied.effects {
-            if let Effect::Send(reply) = effect {
-                if write_frame(&mut writer, &Frame::Core(Message::Reply(reply))).is_err() {
-                    break;
+            for effect in applied.effects {
+                if let Effect::Send(reply) = effect {
+                    if write_frame(&mut writer, &Frame::Core(Message::Reply(reply))).is_err() {
+                        break;
+                    }
                 }
             }
+        }
+    }
+    if let Ok(mut live) = link.live.lock() {
+        if live.get(&host).is_some_and(|(_, c)| *c == conn) {
+            live.remove(&host);
         }
     }
     tracing::info!(host = host.0, "agent disconnected");

@@ -50,6 +50,13 @@ pub enum SettingsError {
     Core(#[from] ConfigError),
 }
 
+/// Time the margin keeps for a fence to be scheduled and a SIGKILLed group
+/// to be gone, beyond the grace and the ticks.
+pub const SCHEDULING_ALLOWANCE_MS: u64 = 100;
+
+/// The longest duration accepted anywhere in `tally.toml` (a day).
+pub const DURATION_MAX_MS: u64 = 86_400_000;
+
 /// How an agent knows a dyno finished booting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -89,7 +96,8 @@ pub struct TimingSettings {
     /// Grace period of a kill (SIGTERM to SIGKILL).
     pub kill_grace_ms: u64,
     /// Extra wait after drift before the manager takes a lease as expired;
-    /// must cover the kill plus two ticks of clock quantisation.
+    /// must cover the kill grace, three ticks of clock quantisation and
+    /// [`SCHEDULING_ALLOWANCE_MS`].
     pub margin_ms: u64,
     /// Report (and lease request) interval.
     pub report_interval_ms: u64,
@@ -363,14 +371,41 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         ));
     }
     let t = &file.timing;
+    let b = &file.budget;
+    for (name, ms) in [
+        ("timing.lease_ms", t.lease_ms),
+        ("timing.kill_grace_ms", t.kill_grace_ms),
+        ("timing.margin_ms", t.margin_ms),
+        ("timing.report_interval_ms", t.report_interval_ms),
+        ("timing.report_delivery_ms", t.report_delivery_ms),
+        ("timing.boot_ms", t.boot_ms),
+        ("timing.boot_timeout_ms", t.boot_timeout_ms),
+        ("timing.unknown_after_ms", t.unknown_after_ms),
+        ("budget.probe_cooldown_ms", b.probe_cooldown_ms),
+        ("budget.backoff_base_ms", b.backoff_base_ms),
+        ("budget.backoff_max_ms", b.backoff_max_ms),
+        ("budget.jitter_max_ms", b.jitter_max_ms),
+        ("breaker.window_ms", file.breaker.window_ms),
+        ("breaker.cooldown_ms", file.breaker.cooldown_ms),
+    ] {
+        if ms > DURATION_MAX_MS {
+            return Err(SettingsError::Invalid(format!(
+                "{name} = {ms} is above the limit of {DURATION_MAX_MS} (a day)"
+            )));
+        }
+    }
     let kill_ms = t.kill_grace_ms.saturating_add(file.tick_ms);
-    // The manager's and agents' tick readings are each floored, so a lease
-    // can look up to two ticks longer to the manager than it really was.
-    if t.margin_ms < kill_ms.saturating_add(2 * file.tick_ms) {
+    // The manager's and the agent's tick readings are each floored (up to a
+    // tick each), the grace is rounded up to whole ticks (one more), and the
+    // fence must be scheduled and the group gone after its SIGKILL.
+    let needed = t
+        .kill_grace_ms
+        .saturating_add(3 * file.tick_ms)
+        .saturating_add(SCHEDULING_ALLOWANCE_MS);
+    if t.margin_ms < needed {
         return Err(SettingsError::Invalid(format!(
-            "timing.margin_ms ({}) must cover the kill (kill_grace_ms + one tick = {kill_ms}) plus two ticks ({})",
-            t.margin_ms,
-            2 * file.tick_ms
+            "timing.margin_ms ({}) must be at least kill_grace_ms + 3 ticks + {SCHEDULING_ALLOWANCE_MS} ms = {needed}, so that a lease the manager takes as expired has certainly been fenced",
+            t.margin_ms
         )));
     }
     let ticks = |ms: u64| ms.div_ceil(file.tick_ms);
@@ -402,7 +437,6 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
             ready: s.ready.unwrap_or(default_ready),
         });
     }
-    let b = &file.budget;
     let refill_milli = (b.refill_per_boot * 1000.0).round();
     let config = Config {
         process_types,

@@ -44,6 +44,11 @@ pub trait Machine {
         input: Self::Input,
         out: &mut Vec<Self::Effect>,
     ) -> Result<(), Self::Refusal>;
+
+    /// Called once the steps so far are committed to the sink: what the
+    /// machine reports about them (log lines) may now go out. A batch run on
+    /// a copy and then discarded never reaches this.
+    fn committed(&mut self) {}
 }
 
 /// Where a step's effects go before the caller sees them: the journal.
@@ -114,6 +119,7 @@ pub struct Shared<M, S> {
 impl<M, S> Shared<M, S>
 where
     M: Machine + Clone,
+    M::Input: Clone,
     S: Sink<M::Effect>,
 {
     /// Wraps a machine whose state is already durable in `sink`.
@@ -170,19 +176,27 @@ where
             None
         };
         let mut steps = Vec::with_capacity(inputs.len());
+        let mut refused_input = None;
         for input in inputs {
             let machine = work.as_mut().unwrap_or(&mut inner.machine);
             let mut effects = Vec::new();
+            if batch {
+                refused_input = Some(input.clone());
+            }
             let outcome = machine.step(now, input, &mut effects);
             let refused = outcome.is_err();
             steps.push((outcome, effects));
             if refused && batch {
-                // Discard the copy and every effect of the batch but the
-                // refusal itself (notes such as a lockdown refusal).
-                let last = steps.pop();
+                // Discard the copy and everything the batch did; the refused
+                // input alone changes nothing in the core, so it is run again
+                // on the real machine for its notes (a lockdown refusal).
                 steps.clear();
                 work = None;
-                steps.extend(last);
+                if let Some(input) = refused_input.take() {
+                    let mut effects = Vec::new();
+                    let outcome = inner.machine.step(now, input, &mut effects);
+                    steps.push((outcome, effects));
+                }
                 break;
             }
         }
@@ -204,6 +218,7 @@ where
                 effects,
             });
         }
+        inner.machine.committed();
         Ok(out)
     }
 

@@ -1,7 +1,7 @@
 //! The agent link: length-prefixed JSON frames over TCP.
 //!
-//! An agent connects, says `Hello` with its host and incarnation, and gets
-//! the deployment in `Welcome`; then it sends the core's reports and gets
+//! An agent connects, says `Hello` with its host, incarnation and the
+//! manager's token, and gets the deployment in `Welcome`; then it sends the core's reports and gets
 //! the core's replies. Any frame may be lost with the connection: the core's
 //! protocol tolerates loss, so the link never retries a frame.
 
@@ -29,6 +29,8 @@ pub enum Frame {
         host: HostId,
         /// The agent's incarnation.
         incarnation: Incarnation,
+        /// The manager's agent token (the data dir's `token`).
+        token: String,
     },
     /// Manager to agent, after `Hello`.
     Welcome {
@@ -39,6 +41,8 @@ pub enum Frame {
     Refused {
         /// Why.
         why: String,
+        /// Whether trying again later may succeed.
+        retry: bool,
     },
     /// A core message.
     Core(Message),
@@ -88,7 +92,11 @@ pub fn read_frame(r: &mut impl Read) -> Result<Frame, WireError> {
     if len > FRAME_MAX {
         return Err(WireError::TooLarge(len));
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body)?;
+    // Grown as bytes arrive, so a bogus length costs nothing up front.
+    let mut body = Vec::new();
+    r.take(u64::from(len)).read_to_end(&mut body)?;
+    if body.len() != len as usize {
+        return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(serde_json::from_slice(&body)?)
 }

@@ -68,11 +68,7 @@ fn machine() -> ManagerMachine {
     let deployment = build(&procs, &file).unwrap();
     let mut out = Vec::new();
     let manager = tally_core::Manager::new(&deployment.config, Tick(0), &mut out).unwrap();
-    ManagerMachine {
-        deployment: std::sync::Arc::new(deployment),
-        manager,
-        stats: Stats::default(),
-    }
+    ManagerMachine::new(std::sync::Arc::new(deployment), manager, Stats::default())
 }
 
 fn report(host: u16, sent_at: u64) -> ManagerInput {
