@@ -265,10 +265,24 @@ impl Agent {
             return;
         }
         let lease_until = reply.request_sent_at.plus(cfg.timing.lease_ticks);
-        for instance in &reply.renew {
-            if let Some(l) = self.instances.get_mut(instance) {
-                if l.phase != RunPhase::Killing {
-                    l.lease_until = l.lease_until.max(lease_until);
+        let renew = |l: &mut Local| {
+            if l.phase != RunPhase::Killing {
+                l.lease_until = l.lease_until.max(lease_until);
+            }
+        };
+        if reply.renew.is_sorted() {
+            // One walk over both sorted lists (the manager sends it sorted).
+            let mut mine = self.instances.iter_mut().peekable();
+            for instance in &reply.renew {
+                while mine.next_if(|(id, _)| *id < instance).is_some() {}
+                if let Some((_, l)) = mine.next_if(|(id, _)| *id == instance) {
+                    renew(l);
+                }
+            }
+        } else {
+            for instance in &reply.renew {
+                if let Some(l) = self.instances.get_mut(instance) {
+                    renew(l);
                 }
             }
         }

@@ -97,13 +97,14 @@ pub fn check_manager(m: &Manager, cfg: &Config) -> Result<(), Violation> {
 /// indexes equal their recomputation.
 pub fn ledger_consistent(m: &Manager, cfg: &Config) -> Result<(), Violation> {
     let durable = m.durable().instances.keys();
+    let live = m.liveness_keys();
     if let Some(instance) = durable
-        .zip(m.liveness_keys())
+        .zip(live.iter())
         .find_map(|(a, b)| (a != b).then_some(*a))
     {
         return Err(Violation::LedgerHalvesDisagree { instance });
     }
-    if m.durable().instances.len() != m.liveness_keys().count() {
+    if m.durable().instances.len() != live.len() {
         let instance = m
             .durable()
             .instances
@@ -113,16 +114,21 @@ pub fn ledger_consistent(m: &Manager, cfg: &Config) -> Result<(), Violation> {
             .unwrap_or_default();
         return Err(Violation::LedgerHalvesDisagree { instance });
     }
-    let (by_host, vacant, deadlines) = m.recomputed_indexes(cfg);
-    let (have_by_host, have_vacant, have_deadlines) = m.indexes();
-    if *have_by_host != by_host {
+    if !m.by_host_consistent() {
         return Err(Violation::IndexStale { index: "by_host" });
     }
+    let (vacant, deadlines, crowded) = m.recomputed_indexes(cfg);
+    let Some((have_vacant, have_deadlines, have_crowded)) = m.indexes() else {
+        return Err(Violation::IndexStale { index: "deadlines" });
+    };
     if *have_vacant != vacant {
         return Err(Violation::IndexStale { index: "vacant" });
     }
     if *have_deadlines != deadlines {
         return Err(Violation::IndexStale { index: "deadlines" });
+    }
+    if *have_crowded != crowded {
+        return Err(Violation::IndexStale { index: "crowded" });
     }
     Ok(())
 }

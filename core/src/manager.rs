@@ -250,33 +250,50 @@ pub enum Rejected {
     },
 }
 
-/// The derived indexes: by host, vacant slots, deadlines.
-pub(crate) type Indexes = (
-    BTreeSet<(HostId, InstanceId)>,
-    BTreeSet<SlotId>,
-    BTreeSet<(Tick, InstanceId)>,
-);
+/// The derived indexes: vacant slots, deadlines (per host), crowded slots.
+pub(crate) type Indexes = (BTreeSet<SlotId>, BTreeMap<HostId, Tick>, BTreeSet<SlotId>);
 
 /// The derived indexes, borrowed.
 pub(crate) type IndexesRef<'a> = (
-    &'a BTreeSet<(HostId, InstanceId)>,
     &'a BTreeSet<SlotId>,
-    &'a BTreeSet<(Tick, InstanceId)>,
+    &'a BTreeMap<HostId, Tick>,
+    &'a BTreeSet<SlotId>,
 );
+
+/// One ledger entry, kept with the other entries of its host: the volatile
+/// half (`live`) and a copy of the durable half (`d`, kept equal to
+/// `durable.instances[id]` by `persist`), so that a report reads only its
+/// host's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Entry {
+    id: InstanceId,
+    d: DurableInstance,
+    live: Liveness,
+}
 
 /// The manager.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Manager {
     durable: Durable,
-    ledger: BTreeMap<InstanceId, Liveness>,
+    /// The ledger by host, indexed by host id: each host's entries sorted by
+    /// instance, no empty list at the end (so equal ledgers compare equal).
+    /// Holds the volatile half and a copy of the durable half (checked
+    /// against `durable` by `check_invariants`).
+    ledger: Vec<Vec<Entry>>,
     backoff: BTreeMap<SlotId, Backoff>,
-    /// Index of `ledger` by host; derived, checked by `check_invariants`.
-    by_host: BTreeSet<(HostId, InstanceId)>,
     /// Slots of the formation with nothing occupying them; derived.
     vacant: BTreeSet<SlotId>,
-    /// Every ledger entry keyed by the earliest tick at which `on_tick` has
-    /// work for it (see `due_at`); derived, so a tick visits only due entries.
-    deadlines: BTreeSet<(Tick, InstanceId)>,
+    /// Slots with two or more instances in the ledger; derived.
+    crowded: BTreeSet<SlotId>,
+    /// Every host with ledger entries keyed by the earliest tick at which
+    /// `on_tick` has work for one of them (see `due_at`); derived, so a tick
+    /// visits only hosts with due entries. `host_due` is the same, by host.
+    deadlines: BTreeSet<(Tick, HostId)>,
+    host_due: BTreeMap<HostId, Tick>,
+    /// Hosts whose entries changed in this step: their deadline is brought
+    /// up to date at the end of the step. Empty between steps.
+    #[serde(skip)]
+    dirty: Vec<HostId>,
     rng: u64,
 }
 
@@ -307,36 +324,40 @@ impl Manager {
             durable.budget.probe_ready = true;
         }
         let lease_deadline = now.plus(cfg.lease_expiry_ticks());
-        let ledger: BTreeMap<InstanceId, Liveness> = durable
-            .instances
-            .keys()
-            .map(|id| {
-                let view = LiveView::Unknown;
-                (
-                    *id,
-                    Liveness {
-                        view,
-                        lease_deadline,
-                    },
-                )
-            })
-            .collect();
-        let deadlines = ledger.iter().map(|(id, l)| (due_at(cfg, l), *id)).collect();
-        let by_host = durable
-            .instances
-            .iter()
-            .map(|(id, d)| (d.host, *id))
-            .collect();
+        let live = Liveness {
+            view: LiveView::Unknown,
+            lease_deadline,
+        };
+        let mut ledger: Vec<Vec<Entry>> = Vec::new();
+        for (id, d) in &durable.instances {
+            // In instance order, so each host's entries come sorted.
+            let i = usize::from(d.host.0);
+            if ledger.len() <= i {
+                ledger.resize_with(i + 1, Vec::new);
+            }
+            if let Some(v) = ledger.get_mut(i) {
+                v.push(Entry {
+                    id: *id,
+                    d: *d,
+                    live,
+                });
+            }
+        }
         let mut m = Manager {
             durable,
             ledger,
             backoff: BTreeMap::new(),
-            by_host,
             vacant: BTreeSet::new(),
-            deadlines,
+            crowded: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            host_due: BTreeMap::new(),
+            dirty: Vec::new(),
             rng: cfg.seed,
         };
         m.vacant = m.compute_vacant(cfg);
+        m.crowded = m.compute_crowded();
+        m.host_due = m.compute_host_due(cfg);
+        m.deadlines = m.host_due.iter().map(|(h, t)| (*t, *h)).collect();
         Ok(m)
     }
 
@@ -369,6 +390,7 @@ impl Manager {
         if let Err(Rejected::LockedDown { .. }) = result {
             out.push(Effect::Note(Note::LockdownRefused));
         }
+        self.flush_due(cfg);
         // Mutations are deliberate bugs: their broken invariants are for the
         // checker to find, not for a debug assertion to stop.
         debug_assert!(
@@ -393,7 +415,7 @@ impl Manager {
         self.durable
             .instances
             .iter()
-            .filter_map(|(id, d)| self.ledger.get(id).map(|l| (*id, d, l)))
+            .filter_map(|(id, d)| self.entry(d.host, *id).map(|e| (*id, d, &e.live)))
     }
 
     /// Number of instances in the ledger.
@@ -408,9 +430,9 @@ impl Manager {
     pub fn phase(&self, instance: InstanceId) -> Option<Phase> {
         match (
             self.durable.instances.get(&instance),
-            self.ledger.get(&instance),
+            self.liveness(instance),
         ) {
-            (Some(d), Some(l)) => Some(phase_of(d, l)),
+            (Some(d), Some(l)) => Some(phase_of(d, &l)),
             _ => {
                 let hw = self.durable.high_water.get(&instance.slot)?;
                 (instance.generation <= *hw).then_some(Phase::Stopped)
@@ -472,28 +494,63 @@ impl Manager {
     }
 
     fn count_boots(&self, host: HostId, only_launching: bool) -> usize {
-        self.instances_on(host)
-            .filter(|id| {
-                let (Some(d), Some(l)) = (self.durable.instances.get(id), self.ledger.get(id))
-                else {
-                    return false;
-                };
-                match phase_of(d, l) {
-                    Phase::Launching => true,
-                    Phase::Stopping(_) | Phase::Unknown => !only_launching && !d.boot_seen_done,
-                    Phase::Up | Phase::Stopped => false,
-                }
+        self.entries_on(host)
+            .iter()
+            .filter(|e| match phase_of(&e.d, &e.live) {
+                Phase::Launching => true,
+                Phase::Stopping(_) | Phase::Unknown => !only_launching && !e.d.boot_seen_done,
+                Phase::Up | Phase::Stopped => false,
             })
             .count()
     }
 
     /// Instances in the ledger placed on `host`.
     pub fn instances_on(&self, host: HostId) -> impl Iterator<Item = InstanceId> + '_ {
-        let lo = (host, InstanceId::default());
-        self.by_host
-            .range(lo..)
-            .take_while(move |(h, _)| *h == host)
-            .map(|(_, id)| *id)
+        self.entries_on(host).iter().map(|e| e.id)
+    }
+
+    /// The ledger entries of `host`, sorted by instance.
+    fn entries_on(&self, host: HostId) -> &[Entry] {
+        self.ledger
+            .get(usize::from(host.0))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The hosts with ledger entries, with their entries.
+    fn hosts(&self) -> impl Iterator<Item = (HostId, &[Entry])> {
+        self.ledger
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(h, v)| (HostId(u16::try_from(h).unwrap_or(u16::MAX)), v.as_slice()))
+    }
+
+    /// The position of `instance` among `host`'s entries, if it is in the
+    /// ledger on `host`; tried first at `hint` (a report lists its instances
+    /// in order, so the next one is usually just after the last).
+    fn locate(&self, host: HostId, instance: InstanceId, hint: usize) -> Option<usize> {
+        let v = self.ledger.get(usize::from(host.0))?;
+        if v.get(hint).is_some_and(|e| e.id == instance) {
+            return Some(hint);
+        }
+        v.binary_search_by_key(&instance, |e| e.id).ok()
+    }
+
+    /// The entry of `instance` if it is in the ledger on `host`.
+    fn entry(&self, host: HostId, instance: InstanceId) -> Option<&Entry> {
+        let i = self.locate(host, instance, usize::MAX)?;
+        self.ledger.get(usize::from(host.0))?.get(i)
+    }
+
+    fn entry_mut(&mut self, host: HostId, instance: InstanceId, hint: usize) -> Option<&mut Entry> {
+        let i = self.locate(host, instance, hint)?;
+        self.ledger.get_mut(usize::from(host.0))?.get_mut(i)
+    }
+
+    /// The liveness of `instance`, if it is in the ledger.
+    fn liveness(&self, instance: InstanceId) -> Option<Liveness> {
+        let d = self.durable.instances.get(&instance)?;
+        self.entry(d.host, instance).map(|e| e.live)
     }
 
     /// Instances in the ledger of `slot`.
@@ -511,32 +568,114 @@ impl Manager {
 
     /// Recomputes the derived indexes from scratch (for invariant checks).
     pub(crate) fn recomputed_indexes(&self, cfg: &Config) -> Indexes {
-        let by_host = self
-            .durable
-            .instances
-            .iter()
-            .map(|(id, d)| (d.host, *id))
-            .collect();
-        let deadlines = self
-            .ledger
-            .iter()
-            .map(|(id, l)| (due_at(cfg, l), *id))
-            .collect();
-        (by_host, self.compute_vacant(cfg), deadlines)
+        (
+            self.compute_vacant(cfg),
+            self.compute_host_due(cfg),
+            self.compute_crowded(),
+        )
     }
 
-    pub(crate) fn indexes(&self) -> IndexesRef<'_> {
-        (&self.by_host, &self.vacant, &self.deadlines)
+    /// The derived indexes; `None` when `deadlines` and `host_due` disagree
+    /// or a step left a host's deadline pending.
+    pub(crate) fn indexes(&self) -> Option<IndexesRef<'_>> {
+        let same = self.dirty.is_empty()
+            && self.deadlines.len() == self.host_due.len()
+            && self
+                .deadlines
+                .iter()
+                .all(|(t, h)| self.host_due.get(h) == Some(t));
+        same.then_some((&self.vacant, &self.host_due, &self.crowded))
+    }
+
+    /// The earliest deadline of each host's entries.
+    fn compute_host_due(&self, cfg: &Config) -> BTreeMap<HostId, Tick> {
+        self.hosts()
+            .filter_map(|(h, v)| Some((h, min_due(cfg, v)?)))
+            .collect()
+    }
+
+    /// Marks `host`'s deadline for recomputation at the end of the step.
+    fn touch(&mut self, host: HostId) {
+        if self.dirty.last() != Some(&host) {
+            self.dirty.push(host);
+        }
+    }
+
+    /// Brings the deadlines of the hosts changed in this step up to date.
+    fn flush_due(&mut self, cfg: &Config) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for host in &dirty {
+            let due = min_due(cfg, self.entries_on(*host));
+            let old = self.host_due.get(host).copied();
+            if old == due {
+                continue;
+            }
+            if let Some(t) = old {
+                self.deadlines.remove(&(t, *host));
+                self.host_due.remove(host);
+            }
+            if let Some(t) = due {
+                self.deadlines.insert((t, *host));
+                self.host_due.insert(*host, t);
+            }
+        }
+        // Keep the allocation for the next step.
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    /// Whether the by-host ledger is well formed and its copy of the durable
+    /// half equals `durable` (same instances, same hosts, same fields).
+    pub(crate) fn by_host_consistent(&self) -> bool {
+        let mut n = 0usize;
+        if self.ledger.last().is_some_and(Vec::is_empty) {
+            return false;
+        }
+        for (host, v) in self.hosts() {
+            if !v.windows(2).all(|w| matches!(w, [a, b] if a.id < b.id)) {
+                return false;
+            }
+            for e in v {
+                n += 1;
+                if e.d.host != host || self.durable.instances.get(&e.id) != Some(&e.d) {
+                    return false;
+                }
+            }
+        }
+        n == self.durable.instances.len()
     }
 
     // ----- the volatile ledger: every change keeps `deadlines` in step -----
 
-    /// Sets the liveness of `instance`, adding it to the ledger if absent.
-    fn set_liveness(&mut self, cfg: &Config, instance: InstanceId, live: Liveness) {
-        if let Some(old) = self.ledger.insert(instance, live) {
-            self.deadlines.remove(&(due_at(cfg, &old), instance));
+    /// Sets the liveness of `instance` (just launched on `host`, already in
+    /// `durable`), adding it to the ledger if absent.
+    fn set_liveness(&mut self, cfg: &Config, host: HostId, instance: InstanceId, live: Liveness) {
+        let Some(d) = self.durable.instances.get(&instance).copied() else {
+            return;
+        };
+        let _ = cfg;
+        let hi = usize::from(host.0);
+        if self.ledger.len() <= hi {
+            self.ledger.resize_with(hi + 1, Vec::new);
         }
-        self.deadlines.insert((due_at(cfg, &live), instance));
+        let Some(v) = self.ledger.get_mut(hi) else {
+            return;
+        };
+        let entry = Entry {
+            id: instance,
+            d,
+            live,
+        };
+        match v.binary_search_by_key(&instance, |e| e.id) {
+            Ok(i) => {
+                if let Some(e) = v.get_mut(i) {
+                    *e = entry;
+                }
+            }
+            Err(i) => v.insert(i, entry),
+        }
+        self.touch(host);
+        self.refresh_crowded(instance.slot);
     }
 
     /// Changes the liveness of `instance` through `f`, if it is in the ledger.
@@ -547,36 +686,100 @@ impl Manager {
         instance: InstanceId,
         f: impl FnOnce(&mut Liveness),
     ) -> bool {
-        let Some(l) = self.ledger.get_mut(&instance) else {
+        let Some(host) = self.durable.instances.get(&instance).map(|d| d.host) else {
             return false;
         };
-        let old = *l;
-        f(l);
-        let new = *l;
-        let (old_key, new_key) = (due_at(cfg, &old), due_at(cfg, &new));
-        if old_key != new_key {
-            self.deadlines.remove(&(old_key, instance));
-            self.deadlines.insert((new_key, instance));
+        self.update_liveness_on(cfg, host, instance, usize::MAX, f)
+    }
+
+    /// [`Self::update_liveness`] for an instance known to be placed on `host`
+    /// if it is in the ledger at all (and probably at `hint` there).
+    fn update_liveness_on(
+        &mut self,
+        cfg: &Config,
+        host: HostId,
+        instance: InstanceId,
+        hint: usize,
+        f: impl FnOnce(&mut Liveness),
+    ) -> bool {
+        let Some(e) = self.entry_mut(host, instance, hint) else {
+            return false;
+        };
+        let old = e.live;
+        f(&mut e.live);
+        let new = e.live;
+        if due_at(cfg, &old) != due_at(cfg, &new) {
+            self.touch(host);
         }
         true
     }
 
-    /// Takes `instance` out of the ledger.
-    fn remove_liveness(&mut self, cfg: &Config, instance: InstanceId) {
-        if let Some(old) = self.ledger.remove(&instance) {
-            self.deadlines.remove(&(due_at(cfg, &old), instance));
+    /// Takes `instance`, placed on `host`, out of the ledger.
+    fn remove_liveness(&mut self, cfg: &Config, host: HostId, instance: InstanceId) {
+        let Some(v) = self.ledger.get_mut(usize::from(host.0)) else {
+            return;
+        };
+        let Ok(i) = v.binary_search_by_key(&instance, |e| e.id) else {
+            return;
+        };
+        let _ = cfg;
+        v.remove(i);
+        while self.ledger.last().is_some_and(Vec::is_empty) {
+            self.ledger.pop();
+        }
+        self.touch(host);
+        self.refresh_crowded(instance.slot);
+    }
+
+    /// Every instance of the volatile half, in order.
+    pub(crate) fn liveness_keys(&self) -> Vec<InstanceId> {
+        let mut keys: Vec<InstanceId> = self.ledger.iter().flatten().map(|e| e.id).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    fn refresh_crowded(&mut self, slot: SlotId) {
+        if self.instances_of(slot).nth(1).is_some() {
+            self.crowded.insert(slot);
+        } else {
+            self.crowded.remove(&slot);
         }
     }
 
-    pub(crate) fn liveness_keys(&self) -> impl Iterator<Item = &InstanceId> {
-        self.ledger.keys()
+    fn compute_crowded(&self) -> BTreeSet<SlotId> {
+        let mut c = BTreeSet::new();
+        let mut last: Option<SlotId> = None;
+        for id in self.durable.instances.keys() {
+            if last == Some(id.slot) {
+                c.insert(id.slot);
+            }
+            last = Some(id.slot);
+        }
+        c
     }
 
     // ----- durable changes: every one goes through a record -----
 
     fn persist(&mut self, record: JournalRecord, out: &mut Vec<Effect>) {
         self.durable.apply(&record);
+        match record {
+            JournalRecord::BootSeenDone { instance }
+            | JournalRecord::StopRequested { instance, .. }
+            | JournalRecord::StopCancelled { instance } => self.sync_entry(instance),
+            // Launches and removals change the by-host ledger themselves.
+            _ => {}
+        }
         out.push(Effect::Persist(record));
+    }
+
+    /// Copies the durable half of `instance` into its ledger entry.
+    fn sync_entry(&mut self, instance: InstanceId) {
+        let Some(d) = self.durable.instances.get(&instance).copied() else {
+            return;
+        };
+        if let Some(e) = self.entry_mut(d.host, instance, usize::MAX) {
+            e.d = d;
+        }
     }
 
     fn set_budget(&mut self, budget: Budget, out: &mut Vec<Effect>) {
@@ -634,8 +837,7 @@ impl Manager {
             return;
         };
         self.persist(JournalRecord::InstanceStopped { instance }, out);
-        self.remove_liveness(cfg, instance);
-        self.by_host.remove(&(d.host, instance));
+        self.remove_liveness(cfg, d.host, instance);
         if !d.boot_seen_done
             && matches!(self.durable.breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)
         {
@@ -720,12 +922,15 @@ impl Manager {
         let change = breaker.on_tick(cfg, now);
         self.set_breaker(breaker, change, out);
 
-        // Only entries whose earliest deadline has come; visited in instance
-        // order, each with its liveness as it was before any was handled.
+        // Only entries whose earliest deadline has come (on hosts that have
+        // one); visited in instance order, each with its liveness as it was
+        // before any was handled.
         let mut due: Vec<(InstanceId, Liveness)> = self
             .deadlines
-            .range(..=(now, LAST_INSTANCE))
-            .filter_map(|(_, id)| self.ledger.get(id).map(|l| (*id, *l)))
+            .range(..=(now, HostId(u16::MAX)))
+            .flat_map(|(_, h)| self.entries_on(*h))
+            .filter(|e| due_at(cfg, &e.live) <= now)
+            .map(|e| (e.id, e.live))
             .collect();
         due.sort_unstable_by_key(|(id, _)| *id);
         for (instance, l) in due {
@@ -845,29 +1050,27 @@ impl Manager {
                 self.remove(cfg, now, id, out);
             }
         }
+        let mut hint = 0;
         for r in &report.running {
-            self.apply_running(cfg, now, host, r.instance, r.phase, &mut reply, out);
+            let at = (r.instance, r.phase, &mut hint);
+            self.apply_running(cfg, now, host, at, &mut reply, out);
         }
         if cfg.mutations.has(Mutation::HostWideRenewal) {
             let all: Vec<InstanceId> = self.instances_on(host).collect();
             for id in all {
-                self.renew(cfg, now, id, &mut reply);
+                self.renew(cfg, now, host, (id, usize::MAX), &mut reply);
             }
         }
         if !self.durable.lockdown {
             self.stop_surplus(cfg, host, out);
         }
         self.launch_on(cfg, now, host, &mut reply, out);
-        let stopping: Vec<InstanceId> = self
-            .instances_on(host)
-            .filter(|id| {
-                self.durable
-                    .instances
-                    .get(id)
-                    .is_some_and(|d| d.stop.is_some())
-            })
-            .collect();
-        reply.stop.extend(stopping);
+        reply.stop.extend(
+            self.entries_on(host)
+                .iter()
+                .filter(|e| e.d.stop.is_some())
+                .map(|e| e.id),
+        );
         // Sorted and without repeats: an instance may be named twice above.
         for list in [&mut reply.renew, &mut reply.stop] {
             list.sort_unstable();
@@ -911,28 +1114,28 @@ impl Manager {
         cfg: &Config,
         now: Tick,
         host: HostId,
-        instance: InstanceId,
-        phase: RunPhase,
+        (instance, phase, hint): (InstanceId, RunPhase, &mut usize),
         reply: &mut ManagerReply,
         out: &mut Vec<Effect>,
     ) {
-        let Some(d) = self.durable.instances.get(&instance).copied() else {
+        // Not in the ledger, or placed on another host: a phantom.
+        let found = self.locate(host, instance, *hint);
+        let at = found.unwrap_or(usize::MAX);
+        let entry = self
+            .ledger
+            .get(usize::from(host.0))
+            .and_then(|v| v.get(at))
+            .copied();
+        *hint = at.saturating_add(1);
+        let Some(Entry { d, live, .. }) = entry else {
             out.push(Effect::Note(Note::PhantomReaped { instance }));
             reply.stop.push(instance);
             return;
         };
-        if d.host != host {
-            out.push(Effect::Note(Note::PhantomReaped { instance }));
-            reply.stop.push(instance);
-            return;
-        }
         if d.stop.is_some() || phase == RunPhase::Killing {
             // Not renewed: its lease runs out if the stop is lost.
             return;
         }
-        let Some(live) = self.ledger.get(&instance).copied() else {
-            return;
-        };
         if phase == RunPhase::Up {
             let first = !d.boot_seen_done;
             let revived = live.view != LiveView::Up;
@@ -949,21 +1152,31 @@ impl Manager {
                 budget.refill(cfg);
                 self.set_budget(budget, out);
             }
-            self.update_liveness(cfg, instance, |l| l.view = LiveView::Up);
+            if live.view != LiveView::Up {
+                self.update_liveness_on(cfg, host, instance, at, |l| l.view = LiveView::Up);
+            }
         } else if live.view == LiveView::Unknown && !d.boot_seen_done {
             let boot_deadline = now.plus(cfg.timing.boot_timeout_ticks);
-            self.update_liveness(cfg, instance, |l| {
+            self.update_liveness_on(cfg, host, instance, at, |l| {
                 l.view = LiveView::Launching { boot_deadline };
             });
         } else if live.view == LiveView::Unknown {
-            self.update_liveness(cfg, instance, |l| l.view = LiveView::Up);
+            self.update_liveness_on(cfg, host, instance, at, |l| l.view = LiveView::Up);
         }
-        self.renew(cfg, now, instance, reply);
+        self.renew(cfg, now, host, (instance, at), reply);
     }
 
-    fn renew(&mut self, cfg: &Config, now: Tick, instance: InstanceId, reply: &mut ManagerReply) {
+    /// Renews `instance`'s lease if it is in the ledger on `host`.
+    fn renew(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        host: HostId,
+        (instance, hint): (InstanceId, usize),
+        reply: &mut ManagerReply,
+    ) {
         let lease_deadline = now.plus(cfg.lease_expiry_ticks());
-        if self.update_liveness(cfg, instance, |l| {
+        if self.update_liveness_on(cfg, host, instance, hint, |l| {
             l.lease_deadline = l.lease_deadline.max(lease_deadline);
         }) {
             reply.renew.push(instance);
@@ -974,19 +1187,20 @@ impl Manager {
     /// the desired count, and older live instances of a slot with a newer one.
     fn stop_surplus(&mut self, cfg: &Config, host: HostId, out: &mut Vec<Effect>) {
         let surplus: Vec<InstanceId> = self
-            .instances_on(host)
-            .filter(|id| {
-                let live = self
-                    .durable
-                    .instances
-                    .get(id)
-                    .is_some_and(|d| d.stop.is_none());
+            .entries_on(host)
+            .iter()
+            .filter(|e| {
+                let id = e.id;
+                let live = e.d.stop.is_none();
                 let above = id.slot.index >= self.desired(id.slot.process_type);
-                let newer = self
-                    .instances_of(id.slot)
-                    .any(|o| o.generation > id.generation && self.occupies(cfg, o));
-                live && (above || newer)
+                // Only a crowded slot holds another instance.
+                live && (above
+                    || (self.crowded.contains(&id.slot)
+                        && self
+                            .instances_of(id.slot)
+                            .any(|o| o.generation > id.generation && self.occupies(cfg, o))))
             })
+            .map(|e| e.id)
             .collect();
         for id in surplus {
             self.request_stop(id, StopReason::UserRequested, out);
@@ -1011,12 +1225,21 @@ impl Manager {
         let mut refused_noted = false;
         let mut cursor: Option<SlotId> = None;
         loop {
-            let next = match cursor {
-                None => self.vacant.iter().next(),
-                Some(c) => self
-                    .vacant
-                    .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
-                    .next(),
+            let after = match cursor {
+                None => (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+                Some(c) => (std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded),
+            };
+            // After a refusal the budget cannot pay (it changes here only
+            // when spent): only a slot with a free launch can still launch,
+            // and the others would be skipped without an effect. So visit
+            // just those, in the same order, when they are fewer.
+            let next = if refused_noted && self.durable.free_launches.len() < self.vacant.len() {
+                self.durable
+                    .free_launches
+                    .range(after)
+                    .find(|s| self.vacant.contains(s))
+            } else {
+                self.vacant.range(after).next()
             };
             let Some(&slot) = next else {
                 return;
@@ -1065,6 +1288,7 @@ impl Manager {
             );
             self.set_liveness(
                 cfg,
+                host,
                 instance,
                 Liveness {
                     view: LiveView::Launching {
@@ -1073,7 +1297,6 @@ impl Manager {
                     lease_deadline: now.plus(cfg.lease_expiry_ticks()),
                 },
             );
-            self.by_host.insert((host, instance));
             self.vacant.remove(&slot);
             boots += 1;
             let mut b = self.durable.breaker;
@@ -1118,15 +1341,27 @@ impl Manager {
                 // Live instances this count would stop. Under lockdown that
                 // includes those whose earlier scale-down lockdown took back
                 // (S5), even when the count does not go down.
+                // Instances are ordered by slot, so those of this type at or
+                // above `count` form one range.
+                let lo = InstanceId {
+                    slot: SlotId {
+                        process_type,
+                        index: count,
+                    },
+                    generation: Generation(0),
+                };
+                let hi = InstanceId {
+                    slot: SlotId {
+                        process_type,
+                        index: u16::MAX,
+                    },
+                    generation: Generation(u32::MAX),
+                };
                 let above: Vec<InstanceId> = self
                     .durable
                     .instances
-                    .iter()
-                    .filter(|(id, d)| {
-                        id.slot.process_type == process_type
-                            && id.slot.index >= count
-                            && d.stop.is_none()
-                    })
+                    .range(lo..=hi)
+                    .filter(|(_, d)| d.stop.is_none())
                     .map(|(id, _)| *id)
                     .collect();
                 if (count < old || !above.is_empty()) && self.durable.lockdown {
@@ -1252,14 +1487,10 @@ impl Manager {
     }
 }
 
-/// The greatest instance id, to bound a range of `deadlines`.
-const LAST_INSTANCE: InstanceId = InstanceId {
-    slot: SlotId {
-        process_type: TypeId(u16::MAX),
-        index: u16::MAX,
-    },
-    generation: Generation(u32::MAX),
-};
+/// The earliest deadline among a host's entries.
+fn min_due(cfg: &Config, entries: &[Entry]) -> Option<Tick> {
+    entries.iter().map(|e| due_at(cfg, &e.live)).min()
+}
 
 /// The earliest tick at which `on_tick` has work for a ledger entry: its
 /// lease runs out, its boot times out (launching), or it goes unknown (up,
@@ -1314,10 +1545,25 @@ impl Manager {
             .iter()
             .map(|h| rename(*h))
             .collect();
-        self.by_host = self
-            .by_host
+        let ledger = std::mem::take(&mut self.ledger);
+        for mut e in ledger.into_iter().flatten() {
+            e.d.host = rename(e.d.host);
+            let hi = usize::from(e.d.host.0);
+            if self.ledger.len() <= hi {
+                self.ledger.resize_with(hi + 1, Vec::new);
+            }
+            if let Some(v) = self.ledger.get_mut(hi) {
+                v.push(e);
+            }
+        }
+        for v in &mut self.ledger {
+            v.sort_unstable_by_key(|e| e.id);
+        }
+        self.host_due = self
+            .host_due
             .iter()
-            .map(|(h, id)| (rename(*h), *id))
+            .map(|(h, t)| (rename(*h), *t))
             .collect();
+        self.deadlines = self.host_due.iter().map(|(h, t)| (*t, *h)).collect();
     }
 }
