@@ -66,6 +66,9 @@ pub struct ManagerMachine {
     pub stats: Stats,
     /// Log lines of steps not yet committed.
     pending: Vec<String>,
+    /// Where each ledger instance was placed, kept past its removal from
+    /// the ledger for the step's log line.
+    hosts: BTreeMap<tally_core::InstanceId, tally_core::HostId>,
 }
 
 impl ManagerMachine {
@@ -77,11 +80,13 @@ impl ManagerMachine {
     /// A manager as the shell runs it.
     #[must_use]
     pub fn new(deployment: Arc<Deployment>, manager: Manager, stats: Stats) -> Self {
+        let hosts = manager.ledger().map(|(id, d, _)| (id, d.host)).collect();
         ManagerMachine {
             deployment,
             manager,
             stats,
             pending: Vec::new(),
+            hosts,
         }
     }
 
@@ -140,29 +145,17 @@ impl ManagerMachine {
                 let h = self.slot(instance.slot);
                 h.launches += 1;
                 h.last = format!("{} launched on {host}", d.instance_name(*instance));
-                let line = format!(
-                    "launch slot={} generation={} host={host} free={free}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0
-                );
+                self.hosts.insert(*instance, *host);
+                let line = format!("{} free={free}", self.lifecycle("launch", *instance));
                 self.log(now, line);
             }
             JournalRecord::StopRequested { instance, reason } => {
-                let line = format!(
-                    "stop slot={} generation={} host={} reason={reason:?}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0,
-                    self.host_name(*instance)
-                );
+                let line = format!("{} reason={reason:?}", self.lifecycle("stop", *instance));
                 self.log(now, line);
             }
             JournalRecord::InstanceStopped { instance } => {
-                let line = format!(
-                    "stopped slot={} generation={} host={}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0,
-                    self.host_name(*instance)
-                );
+                let line = self.lifecycle("stopped", *instance);
+                self.hosts.remove(instance);
                 self.log(now, line);
             }
             JournalRecord::BreakerSet { breaker } => {
@@ -207,44 +200,25 @@ impl ManagerMachine {
         match note {
             Note::BootSucceeded { instance } => {
                 self.stats.boots_succeeded += 1;
-                let host = self.host_name(instance);
                 self.slot(instance.slot).last = format!("{} up", d.instance_name(instance));
-                let line = format!(
-                    "up slot={} generation={} host={host}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0
-                );
+                let line = self.lifecycle("up", instance);
                 self.log(now, line);
             }
             Note::BootTimedOut { instance } => {
-                let host = self.host_name(instance);
                 let h = self.slot(instance.slot);
                 h.boot_timeouts += 1;
                 h.last = format!("{} boot timed out", d.instance_name(instance));
-                let line = format!(
-                    "boot-timeout slot={} generation={} host={host}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0
-                );
+                let line = self.lifecycle("boot-timeout", instance);
                 self.log(now, line);
             }
             Note::LeaseExpired { instance } => {
                 self.stats.leases_expired += 1;
-                let line = format!(
-                    "lease-expired slot={} generation={} host={}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0,
-                    self.host_name(instance)
-                );
+                let line = self.lifecycle("lease-expired", instance);
                 self.log(now, line);
             }
             Note::PhantomReaped { instance } => {
                 self.stats.phantoms_reaped += 1;
-                let line = format!(
-                    "phantom-reaped slot={} generation={}",
-                    d.slot_name(instance.slot),
-                    instance.generation.0
-                );
+                let line = self.lifecycle("phantom-reaped", instance);
                 self.log(now, line);
             }
             Note::RetryRefused { slot } => {
@@ -258,10 +232,20 @@ impl ManagerMachine {
         }
     }
 
+    /// `WHAT slot=web.1 generation=3 host=host0`: one lifecycle log line.
+    fn lifecycle(&self, what: &str, instance: tally_core::InstanceId) -> String {
+        format!(
+            "{what} slot={} generation={} host={}",
+            self.deployment.slot_name(instance.slot),
+            instance.generation.0,
+            self.host_name(instance)
+        )
+    }
+
     fn host_name(&self, instance: tally_core::InstanceId) -> String {
-        self.manager
-            .host_of(instance)
-            .map_or("-".to_string(), |h| h.to_string())
+        self.hosts
+            .get(&instance)
+            .map_or("-".to_string(), ToString::to_string)
     }
 }
 

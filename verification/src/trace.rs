@@ -451,8 +451,14 @@ pub fn to_json(
 /// `<config>--<property>`, lowercase, other characters as `-`.
 #[must_use]
 pub fn slug(cfg: &ModelConfig, property: &str) -> String {
-    format!("{}--{}", cfg.name, property)
-        .chars()
+    slugify(&format!("{}--{}", cfg.name, property))
+}
+
+/// `text` lowercase, with every character but ASCII letters, digits and `-`
+/// as `-`: safe in a file name and a URL path.
+#[must_use]
+pub fn slugify(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
                 c.to_ascii_lowercase()

@@ -52,17 +52,7 @@ impl Upstreams {
                 "this Explorer already serves {UPSTREAMS_MAX} configurations: restart `tally explore`"
             )));
         }
-        let base: String = config
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let base = crate::trace::slugify(&config.name);
         let base = if base.is_empty() {
             "config".to_string()
         } else {
