@@ -4,7 +4,8 @@
 //! equal a sequential replay in that order, time never runs backwards, the
 //! admission and budget limits hold, and a failed journal stops everything.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tally-manager --release --test loom`
+//! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tally-manager --test loom`
+//! (`scripts/test` does).
 #![cfg(loom)]
 #![allow(
     clippy::unwrap_used,
