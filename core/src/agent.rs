@@ -12,6 +12,7 @@ use crate::message::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// One instance on this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -20,6 +21,138 @@ pub struct Local {
     pub phase: RunPhase,
     /// Agent time at which its lease ends; killed then (self-fencing).
     pub lease_until: Tick,
+}
+
+/// The instances on one host, sorted by id: a flat `Vec` (a host holds at
+/// most [`limits::AGENT_INSTANCES_MAX`], typically about a hundred, and every
+/// reply walks them in order). Reads like the `BTreeMap` it replaces:
+/// `get`, `[&id]`, `iter`, `keys`, `values`, `len`; it serializes, hashes,
+/// compares and prints exactly as that map did.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Instances {
+    entries: Vec<(InstanceId, Local)>,
+}
+
+impl Instances {
+    /// How many.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// None at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, id: &InstanceId) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(id))
+    }
+
+    /// The instance `id`, if on this host.
+    #[must_use]
+    pub fn get(&self, id: &InstanceId) -> Option<&Local> {
+        self.position(id)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+            .map(|(_, l)| l)
+    }
+
+    fn get_mut(&mut self, id: &InstanceId) -> Option<&mut Local> {
+        self.position(id)
+            .ok()
+            .and_then(|i| self.entries.get_mut(i))
+            .map(|(_, l)| l)
+    }
+
+    /// Whether `id` is on this host.
+    #[must_use]
+    pub fn contains_key(&self, id: &InstanceId) -> bool {
+        self.position(id).is_ok()
+    }
+
+    /// In id order.
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&InstanceId, &Local)> + ExactSizeIterator {
+        self.entries.iter().map(|(k, l)| (k, l))
+    }
+
+    /// The ids, in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &InstanceId> + ExactSizeIterator {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// The instances, in id order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Local> + ExactSizeIterator {
+        self.entries.iter().map(|(_, l)| l)
+    }
+
+    /// The entries as a sorted slice.
+    #[must_use]
+    pub fn as_slice(&self) -> &[(InstanceId, Local)] {
+        &self.entries
+    }
+
+    fn insert(&mut self, id: InstanceId, local: Local) {
+        match self.position(&id) {
+            Ok(i) => {
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.1 = local;
+                }
+            }
+            Err(i) => self.entries.insert(i, (id, local)),
+        }
+    }
+
+    fn remove(&mut self, id: &InstanceId) -> Option<Local> {
+        let i = self.position(id).ok()?;
+        Some(self.entries.remove(i).1)
+    }
+}
+
+impl std::ops::Index<&InstanceId> for Instances {
+    type Output = Local;
+    #[allow(clippy::panic)]
+    fn index(&self, id: &InstanceId) -> &Local {
+        match self.get(id) {
+            Some(l) => l,
+            None => panic!("no instance {id:?} on this host"),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Instances {
+    type Item = (&'a InstanceId, &'a Local);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (InstanceId, Local)>,
+        fn(&'a (InstanceId, Local)) -> (&'a InstanceId, &'a Local),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, l)| (k, l))
+    }
+}
+
+impl fmt::Debug for Instances {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Instances {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<InstanceId, Local>::deserialize(d)?;
+        Ok(Instances {
+            entries: map.into_iter().collect(),
+        })
+    }
 }
 
 /// An input to the agent.
@@ -96,7 +229,7 @@ pub struct Agent {
     host: HostId,
     incarnation: Incarnation,
     next_report_at: Tick,
-    instances: BTreeMap<InstanceId, Local>,
+    instances: Instances,
     /// Highest generation seen per slot: launches at or below are refused.
     highest: BTreeMap<SlotId, Generation>,
     exits: Vec<Exited>,
@@ -113,7 +246,7 @@ impl Agent {
             host,
             incarnation,
             next_report_at: now,
-            instances: BTreeMap::new(),
+            instances: Instances::default(),
             highest: BTreeMap::new(),
             exits: Vec::new(),
         }
@@ -163,8 +296,19 @@ impl Agent {
 
     /// Instances on this host.
     #[must_use]
-    pub fn instances(&self) -> &BTreeMap<InstanceId, Local> {
+    pub fn instances(&self) -> &Instances {
         &self.instances
+    }
+
+    /// The earliest agent time at which a `Tick` can change anything: the
+    /// next report, or the first lease to run out of an instance not
+    /// already being killed. Ticks before it are no-ops.
+    #[must_use]
+    pub fn next_wake(&self) -> Tick {
+        self.instances
+            .values()
+            .filter(|l| l.phase != RunPhase::Killing)
+            .fold(self.next_report_at, |m, l| m.min(l.lease_until))
     }
 
     /// Highest generation seen for `slot`.
@@ -205,15 +349,17 @@ impl Agent {
 
     fn on_tick(&mut self, cfg: &Config, now: Tick, out: &mut Vec<AgentEffect>) {
         if !cfg.mutations.has(Mutation::NoSelfFencing) {
-            let expired: Vec<InstanceId> = self
-                .instances
-                .iter()
-                .filter(|(_, l)| l.phase != RunPhase::Killing && l.lease_until <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            for instance in expired {
-                out.push(AgentEffect::Note(AgentNote::SelfFenced { instance }));
-                self.kill(instance, out);
+            // One pass in id order: note, then kill, for each expired lease.
+            for (instance, l) in &mut self.instances.entries {
+                if l.phase != RunPhase::Killing && l.lease_until <= now {
+                    out.push(AgentEffect::Note(AgentNote::SelfFenced {
+                        instance: *instance,
+                    }));
+                    l.phase = RunPhase::Killing;
+                    out.push(AgentEffect::KillProcess {
+                        instance: *instance,
+                    });
+                }
             }
         }
         if now >= self.next_report_at {
@@ -272,10 +418,10 @@ impl Agent {
         };
         if reply.renew.is_sorted() {
             // One walk over both sorted lists (the manager sends it sorted).
-            let mut mine = self.instances.iter_mut().peekable();
+            let mut mine = self.instances.entries.iter_mut().peekable();
             for instance in &reply.renew {
-                while mine.next_if(|(id, _)| *id < instance).is_some() {}
-                if let Some((_, l)) = mine.next_if(|(id, _)| *id == instance) {
+                while mine.next_if(|(id, _)| id < instance).is_some() {}
+                if let Some((_, l)) = mine.next_if(|(id, _)| id == instance) {
                     renew(l);
                 }
             }

@@ -46,7 +46,7 @@ pub mod journal;
 pub mod manager;
 pub mod message;
 
-pub use agent::{Agent, AgentEffect, AgentInput, AgentNote};
+pub use agent::{Agent, AgentEffect, AgentInput, AgentNote, Instances};
 pub use breaker::Breaker;
 pub use budget::{Budget, LaunchBoundInputs, launch_bound, launch_bound_closed};
 pub use config::{Config, ConfigError, Mutation, Mutations, ProcessKind};

@@ -1036,7 +1036,7 @@ impl Manager {
             host,
             incarnation: report.incarnation,
             request_sent_at: report.sent_at,
-            renew: Vec::new(),
+            renew: Vec::with_capacity(report.running.len()),
             launch: Vec::new(),
             stop: Vec::new(),
         };
