@@ -155,6 +155,12 @@ pub struct CoreSettings {
     pub budget_capacity: u32,
     pub refill_per_boot_milli: u32,
     pub probe_cooldown_ms: u64,
+    /// The fleet size (dynos) that `probe_cooldown_ms` is meant for; when
+    /// set, the cool-down scales as `probe_cooldown_ms * ref / dynos`
+    /// (at least one tick), so the empty-bucket relaunch ceiling,
+    /// about `(1 / cooldown) / (1 - r)` per second, grows with the fleet.
+    #[serde(default)]
+    pub probe_cooldown_ref_dynos: Option<u64>,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     pub jitter_max_ms: u64,
@@ -379,6 +385,25 @@ impl Scenario {
         (i + 1) * n / apps > i * n / apps
     }
 
+    /// The budget's probe cool-down in ticks: `probe_cooldown_ms`, scaled
+    /// by `probe_cooldown_ref_dynos / fleet.dynos` when the reference is set,
+    /// never below one tick. With an empty bucket, launches are funded only
+    /// by probe credits and their refills, at most about
+    /// `(1 / cooldown) / (1 - r)` per second fleet-wide; scaling the
+    /// cool-down keeps that ceiling in proportion to the fleet (and so above
+    /// its normal crash rate) instead of fixed whatever the fleet size.
+    #[must_use]
+    pub fn probe_cooldown_ticks(&self) -> u64 {
+        let c = &self.core;
+        let ms = match c.probe_cooldown_ref_dynos {
+            Some(r) if r > 0 && self.fleet.dynos > 0 => {
+                (c.probe_cooldown_ms as f64 * r as f64 / self.fleet.dynos as f64).round() as u64
+            }
+            _ => c.probe_cooldown_ms,
+        };
+        ticks(ms).max(1)
+    }
+
     /// The core configuration: process types for the fleet (desired counts
     /// start at zero; the warm-up scales them up), settings from `[core]`.
     #[must_use]
@@ -423,7 +448,7 @@ impl Scenario {
             budget: BudgetConfig {
                 capacity: c.budget_capacity,
                 refill_per_boot_milli: c.refill_per_boot_milli,
-                probe_cooldown_ticks: ticks(c.probe_cooldown_ms),
+                probe_cooldown_ticks: self.probe_cooldown_ticks(),
                 backoff_base_ticks: ticks(c.backoff_base_ms),
                 backoff_max_ticks: ticks(c.backoff_max_ms),
                 jitter_max_ticks: ticks(c.jitter_max_ms),
@@ -469,5 +494,27 @@ mod tests {
         let s = s.with_fleet(10, 10, 100);
         let clocks = (0..10).filter(|a| s.app_has_clock(*a)).count();
         assert_eq!(clocks as u32, s.singleton_apps());
+    }
+
+    #[test]
+    fn probe_cooldown_scales_with_the_fleet() {
+        let Ok(s) = Scenario::load("incident-2012") else {
+            unreachable!("built-in scenario")
+        };
+        // Full scale: 10 s at 2,000 dynos is 20 ms at 1,000,000: one tick.
+        assert_eq!(s.probe_cooldown_ticks(), 1);
+        assert_eq!(
+            s.clone().with_fleet(20, 200, 2000).probe_cooldown_ticks(),
+            100
+        );
+        assert_eq!(
+            s.clone()
+                .with_fleet(200, 180, 20_000)
+                .probe_cooldown_ticks(),
+            10
+        );
+        let mut fixed = s.with_fleet(20, 200, 2000);
+        fixed.core.probe_cooldown_ref_dynos = None;
+        assert_eq!(fixed.with_fleet(10, 10, 100).probe_cooldown_ticks(), 100);
     }
 }
