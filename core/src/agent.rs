@@ -26,7 +26,7 @@ pub struct Local {
 /// The instances on one host, sorted by id: a flat `Vec` (a host holds at
 /// most [`limits::AGENT_INSTANCES_MAX`], typically about a hundred, and every
 /// reply walks them in order). Reads like the `BTreeMap` it replaces:
-/// `get`, `[&id]`, `iter`, `keys`, `values`, `len`; it serializes, hashes,
+/// `get`, `iter`, `keys`, `values`, `len`; it serializes, hashes,
 /// compares and prints exactly as that map did.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Instances {
@@ -109,17 +109,6 @@ impl Instances {
     fn remove(&mut self, id: &InstanceId) -> Option<Local> {
         let i = self.position(id).ok()?;
         Some(self.entries.remove(i).1)
-    }
-}
-
-impl std::ops::Index<&InstanceId> for Instances {
-    type Output = Local;
-    #[allow(clippy::panic)]
-    fn index(&self, id: &InstanceId) -> &Local {
-        match self.get(id) {
-            Some(l) => l,
-            None => panic!("no instance {id:?} on this host"),
-        }
     }
 }
 

@@ -111,7 +111,7 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         let phase = tally_core::manager::phase_of(di, live);
         if phase == Phase::Up {
             if let Some(n) = up.get_mut(usize::from(id.slot.process_type.0)) {
-                *n += 1;
+                *n = n.saturating_add(1);
             }
         }
         instances.push(PsInstance {

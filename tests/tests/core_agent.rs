@@ -186,7 +186,7 @@ fn stop_of_running_instance_kills_it_once() {
     let mut a = running(&[id]);
     let out = receive(&mut a, 1, reply(0, 1, 1, &[], &[], &[id]));
     assert_eq!(killed(&out), vec![id]);
-    assert_eq!(a.instances()[&id].phase, RunPhase::Killing);
+    assert_eq!(a.instances().get(&id).unwrap().phase, RunPhase::Killing);
     let out = receive(&mut a, 2, reply(0, 1, 1, &[], &[], &[id]));
     assert!(
         killed(&out).is_empty(),
@@ -234,7 +234,7 @@ fn stale_reply_neither_renews_nor_launches_but_still_stops() {
     );
     assert_eq!(killed(&out), vec![inst(1, 1, 1)]);
     assert!(started(&out).is_empty());
-    assert_eq!(a.instances()[&id].lease_until, Tick(10));
+    assert_eq!(a.instances().get(&id).unwrap().lease_until, Tick(10));
 }
 
 #[test]
@@ -262,12 +262,12 @@ fn agent_self_fences_at_lease_expiry() {
     let out = step(&mut a, 10, AgentInput::Tick);
     assert_eq!(killed(&out), vec![id]);
     assert!(out.contains(&AgentEffect::Note(AgentNote::SelfFenced { instance: id })));
-    assert_eq!(a.instances()[&id].phase, RunPhase::Killing);
+    assert_eq!(a.instances().get(&id).unwrap().phase, RunPhase::Killing);
     let out = step(&mut a, 11, AgentInput::Tick);
     assert!(killed(&out).is_empty(), "fenced once");
     // A late renewal does not revive it.
     receive(&mut a, 12, reply(0, 1, 12, &[id], &[], &[]));
-    assert_eq!(a.instances()[&id].phase, RunPhase::Killing);
+    assert_eq!(a.instances().get(&id).unwrap().phase, RunPhase::Killing);
     step(&mut a, 13, AgentInput::ProcessExited { instance: id });
     assert_eq!(a.pending_exits()[0].outcome, ExitOutcome::Killed);
 }
@@ -285,11 +285,11 @@ fn renewal_extends_only_listed_leases_and_never_shortens() {
     let (x, y) = (inst(1, 0, 1), inst(1, 1, 1));
     let mut a = running(&[x, y]);
     receive(&mut a, 6, reply(0, 1, 5, &[x], &[], &[]));
-    assert_eq!(a.instances()[&x].lease_until, Tick(15));
-    assert_eq!(a.instances()[&y].lease_until, Tick(10));
+    assert_eq!(a.instances().get(&x).unwrap().lease_until, Tick(15));
+    assert_eq!(a.instances().get(&y).unwrap().lease_until, Tick(10));
     // A reordered, older renewal keeps the later lease.
     receive(&mut a, 7, reply(0, 1, 2, &[x], &[], &[]));
-    assert_eq!(a.instances()[&x].lease_until, Tick(15));
+    assert_eq!(a.instances().get(&x).unwrap().lease_until, Tick(15));
     // Renewal of an instance this agent does not run creates nothing.
     receive(&mut a, 7, reply(0, 1, 6, &[inst(1, 5, 5)], &[], &[]));
     assert_eq!(a.instances().len(), 2);
@@ -359,10 +359,10 @@ fn process_booted_moves_booting_to_up_only() {
     let id = inst(1, 0, 1);
     let mut a = running(&[id]);
     step(&mut a, 1, AgentInput::ProcessBooted { instance: id });
-    assert_eq!(a.instances()[&id].phase, RunPhase::Up);
+    assert_eq!(a.instances().get(&id).unwrap().phase, RunPhase::Up);
     receive(&mut a, 1, reply(0, 1, 1, &[], &[], &[id]));
     step(&mut a, 2, AgentInput::ProcessBooted { instance: id });
-    assert_eq!(a.instances()[&id].phase, RunPhase::Killing);
+    assert_eq!(a.instances().get(&id).unwrap().phase, RunPhase::Killing);
 }
 
 #[test]
@@ -403,7 +403,7 @@ fn time_going_backwards_breaks_nothing() {
     // The shell passes an earlier time: a reply "from the future" is refused.
     let out = receive(&mut a, 2, reply(0, 1, 9, &[id], &[inst(1, 1, 1)], &[]));
     assert!(started(&out).is_empty());
-    assert_eq!(a.instances()[&id].lease_until, Tick(10));
+    assert_eq!(a.instances().get(&id).unwrap().lease_until, Tick(10));
     let out = step(&mut a, 0, AgentInput::Tick);
     assert!(killed(&out).is_empty());
 }
