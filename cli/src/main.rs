@@ -98,6 +98,11 @@ enum Command {
     },
     /// Replay a fleet scenario (e.g. incident-2012) under the naive-2012 and
     /// tally policies, print the comparison and write series and plots.
+    ///
+    /// The policies run side by side, one thread each, when there is more
+    /// than one core; every run is deterministic for its seed either way.
+    /// The full incident-2012 (10,000 hosts, 1,000,000 dynos, 24 h) needs
+    /// about 1.6 GB of memory for both runs.
     Simulate {
         /// A built-in scenario (incident-2012, host-crash-wave, partition,
         /// crash-loop) or a path to a scenario TOML file.

@@ -61,9 +61,9 @@ pub struct HostId(pub u16);
 pub struct TypeId(pub u16);
 
 /// One position of the formation: `(process type, index)`, e.g. `clock.1`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+// Ordered as the tuple (process type, index), compared as one packed
+// integer: slot and instance comparisons are the core's hottest path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SlotId {
     /// The process type this slot belongs to.
     pub process_type: TypeId,
@@ -72,14 +72,51 @@ pub struct SlotId {
 }
 
 /// One launch of a slot: `(slot, generation)`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+// Ordered as the tuple (slot, generation), compared as one packed integer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstanceId {
     /// The slot launched.
     pub slot: SlotId,
     /// The fencing token of this launch.
     pub generation: Generation,
+}
+
+impl SlotId {
+    /// The order key: process type, then index.
+    fn key(self) -> u32 {
+        (u32::from(self.process_type.0) << 16) | u32::from(self.index)
+    }
+}
+
+impl Ord for SlotId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for SlotId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl InstanceId {
+    /// The order key: slot, then generation.
+    fn key(self) -> u64 {
+        (u64::from(self.slot.key()) << 32) | u64::from(self.generation.0)
+    }
+}
+
+impl Ord for InstanceId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for InstanceId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// One life of an agent: a crashed host comes back with the next incarnation.

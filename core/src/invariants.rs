@@ -130,14 +130,25 @@ pub fn ledger_consistent(m: &Manager, cfg: &Config) -> Result<(), Violation> {
     if *have_crowded != crowded {
         return Err(Violation::IndexStale { index: "crowded" });
     }
+    if !m.launchable_consistent() {
+        return Err(Violation::IndexStale {
+            index: "launchable",
+        });
+    }
     Ok(())
 }
 
 /// Generations grow strictly per slot: no instance above its slot's high
 /// water, so the next launch always gets a fresh one.
 pub fn generations_below_high_water(m: &Manager) -> Result<(), Violation> {
+    // Both in slot order: one walk instead of a lookup per instance.
+    let mut marks = m.durable().high_water.iter().peekable();
     for id in m.durable().instances.keys() {
-        let high_water = m.durable().high_water.get(&id.slot).copied();
+        while marks.next_if(|(s, _)| **s < id.slot).is_some() {}
+        let high_water = marks
+            .peek()
+            .filter(|(s, _)| **s == id.slot)
+            .map(|(_, g)| **g);
         if high_water.is_none_or(|h| id.generation > h) {
             return Err(Violation::AboveHighWater {
                 instance: *id,

@@ -33,6 +33,19 @@ pub struct DurableInstance {
     pub stop: Option<StopReason>,
 }
 
+impl DurableInstance {
+    /// What `InstanceLaunched` records: placed on `host`, not yet booted,
+    /// not asked to stop.
+    #[must_use]
+    pub fn launched(host: HostId) -> DurableInstance {
+        DurableInstance {
+            host,
+            boot_seen_done: false,
+            stop: None,
+        }
+    }
+}
+
 /// One journal record. Versioned through [`JOURNAL_VERSION`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "record")]
@@ -179,14 +192,8 @@ impl Durable {
                 if free {
                     self.free_launches.remove(&instance.slot);
                 }
-                self.instances.insert(
-                    instance,
-                    DurableInstance {
-                        host,
-                        boot_seen_done: false,
-                        stop: None,
-                    },
-                );
+                self.instances
+                    .insert(instance, DurableInstance::launched(host));
             }
             JournalRecord::BootSeenDone { instance } => {
                 if let Some(i) = self.instances.get_mut(&instance) {

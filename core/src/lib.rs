@@ -45,6 +45,7 @@ pub mod invariants;
 pub mod journal;
 pub mod manager;
 pub mod message;
+mod vacancy;
 
 pub use agent::{Agent, AgentEffect, AgentInput, AgentNote, Instances};
 pub use breaker::Breaker;

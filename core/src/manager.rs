@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError, Mutation};
 use crate::ids::{Generation, HostId, InstanceId, SlotId, Tick, TypeId};
 use crate::journal::{Durable, DurableInstance, JournalRecord, StopReason};
 use crate::message::{AgentReport, ExitOutcome, ManagerReply, PROTOCOL_VERSION, RunPhase};
+use crate::vacancy::{Cache, Vacancies};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -280,9 +281,15 @@ pub struct Manager {
     /// Holds the volatile half and a copy of the durable half (checked
     /// against `durable` by `check_invariants`).
     ledger: Vec<Vec<Entry>>,
-    backoff: BTreeMap<SlotId, Backoff>,
+    /// Per-slot relaunch spacing, by type then index; a slot past the end
+    /// has the default. Trimmed of trailing defaults (so equal spacings
+    /// compare equal) and dense because every launch and failure reads it.
+    backoff: Vec<Vec<Backoff>>,
     /// Slots of the formation with nothing occupying them; derived.
     vacant: BTreeSet<SlotId>,
+    /// `vacant` split by backoff, for `launch_on`; a cache (see `vacancy`).
+    #[serde(skip)]
+    launchable: Cache<Vacancies>,
     /// Slots with two or more instances in the ledger; derived.
     crowded: BTreeSet<SlotId>,
     /// Every host with ledger entries keyed by the earliest tick at which
@@ -346,8 +353,9 @@ impl Manager {
         let mut m = Manager {
             durable,
             ledger,
-            backoff: BTreeMap::new(),
+            backoff: Vec::new(),
             vacant: BTreeSet::new(),
+            launchable: Cache::default(),
             crowded: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             host_due: BTreeMap::new(),
@@ -471,7 +479,11 @@ impl Manager {
     /// Per-slot backoff, for display.
     #[must_use]
     pub fn backoff(&self, slot: SlotId) -> Backoff {
-        self.backoff.get(&slot).copied().unwrap_or_default()
+        self.backoff
+            .get(usize::from(slot.process_type.0))
+            .and_then(|v| v.get(usize::from(slot.index)))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Slots of the formation with nothing occupying them.
@@ -540,6 +552,13 @@ impl Manager {
     fn entry(&self, host: HostId, instance: InstanceId) -> Option<&Entry> {
         let i = self.locate(host, instance, usize::MAX)?;
         self.ledger.get(usize::from(host.0))?.get(i)
+    }
+
+    /// The durable half of `instance` if it is in the ledger on `host`: the
+    /// same as `durable.instances[instance]` when placed there, read from
+    /// the host's short list instead of the whole ledger's map.
+    fn durable_on(&self, host: HostId, instance: InstanceId) -> Option<DurableInstance> {
+        self.entry(host, instance).map(|e| e.d)
     }
 
     fn entry_mut(&mut self, host: HostId, instance: InstanceId, hint: usize) -> Option<&mut Entry> {
@@ -627,33 +646,38 @@ impl Manager {
     /// Whether the by-host ledger is well formed and its copy of the durable
     /// half equals `durable` (same instances, same hosts, same fields).
     pub(crate) fn by_host_consistent(&self) -> bool {
-        let mut n = 0usize;
         if self.ledger.last().is_some_and(Vec::is_empty) {
             return false;
         }
+        let mut all: Vec<(InstanceId, DurableInstance)> = Vec::new();
         for (host, v) in self.hosts() {
             if !v.windows(2).all(|w| matches!(w, [a, b] if a.id < b.id)) {
                 return false;
             }
-            for e in v {
-                n += 1;
-                if e.d.host != host || self.durable.instances.get(&e.id) != Some(&e.d) {
-                    return false;
-                }
+            if v.iter().any(|e| e.d.host != host) {
+                return false;
             }
+            all.extend(v.iter().map(|e| (e.id, e.d)));
         }
-        n == self.durable.instances.len()
+        // One sorted walk against `durable` rather than a lookup per entry.
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all.len() == self.durable.instances.len()
+            && all
+                .iter()
+                .zip(&self.durable.instances)
+                .all(|((a, da), (b, db))| a == b && da == db)
     }
 
     // ----- the volatile ledger: every change keeps `deadlines` in step -----
 
     /// Sets the liveness of `instance` (just launched on `host`, already in
     /// `durable`), adding it to the ledger if absent.
-    fn set_liveness(&mut self, cfg: &Config, host: HostId, instance: InstanceId, live: Liveness) {
-        let Some(d) = self.durable.instances.get(&instance).copied() else {
-            return;
-        };
-        let _ = cfg;
+    fn set_liveness(
+        &mut self,
+        host: HostId,
+        (instance, d): (InstanceId, DurableInstance),
+        live: Liveness,
+    ) {
         let hi = usize::from(host.0);
         if self.ledger.len() <= hi {
             self.ledger.resize_with(hi + 1, Vec::new);
@@ -678,22 +702,8 @@ impl Manager {
         self.refresh_crowded(instance.slot);
     }
 
-    /// Changes the liveness of `instance` through `f`, if it is in the ledger.
-    /// Returns whether it was.
-    fn update_liveness(
-        &mut self,
-        cfg: &Config,
-        instance: InstanceId,
-        f: impl FnOnce(&mut Liveness),
-    ) -> bool {
-        let Some(host) = self.durable.instances.get(&instance).map(|d| d.host) else {
-            return false;
-        };
-        self.update_liveness_on(cfg, host, instance, usize::MAX, f)
-    }
-
-    /// [`Self::update_liveness`] for an instance known to be placed on `host`
-    /// if it is in the ledger at all (and probably at `hint` there).
+    /// Changes the liveness of `instance` through `f`, if it is in the ledger
+    /// on `host` (probably at `hint` there). Returns whether it was.
     fn update_liveness_on(
         &mut self,
         cfg: &Config,
@@ -702,13 +712,14 @@ impl Manager {
         hint: usize,
         f: impl FnOnce(&mut Liveness),
     ) -> bool {
+        let _ = cfg;
         let Some(e) = self.entry_mut(host, instance, hint) else {
             return false;
         };
         let old = e.live;
         f(&mut e.live);
-        let new = e.live;
-        if due_at(cfg, &old) != due_at(cfg, &new) {
+        if e.live != old {
+            // The host's deadline is recomputed once at the end of the step.
             self.touch(host);
         }
         true
@@ -832,8 +843,14 @@ impl Manager {
     }
 
     /// Proven dead: the instance leaves the ledger.
-    fn remove(&mut self, cfg: &Config, now: Tick, instance: InstanceId, out: &mut Vec<Effect>) {
-        let Some(d) = self.durable.instances.get(&instance).copied() else {
+    fn remove(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        (host, instance): (HostId, InstanceId),
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(d) = self.durable_on(host, instance) else {
             return;
         };
         self.persist(JournalRecord::InstanceStopped { instance }, out);
@@ -877,10 +894,64 @@ impl Manager {
 
     fn refresh_slot(&mut self, cfg: &Config, slot: SlotId) {
         if self.slot_is_vacant(cfg, slot) {
-            self.vacant.insert(slot);
+            self.add_vacant(slot);
         } else {
-            self.vacant.remove(&slot);
+            self.remove_vacant(slot);
         }
+    }
+
+    // `vacant` changes only here, so `launchable` follows it.
+    fn add_vacant(&mut self, slot: SlotId) {
+        if self.vacant.insert(slot) {
+            let not_before = self.backoff(slot).not_before;
+            self.launchable.0.add(slot, not_before);
+        }
+    }
+
+    fn remove_vacant(&mut self, slot: SlotId) {
+        if self.vacant.remove(&slot) {
+            let not_before = self.backoff(slot).not_before;
+            self.launchable.0.remove(slot, not_before);
+        }
+    }
+
+    /// Changes `slot`'s backoff through `f`, keeping `launchable` in step.
+    fn set_backoff(&mut self, slot: SlotId, f: impl FnOnce(&mut Backoff)) {
+        let old = self.backoff(slot);
+        let mut new = old;
+        f(&mut new);
+        if new == old {
+            return;
+        }
+        let (t, i) = (usize::from(slot.process_type.0), usize::from(slot.index));
+        if self.backoff.len() <= t {
+            self.backoff.resize_with(t + 1, Vec::new);
+        }
+        if let Some(v) = self.backoff.get_mut(t) {
+            if v.len() <= i {
+                v.resize(i + 1, Backoff::default());
+            }
+            if let Some(b) = v.get_mut(i) {
+                *b = new;
+            }
+            while v.last() == Some(&Backoff::default()) {
+                v.pop();
+            }
+        }
+        while self.backoff.last().is_some_and(Vec::is_empty) {
+            self.backoff.pop();
+        }
+        if old.not_before != new.not_before && self.vacant.contains(&slot) {
+            self.launchable.0.remove(slot, old.not_before);
+            self.launchable.0.add(slot, new.not_before);
+        }
+    }
+
+    /// Whether the launch index agrees with `vacant` and the backoffs.
+    pub(crate) fn launchable_consistent(&self) -> bool {
+        self.launchable
+            .0
+            .check(&self.vacant, |s| self.backoff(s).not_before)
     }
 
     fn refresh_type(&mut self, cfg: &Config, process_type: TypeId, upto: u16) {
@@ -895,8 +966,17 @@ impl Manager {
         }
     }
 
+    /// Every slot for which `slot_is_vacant` holds, in one walk of the
+    /// formation and the ledger together (both in slot order).
     fn compute_vacant(&self, cfg: &Config) -> BTreeSet<SlotId> {
-        let mut v = BTreeSet::new();
+        let mut occupied = self
+            .durable
+            .instances
+            .iter()
+            .filter(|(id, d)| cfg.is_singleton(id.slot.process_type) || d.stop.is_none())
+            .map(|(id, _)| id.slot)
+            .peekable();
+        let mut v = Vec::new();
         for (t, count) in self.durable.formation.iter().enumerate() {
             let process_type = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
             for index in 0..*count {
@@ -904,12 +984,14 @@ impl Manager {
                     process_type,
                     index,
                 };
-                if self.slot_is_vacant(cfg, slot) {
-                    v.insert(slot);
+                while occupied.next_if(|s| *s < slot).is_some() {}
+                if occupied.peek() != Some(&slot) {
+                    v.push(slot);
                 }
             }
         }
-        v
+        // Sorted already: built in bulk.
+        v.into_iter().collect()
     }
 
     // ----- time -----
@@ -925,25 +1007,28 @@ impl Manager {
         // Only entries whose earliest deadline has come (on hosts that have
         // one); visited in instance order, each with its liveness as it was
         // before any was handled.
-        let mut due: Vec<(InstanceId, Liveness)> = self
+        let expiry = cfg.lease_expiry_ticks();
+        let mut due: Vec<(InstanceId, Liveness, HostId)> = self
             .deadlines
             .range(..=(now, HostId(u16::MAX)))
             .flat_map(|(_, h)| self.entries_on(*h))
-            .filter(|e| due_at(cfg, &e.live) <= now)
-            .map(|e| (e.id, e.live))
+            .filter(|e| due_at(cfg, expiry, &e.live) <= now)
+            .map(|e| (e.id, e.live, e.d.host))
             .collect();
-        due.sort_unstable_by_key(|(id, _)| *id);
-        for (instance, l) in due {
+        due.sort_unstable_by_key(|(id, _, _)| *id);
+        for (instance, l, host) in due {
             if l.lease_deadline <= now {
                 out.push(Effect::Note(Note::LeaseExpired { instance }));
-                self.note_failure_if_unbooted(cfg, now, instance, false, out);
-                self.remove(cfg, now, instance, out);
+                self.note_failure_if_unbooted(cfg, now, (host, instance), false, out);
+                self.remove(cfg, now, (host, instance), out);
             } else if let LiveView::Launching { boot_deadline } = l.view {
                 if boot_deadline <= now {
-                    self.on_boot_timeout(cfg, now, instance, out);
+                    self.on_boot_timeout(cfg, now, (host, instance), out);
                 }
             } else {
-                self.update_liveness(cfg, instance, |live| live.view = LiveView::Unknown);
+                self.update_liveness_on(cfg, host, instance, usize::MAX, |live| {
+                    live.view = LiveView::Unknown;
+                });
             }
         }
     }
@@ -952,18 +1037,20 @@ impl Manager {
         &mut self,
         cfg: &Config,
         now: Tick,
-        instance: InstanceId,
+        (host, instance): (HostId, InstanceId),
         out: &mut Vec<Effect>,
     ) {
         out.push(Effect::Note(Note::BootTimedOut { instance }));
-        self.note_failure_if_unbooted(cfg, now, instance, true, out);
+        self.note_failure_if_unbooted(cfg, now, (host, instance), true, out);
         if cfg.mutations.has(Mutation::TimeoutFreesSlot) {
             // The 2012 bug: a timeout is taken as proof of death.
-            self.remove(cfg, now, instance, out);
+            self.remove(cfg, now, (host, instance), out);
             return;
         }
         // Stays counted against admission until the agent confirms.
-        self.update_liveness(cfg, instance, |live| live.view = LiveView::Unknown);
+        self.update_liveness_on(cfg, host, instance, usize::MAX, |live| {
+            live.view = LiveView::Unknown;
+        });
         self.request_stop(instance, StopReason::BootTimedOut, out);
         self.refresh_slot(cfg, instance.slot);
     }
@@ -974,11 +1061,11 @@ impl Manager {
         &mut self,
         cfg: &Config,
         now: Tick,
-        instance: InstanceId,
+        (host, instance): (HostId, InstanceId),
         breaker: bool,
         out: &mut Vec<Effect>,
     ) {
-        let Some(d) = self.durable.instances.get(&instance).copied() else {
+        let Some(d) = self.durable_on(host, instance) else {
             return;
         };
         if d.stop == Some(StopReason::UserRequested) {
@@ -996,16 +1083,17 @@ impl Manager {
 
     fn back_off(&mut self, cfg: &Config, now: Tick, slot: SlotId) {
         let jitter = self.next_jitter(cfg);
-        let b = self.backoff.entry(slot).or_default();
-        let shift = u32::from(b.attempts.min(32));
-        let delay = cfg
-            .budget
-            .backoff_base_ticks
-            .checked_shl(shift)
-            .unwrap_or(u64::MAX)
-            .min(cfg.budget.backoff_max_ticks);
-        b.attempts = b.attempts.saturating_add(1);
-        b.not_before = now.plus(delay.saturating_add(jitter));
+        self.set_backoff(slot, |b| {
+            let shift = u32::from(b.attempts.min(32));
+            let delay = cfg
+                .budget
+                .backoff_base_ticks
+                .checked_shl(shift)
+                .unwrap_or(u64::MAX)
+                .min(cfg.budget.backoff_max_ticks);
+            b.attempts = b.attempts.saturating_add(1);
+            b.not_before = now.plus(delay.saturating_add(jitter));
+        });
     }
 
     /// splitmix64 over the seed held in the state: deterministic jitter.
@@ -1047,7 +1135,7 @@ impl Manager {
                 .filter(|id| !report.running.iter().any(|r| r.instance == *id))
                 .collect();
             for id in missing {
-                self.remove(cfg, now, id, out);
+                self.remove(cfg, now, (host, id), out);
             }
         }
         let mut hint = 0;
@@ -1086,25 +1174,22 @@ impl Manager {
         report: &AgentReport,
         out: &mut Vec<Effect>,
     ) {
+        let host = report.host;
         for e in &report.exited {
-            let Some(d) = self.durable.instances.get(&e.instance).copied() else {
-                out.push(Effect::Note(Note::StaleExit));
-                continue;
-            };
-            if d.host != report.host {
+            // Not in the ledger, or placed on another host: stale.
+            if self.durable_on(host, e.instance).is_none() {
                 out.push(Effect::Note(Note::StaleExit));
                 continue;
             }
+            let at = (host, e.instance);
             match e.outcome {
-                ExitOutcome::BootFailed => {
-                    self.note_failure_if_unbooted(cfg, now, e.instance, true, out)
-                }
+                ExitOutcome::BootFailed => self.note_failure_if_unbooted(cfg, now, at, true, out),
                 ExitOutcome::Crashed | ExitOutcome::NeverStarted => {
-                    self.note_failure_if_unbooted(cfg, now, e.instance, false, out);
+                    self.note_failure_if_unbooted(cfg, now, at, false, out);
                 }
                 ExitOutcome::Killed => {}
             }
-            self.remove(cfg, now, e.instance, out);
+            self.remove(cfg, now, at, out);
         }
     }
 
@@ -1142,7 +1227,7 @@ impl Manager {
             if first {
                 self.persist(JournalRecord::BootSeenDone { instance }, out);
                 out.push(Effect::Note(Note::BootSucceeded { instance }));
-                self.backoff.remove(&instance.slot);
+                self.set_backoff(instance.slot, |b| *b = Backoff::default());
                 let mut b = self.durable.breaker;
                 let change = b.on_success(now, instance);
                 self.set_breaker(b, change, out);
@@ -1223,6 +1308,17 @@ impl Manager {
         // candidate slot costs O(instances on the host) each.
         let mut boots = self.boots_unconfirmed(cfg, host);
         let mut refused_noted = false;
+        // Visit only vacant slots whose backoff has ended (the others would
+        // be skipped): the same slots in the same order as a walk of `vacant`.
+        if !self.launchable.0.is_built() {
+            let vacant: Vec<(SlotId, Tick)> = self
+                .vacant
+                .iter()
+                .map(|s| (*s, self.backoff(*s).not_before))
+                .collect();
+            self.launchable.0.rebuild(vacant.into_iter());
+        }
+        self.launchable.0.promote(now);
         let mut cursor: Option<SlotId> = None;
         loop {
             let after = match cursor {
@@ -1233,13 +1329,14 @@ impl Manager {
             // when spent): only a slot with a free launch can still launch,
             // and the others would be skipped without an effect. So visit
             // just those, in the same order, when they are fewer.
-            let next = if refused_noted && self.durable.free_launches.len() < self.vacant.len() {
+            let ready = self.launchable.0.ready();
+            let next = if refused_noted && self.durable.free_launches.len() < ready.len() {
                 self.durable
                     .free_launches
                     .range(after)
-                    .find(|s| self.vacant.contains(s))
+                    .find(|s| ready.contains(s))
             } else {
-                self.vacant.range(after).next()
+                ready.range(after).next()
             };
             let Some(&slot) = next else {
                 return;
@@ -1286,10 +1383,11 @@ impl Manager {
                 },
                 out,
             );
+            // Its durable half is what the record just added, copied
+            // rather than looked up again.
             self.set_liveness(
-                cfg,
                 host,
-                instance,
+                (instance, DurableInstance::launched(host)),
                 Liveness {
                     view: LiveView::Launching {
                         boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
@@ -1297,7 +1395,7 @@ impl Manager {
                     lease_deadline: now.plus(cfg.lease_expiry_ticks()),
                 },
             );
-            self.vacant.remove(&slot);
+            self.remove_vacant(slot);
             boots += 1;
             let mut b = self.durable.breaker;
             let change = b.on_launch(instance);
@@ -1489,14 +1587,17 @@ impl Manager {
 
 /// The earliest deadline among a host's entries.
 fn min_due(cfg: &Config, entries: &[Entry]) -> Option<Tick> {
-    entries.iter().map(|e| due_at(cfg, &e.live)).min()
+    let expiry = cfg.lease_expiry_ticks();
+    entries.iter().map(|e| due_at(cfg, expiry, &e.live)).min()
 }
 
 /// The earliest tick at which `on_tick` has work for a ledger entry: its
 /// lease runs out, its boot times out (launching), or it goes unknown (up,
 /// `unknown_after` ticks after its last renewal). It is due at `now` exactly
 /// when this is at or before `now`.
-fn due_at(cfg: &Config, l: &Liveness) -> Tick {
+/// `lease_expiry_ticks` is `cfg.lease_expiry_ticks()`, computed once by the
+/// caller for all its entries.
+fn due_at(cfg: &Config, lease_expiry_ticks: u64, l: &Liveness) -> Tick {
     let mut at = l.lease_deadline;
     match l.view {
         LiveView::Launching { boot_deadline } => at = at.min(boot_deadline),
@@ -1504,7 +1605,7 @@ fn due_at(cfg: &Config, l: &Liveness) -> Tick {
             let unknown_after = cfg.timing.unknown_after_ticks;
             // Due when `now.since(renewed) >= unknown_after`; `since` is
             // zero before `renewed`, so with no wait it is due at once.
-            let renewed = Tick(l.lease_deadline.0.saturating_sub(cfg.lease_expiry_ticks()));
+            let renewed = Tick(l.lease_deadline.0.saturating_sub(lease_expiry_ticks));
             let unknown = if unknown_after == 0 {
                 Tick(0)
             } else {

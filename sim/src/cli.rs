@@ -98,13 +98,17 @@ pub fn simulate(args: SimulateArgs) -> Result<SimulateOutcome, SimError> {
     } else {
         args.policies.clone()
     };
-    let mut reports = Vec::new();
     let terminal = std::io::stderr().is_terminal();
-    for policy in policies {
-        let quiet = args.quiet;
+    // One thread per policy when there are cores for them: the runs are
+    // independent and each is deterministic, so this changes only the wall
+    // time. The latest progress of every run shares one status line.
+    let status = std::sync::Mutex::new(vec![String::new(); policies.len()]);
+    let parallel =
+        policies.len() > 1 && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let run_one = |slot: usize, policy: Policy| {
         let mut last_plain: Option<Instant> = None;
         let mut progress = |p: crate::Progress| {
-            if quiet {
+            if args.quiet {
                 return;
             }
             let line = format!(
@@ -116,19 +120,55 @@ pub fn simulate(args: SimulateArgs) -> Result<SimulateOutcome, SimError> {
                 p.ledger
             );
             if terminal {
-                eprint!("\r{line}   ");
+                let Ok(mut lines) = status.lock() else {
+                    return;
+                };
+                if let Some(l) = lines.get_mut(slot) {
+                    *l = line;
+                }
+                let shown: Vec<&str> = lines
+                    .iter()
+                    .filter(|l| !l.is_empty())
+                    .map(String::as_str)
+                    .collect();
+                eprint!("\r{}   ", shown.join(" | "));
                 let _ = std::io::stderr().flush();
             } else if last_plain.is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY) {
                 last_plain = Some(Instant::now());
                 eprintln!("{line}");
             }
         };
-        let report = crate::run(&scenario, policy, seed, &mut progress)?;
-        if !quiet && terminal {
-            eprintln!();
-        }
-        reports.push(report);
+        crate::run(&scenario, policy, seed, &mut progress)
+    };
+    let results: Vec<Result<Report, SimError>> = if parallel {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = policies
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let run_one = &run_one;
+                    scope.spawn(move || run_one(i, *p))
+                })
+                .collect();
+            handles
+                .into_iter()
+                // A panic in a run is re-raised here, as if it ran inline.
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    } else {
+        policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| run_one(i, *p))
+            .collect()
+    };
+    if !args.quiet && terminal {
+        eprintln!();
     }
+    let reports = results
+        .into_iter()
+        .collect::<Result<Vec<Report>, SimError>>()?;
     print!("{}", table(&reports));
     if let Some(dir) = &args.out_dir {
         crate::write_outputs(dir, &reports)?;

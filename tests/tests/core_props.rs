@@ -73,3 +73,22 @@ proptest! {
         drive(cfg, ops)?;
     }
 }
+
+proptest! {
+    /// Slots and instances order as their field tuples (the core compares
+    /// them as packed integers; every sorted list and map relies on this).
+    #[test]
+    fn ids_order_as_their_tuples(
+        a in (any::<u16>(), any::<u16>(), any::<u32>()),
+        b in (any::<u16>(), any::<u16>(), any::<u32>()),
+    ) {
+        use tally_core::{Generation, InstanceId, SlotId, TypeId};
+        let id = |(t, i, g): (u16, u16, u32)| InstanceId {
+            slot: SlotId { process_type: TypeId(t), index: i },
+            generation: Generation(g),
+        };
+        prop_assert_eq!(id(a).cmp(&id(b)), a.cmp(&b));
+        prop_assert_eq!(id(a).slot.cmp(&id(b).slot), (a.0, a.1).cmp(&(b.0, b.1)));
+        prop_assert_eq!(id(a) == id(b), a == b);
+    }
+}

@@ -1,0 +1,106 @@
+//! The manager's launch index: its vacant slots split by whether their
+//! relaunch backoff has ended, so that a report visits only slots it could
+//! launch instead of walking every vacant slot and skipping those still
+//! waiting (in a retry storm, nearly all of them).
+//!
+//! A cache, not state: which of two managers has moved more slots from
+//! `waiting` to `ready` changes no decision (`launch_on` still checks each
+//! slot's backoff), so a [`Cache`] compares equal and hashes as nothing,
+//! and the model checker sees one state where the cache differs.
+
+use crate::ids::{SlotId, Tick};
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+
+/// A value derived from the rest of a state, kept for speed: equal to any
+/// other and hashed as nothing, so it never splits one state into two.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cache<T>(pub(crate) T);
+
+impl<T> PartialEq for Cache<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Cache<T> {}
+
+impl<T> Hash for Cache<T> {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+/// The vacant slots, as `ready` (backoff ended by the last [`Self::promote`])
+/// and `waiting` (keyed by the backoff's end). Every vacant slot is in
+/// exactly one of them, and a waiting slot's key is its backoff's
+/// `not_before`: `check` verifies both.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Vacancies {
+    /// Built from the vacant set (a fresh or deserialized manager starts
+    /// unbuilt and builds it on first use).
+    built: bool,
+    ready: BTreeSet<SlotId>,
+    waiting: BTreeSet<(Tick, SlotId)>,
+}
+
+impl Vacancies {
+    /// Whether it has been built (and so is kept up to date).
+    pub(crate) fn is_built(&self) -> bool {
+        self.built
+    }
+
+    /// Rebuilds from the vacant slots, each with its backoff's end.
+    pub(crate) fn rebuild(&mut self, vacant: impl Iterator<Item = (SlotId, Tick)>) {
+        self.ready.clear();
+        self.waiting = vacant.map(|(s, t)| (t, s)).collect();
+        self.built = true;
+    }
+
+    /// A slot became vacant; its backoff ends at `not_before`.
+    pub(crate) fn add(&mut self, slot: SlotId, not_before: Tick) {
+        if self.built {
+            self.waiting.insert((not_before, slot));
+        }
+    }
+
+    /// A slot is no longer vacant; its backoff ends at `not_before`.
+    pub(crate) fn remove(&mut self, slot: SlotId, not_before: Tick) {
+        if self.built && !self.ready.remove(&slot) {
+            self.waiting.remove(&(not_before, slot));
+        }
+    }
+
+    /// Moves every slot whose backoff has ended by `now` to `ready`.
+    pub(crate) fn promote(&mut self, now: Tick) {
+        while let Some(&(t, slot)) = self.waiting.first() {
+            if t > now {
+                break;
+            }
+            self.waiting.pop_first();
+            self.ready.insert(slot);
+        }
+    }
+
+    /// The ready slots, in slot order.
+    pub(crate) fn ready(&self) -> &BTreeSet<SlotId> {
+        &self.ready
+    }
+
+    /// Whether it is exactly `vacant`, split as documented.
+    pub(crate) fn check(
+        &self,
+        vacant: &BTreeSet<SlotId>,
+        not_before: impl Fn(SlotId) -> Tick,
+    ) -> bool {
+        if !self.built {
+            return true;
+        }
+        let waiting: BTreeSet<SlotId> = self.waiting.iter().map(|(_, s)| *s).collect();
+        waiting.len() == self.waiting.len()
+            && self.ready.len() + waiting.len() == vacant.len()
+            && self.ready.iter().all(|s| vacant.contains(s))
+            && self
+                .waiting
+                .iter()
+                .all(|(t, s)| vacant.contains(s) && !self.ready.contains(s) && *t == not_before(*s))
+    }
+}
