@@ -14,8 +14,15 @@ use std::hash::{Hash, Hasher};
 
 /// A value derived from the rest of a state, kept for speed: equal to any
 /// other and hashed as nothing, so it never splits one state into two.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Cache<T>(pub(crate) T);
+
+// Printed as nothing too: equal states print the same (traces, Explorer).
+impl<T> std::fmt::Debug for Cache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cache")
+    }
+}
 
 impl<T> PartialEq for Cache<T> {
     fn eq(&self, _: &Self) -> bool {
