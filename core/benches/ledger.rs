@@ -22,11 +22,19 @@ use tally_core::{
     ManagerInput, ProcessKind, Tick, TypeId, UserCommand,
 };
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A positive integer from the environment, at most `max`; a clear error
+/// and exit status 2 otherwise.
+fn env(name: &str, default: u64, max: u64) -> u64 {
+    let Ok(v) = std::env::var(name) else {
+        return default;
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => n,
+        _ => {
+            eprintln!("error: {name}={v:?}: expected a whole number from 1 to {max}");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// Resident set size of this process, in bytes (Linux; 0 elsewhere).
@@ -154,9 +162,15 @@ fn config(types: usize, per_type: u16, per_host: u16) -> Config {
 }
 
 fn main() {
-    let hosts = usize::try_from(env("LEDGER_HOSTS", 10_000)).unwrap();
-    let per_host = u16::try_from(env("LEDGER_PER_HOST", 100)).unwrap();
-    let rounds = env("LEDGER_ROUNDS", 20);
+    // Host ids are 16-bit; an agent holds at most AGENT_INSTANCES_MAX.
+    let hosts = usize::try_from(env("LEDGER_HOSTS", 10_000, 1 << 16)).unwrap();
+    let per_host = u16::try_from(env(
+        "LEDGER_PER_HOST",
+        100,
+        tally_core::config::limits::AGENT_INSTANCES_MAX as u64,
+    ))
+    .unwrap();
+    let rounds = env("LEDGER_ROUNDS", 20, 1_000_000);
     let instances = hosts * usize::from(per_host);
     let per_type: u16 = 10_000;
     let types = instances.div_ceil(usize::from(per_type));

@@ -706,13 +706,11 @@ impl Manager {
     /// on `host` (probably at `hint` there). Returns whether it was.
     fn update_liveness_on(
         &mut self,
-        cfg: &Config,
         host: HostId,
         instance: InstanceId,
         hint: usize,
         f: impl FnOnce(&mut Liveness),
     ) -> bool {
-        let _ = cfg;
         let Some(e) = self.entry_mut(host, instance, hint) else {
             return false;
         };
@@ -726,14 +724,13 @@ impl Manager {
     }
 
     /// Takes `instance`, placed on `host`, out of the ledger.
-    fn remove_liveness(&mut self, cfg: &Config, host: HostId, instance: InstanceId) {
+    fn remove_liveness(&mut self, host: HostId, instance: InstanceId) {
         let Some(v) = self.ledger.get_mut(usize::from(host.0)) else {
             return;
         };
         let Ok(i) = v.binary_search_by_key(&instance, |e| e.id) else {
             return;
         };
-        let _ = cfg;
         v.remove(i);
         while self.ledger.last().is_some_and(Vec::is_empty) {
             self.ledger.pop();
@@ -854,7 +851,7 @@ impl Manager {
             return;
         };
         self.persist(JournalRecord::InstanceStopped { instance }, out);
-        self.remove_liveness(cfg, d.host, instance);
+        self.remove_liveness(d.host, instance);
         if !d.boot_seen_done
             && matches!(self.durable.breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)
         {
@@ -1026,7 +1023,7 @@ impl Manager {
                     self.on_boot_timeout(cfg, now, (host, instance), out);
                 }
             } else {
-                self.update_liveness_on(cfg, host, instance, usize::MAX, |live| {
+                self.update_liveness_on(host, instance, usize::MAX, |live| {
                     live.view = LiveView::Unknown;
                 });
             }
@@ -1048,7 +1045,7 @@ impl Manager {
             return;
         }
         // Stays counted against admission until the agent confirms.
-        self.update_liveness_on(cfg, host, instance, usize::MAX, |live| {
+        self.update_liveness_on(host, instance, usize::MAX, |live| {
             live.view = LiveView::Unknown;
         });
         self.request_stop(instance, StopReason::BootTimedOut, out);
@@ -1238,15 +1235,15 @@ impl Manager {
                 self.set_budget(budget, out);
             }
             if live.view != LiveView::Up {
-                self.update_liveness_on(cfg, host, instance, at, |l| l.view = LiveView::Up);
+                self.update_liveness_on(host, instance, at, |l| l.view = LiveView::Up);
             }
         } else if live.view == LiveView::Unknown && !d.boot_seen_done {
             let boot_deadline = now.plus(cfg.timing.boot_timeout_ticks);
-            self.update_liveness_on(cfg, host, instance, at, |l| {
+            self.update_liveness_on(host, instance, at, |l| {
                 l.view = LiveView::Launching { boot_deadline };
             });
         } else if live.view == LiveView::Unknown {
-            self.update_liveness_on(cfg, host, instance, at, |l| l.view = LiveView::Up);
+            self.update_liveness_on(host, instance, at, |l| l.view = LiveView::Up);
         }
         self.renew(cfg, now, host, (instance, at), reply);
     }
@@ -1261,7 +1258,7 @@ impl Manager {
         reply: &mut ManagerReply,
     ) {
         let lease_deadline = now.plus(cfg.lease_expiry_ticks());
-        if self.update_liveness_on(cfg, host, instance, hint, |l| {
+        if self.update_liveness_on(host, instance, hint, |l| {
             l.lease_deadline = l.lease_deadline.max(lease_deadline);
         }) {
             reply.renew.push(instance);
