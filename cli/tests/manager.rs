@@ -15,308 +15,12 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-const TALLY: &str = env!("CARGO_BIN_EXE_tally");
-
-/// Fast timings: 50 ms ticks, 2 s leases.
-const SETTINGS: &str = r#"
-app = "test"
-tick_ms = 50
-boots_in_flight_max = 2
-
-[types.clock]
-singleton = true
-ready = "file"
-
-[types.web]
-count = 1
-ready = "started"
-
-[timing]
-lease_ms = 2000
-drift_ppm = 10000
-kill_grace_ms = 200
-margin_ms = 600
-report_interval_ms = 250
-report_delivery_ms = 100
-boot_ms = 300
-boot_timeout_ms = 2000
-unknown_after_ms = 1500
-
-[budget]
-capacity = 6
-refill_per_boot = 0.5
-probe_cooldown_ms = 4000
-backoff_base_ms = 100
-backoff_max_ms = 800
-jitter_max_ms = 50
-
-[breaker]
-window_ms = 20000
-failure_threshold = 4
-cooldown_ms = 3000
-"#;
-
-/// The clock: heartbeats into $WITNESS; ready unless $HANG_FILE exists. It
-/// ignores SIGTERM, so every kill of it takes the full grace and a SIGKILL,
-/// which the manager's margin must cover.
-const CLOCK: &str = r#"clock: sh -c 'trap "" TERM; while [ -e "$HANG_FILE" ]; do echo "$TALLY_GENERATION $$ $(date +%s%N)" >> "$WITNESS"; sleep 0.02; done; touch "$TALLY_READY_FILE"; while true; do echo "$TALLY_GENERATION $$ $(date +%s%N)" >> "$WITNESS"; sleep 0.02; done'"#;
-
-struct Cluster {
-    _guard: std::sync::MutexGuard<'static, ()>,
-    dir: PathBuf,
-    agent_port: u16,
-    manager: Option<Child>,
-    agents: BTreeMap<u16, Child>,
-    procfile: PathBuf,
-    settings: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} failed");
-}
-
-/// One cluster at a time: the tests measure leases in real time, and two
-/// clusters at once on a 2-core machine would only add scheduling noise.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-impl Cluster {
-    /// A manager process with `--hosts 0` and one `tally agent` per host.
-    fn start(name: &str, procfile: &str, settings: &str, hosts: u16) -> Cluster {
-        let guard = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = std::env::temp_dir().join(format!("tally-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let procfile_path = dir.join("Procfile");
-        let settings_path = dir.join("tally.toml");
-        std::fs::write(&procfile_path, procfile).unwrap();
-        std::fs::write(&settings_path, settings).unwrap();
-        let mut c = Cluster {
-            _guard: guard,
-            agent_port: free_port(),
-            dir,
-            manager: None,
-            agents: BTreeMap::new(),
-            procfile: procfile_path,
-            settings: settings_path,
-        };
-        c.start_manager();
-        for h in 0..hosts {
-            c.start_agent(h);
-        }
-        c
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    fn log(&self, name: &str) -> Stdio {
-        Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(name))
-                .unwrap(),
-        )
-    }
-
-    fn start_manager(&mut self) {
-        let _ = std::fs::remove_file(self.data().join("api.addr"));
-        let child = Command::new(TALLY)
-            .args(["run", "--hosts", "0", "--procfile"])
-            .arg(&self.procfile)
-            .arg("--config")
-            .arg(&self.settings)
-            .arg("--data-dir")
-            .arg(self.data())
-            .arg("--agent-listen")
-            .arg(format!("127.0.0.1:{}", self.agent_port))
-            .stdout(self.log("manager.log"))
-            .stderr(self.log("manager.log"))
-            .spawn()
-            .unwrap();
-        self.manager = Some(child);
-        let until = Instant::now() + Duration::from_secs(20);
-        while !self.data().join("api.addr").exists() {
-            assert!(
-                Instant::now() < until,
-                "manager did not start: {}",
-                self.read_log("manager.log")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn start_agent(&mut self, host: u16) {
-        let child = Command::new(TALLY)
-            .args(["agent", "--manager"])
-            .arg(format!("127.0.0.1:{}", self.agent_port))
-            .args(["--host", &host.to_string(), "--data-dir"])
-            .arg(self.data())
-            .env("WITNESS", self.dir.join("witness"))
-            .env("HANG_FILE", self.dir.join("hang"))
-            .stdout(self.log(&format!("agent-{host}.log")))
-            .stderr(self.log(&format!("agent-{host}.log")))
-            .spawn()
-            .unwrap();
-        self.agents.insert(host, child);
-    }
-
-    fn read_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-
-    fn tally(&self, args: &[&str]) -> Output {
-        Command::new(TALLY)
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data())
-            .output()
-            .unwrap()
-    }
-
-    fn ps(&self) -> Value {
-        let out = self.tally(&["ps", "--json"]);
-        assert!(
-            out.status.success(),
-            "ps failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Polls `ps` until `pred` holds.
-    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
-        let until = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(out) = Command::new(TALLY)
-                .args(["ps", "--json", "--data-dir"])
-                .arg(self.data())
-                .output()
-            {
-                if out.status.success() {
-                    let ps: Value = serde_json::from_slice(&out.stdout).unwrap();
-                    if pred(&ps) {
-                        return ps;
-                    }
-                    if Instant::now() > until {
-                        panic!(
-                            "timed out waiting for {what}; last ps: {ps:#}\nmanager log:\n{}",
-                            self.read_log("manager.log")
-                        );
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < until,
-                "timed out waiting for {what} (no ps)"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn witness(&self) -> Vec<(u32, u32, u64)> {
-        let text = std::fs::read_to_string(self.dir.join("witness")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                Some((
-                    it.next()?.parse().ok()?,
-                    it.next()?.parse().ok()?,
-                    it.next()?.parse().ok()?,
-                ))
-            })
-            .collect()
-    }
-
-    /// The clock's lives, `(generation, pid) -> (first, last)` heartbeat,
-    /// asserting that no two overlap.
-    fn assert_no_overlap(&self) -> BTreeMap<(u32, u32), (u64, u64)> {
-        let mut lives: BTreeMap<(u32, u32), (u64, u64)> = BTreeMap::new();
-        for (generation, pid, t) in self.witness() {
-            let e = lives.entry((generation, pid)).or_insert((t, t));
-            e.0 = e.0.min(t);
-            e.1 = e.1.max(t);
-        }
-        let v: Vec<_> = lives.iter().collect();
-        for (i, (a, (a0, a1))) in v.iter().enumerate() {
-            for (b, (b0, b1)) in v.iter().skip(i + 1) {
-                assert!(
-                    a1 < b0 || b1 < a0,
-                    "two clocks ran at once: {a:?} {a0}..{a1} and {b:?} {b0}..{b1}"
-                );
-            }
-        }
-        lives
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // SIGKILL everything: fences see their agent go and kill the dynos.
-        for child in self.agents.values_mut().chain(self.manager.as_mut()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn clock(ps: &Value) -> Option<(u64, u64, String)> {
-    ps["instances"].as_array()?.iter().find_map(|i| {
-        (i["dyno"] == "clock.1").then(|| {
-            (
-                i["generation"].as_u64().unwrap_or(0),
-                i["host"].as_u64().unwrap_or(0),
-                i["phase"].as_str().unwrap_or("").to_string(),
-            )
-        })
-    })
-}
-
-fn clock_up(ps: &Value) -> bool {
-    let clocks: Vec<_> = ps["instances"]
-        .as_array()
-        .map(|a| a.iter().filter(|i| i["dyno"] == "clock.1").collect())
-        .unwrap_or_default();
-    clocks.len() == 1 && clocks[0]["phase"] == "up"
-}
-
-fn converged(ps: &Value) -> bool {
-    ps["types"]
-        .as_array()
-        .is_some_and(|ts| ts.iter().all(|t| t["up"] == t["desired"]))
-        && ps["instances"]
-            .as_array()
-            .is_some_and(|is| is.iter().all(|i| i["phase"] == "up"))
-}
-
-fn procfile() -> String {
-    format!("{CLOCK}\nweb: sleep 100000\n")
-}
 
 #[test]
 fn a_frozen_agent_fences_its_clock_before_the_manager_replaces_it() {
@@ -527,7 +231,7 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
 
-    let raw = |method: &str, path: &str, auth: Option<&str>| -> String {
+    let raw_body = |method: &str, path: &str, auth: Option<&str>, body: &str| -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
         let auth = auth
@@ -535,13 +239,15 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
             .unwrap_or_default();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
     };
+    let raw = |method: &str, path: &str, auth: Option<&str>| raw_body(method, path, auth, "{}");
     assert!(raw("GET", "/health", None).starts_with("HTTP/1.1 200"));
     assert!(raw("GET", "/ps", None).starts_with("HTTP/1.1 401"));
     assert!(raw("POST", "/restart", None).starts_with("HTTP/1.1 401"));
@@ -557,6 +263,7 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
             version: LINK_VERSION,
             host: tally_core::HostId(7),
             incarnation: tally_core::Incarnation(1),
+            machine: "feedface".into(),
             token: "forged".into(),
         };
         write_frame(&mut s, &hello).unwrap();
@@ -583,6 +290,28 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+    // A duplicated JSON key is refused, not silently the last value.
+    let dup = raw_body("POST", "/scale", Some(token.trim()), r#"{"web":1,"web":9}"#);
+    assert!(
+        dup.starts_with("HTTP/1.1 400") && dup.contains("duplicate key"),
+        "{dup}"
+    );
+    let dup = raw_body(
+        "POST",
+        "/pause",
+        Some(token.trim()),
+        r#"{"host":0,"host":1}"#,
+    );
+    assert!(dup.starts_with("HTTP/1.1 400"), "{dup}");
+    // A pause for a host no agent ever attached as is refused.
+    let out = c.tally(&["pause", "--host", "9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown host 9"),
+        "{err}"
+    );
+    let out = c.tally(&["scale", "web=1", "web=9"]);
+    assert!(!out.status.success(), "a type given twice was accepted");
     let after = c.ps();
     assert_eq!(
         before["types"], after["types"],
@@ -627,14 +356,155 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
             &["--api-listen", "0.0.0.0:0"][..],
             "loopback",
         ),
+        (
+            "web: sleep 1\n",
+            "tick_ms = 1\n",
+            &[][..],
+            "tick_ms = 1 must be between 10 and 10000",
+        ),
+        (
+            "web: sleep 1\n",
+            "[timing]\ndrift_ppm = 4000000000\n",
+            &[][..],
+            "timing.drift_ppm = 4000000000 must be between 0 and 100000",
+        ),
+        (
+            "web: sleep 1\n",
+            "[budget]\ncapacity = 0\n",
+            &[][..],
+            "budget.capacity = 0 must be between 1 and 10000",
+        ),
+        (
+            "web: sleep 1\n",
+            "app = \"\"\n",
+            &[][..],
+            "must be 1 to 63 characters",
+        ),
     ] {
         let out = run(procfile, settings, extra);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "expected `{says}` in: {err}");
         assert!(
-            !c.dir.join("bad/data/journal.jsonl").exists(),
+            !c.dir.join("bad/data/journal").exists(),
             "a journal was started"
         );
     }
+}
+
+/// `tally run` on `data` with a one-type Procfile; returns its output, or
+/// kills it after `secs` if it is still running (then `None`).
+fn run_briefly(dir: &std::path::Path, data: &std::path::Path, secs: u64) -> Option<Output> {
+    std::fs::write(dir.join("Procfile"), "web: sleep 100000\n").unwrap();
+    let mut child = Command::new(TALLY)
+        .args(["run", "--hosts", "0", "--procfile"])
+        .arg(dir.join("Procfile"))
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_exit(&mut child, secs)?;
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_data_dir_others_control_is_refused_and_no_planted_token_is_adopted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tally-test-datadir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Writable by others, with a token planted in it.
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(open.join("token"), "a".repeat(64)).unwrap();
+    let out = run_briefly(&dir, &open, 20).expect("started in a world-writable data dir");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("writable by others"),
+        "{err}"
+    );
+    assert!(!open.join("journal").exists(), "a journal was started");
+
+    // Owned by another user (only root can make one to test with).
+    if nix::unistd::geteuid().is_root() {
+        let theirs = dir.join("theirs");
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let out = run_briefly(&dir, &theirs, 20).expect("started in another user's data dir");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("owned by uid 65534"),
+            "{err}"
+        );
+    }
+
+    // Our own private dir, but a token no manager of ours created: replaced.
+    let planted = dir.join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let planted_token = "b".repeat(64);
+    std::fs::write(planted.join("token"), &planted_token).unwrap();
+    assert!(
+        run_briefly(&dir, &planted, 8).is_none(),
+        "the manager did not run"
+    );
+    let token = std::fs::read_to_string(planted.join("token")).unwrap();
+    assert_ne!(token.trim(), planted_token, "a planted token was adopted");
+    let mode = std::fs::metadata(planted.join("token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The row "every process of the clock's host frozen past the expiry wait,
+/// then resumed": the fence, waking past its deadline, must kill at once
+/// (SIGKILL, no grace), so the old clock never runs beside its replacement.
+/// Prints the window: from the resume to the old dyno gone.
+#[test]
+fn a_whole_host_frozen_past_its_leases_runs_no_stale_clock_beside_the_new_one() {
+    let c = Cluster::start("hostfreeze", &procfile(), SETTINGS, 3);
+    let mut windows = Vec::new();
+    for round in 0..3 {
+        let ps = c.wait_for("the clock up", 30, clock_up);
+        let (generation, host, _) = clock(&ps).unwrap();
+        let agent = c.agents[&u16::try_from(host).unwrap()].id();
+        let below = descendants(agent);
+        let dyno_pids: Vec<u32> = c
+            .lives()
+            .iter()
+            .filter(|l| u64::from(l.generation) == generation)
+            .map(|l| l.pid)
+            .collect();
+        let mut all = vec![agent];
+        all.extend(&below);
+        signal_pids(&all, "STOP");
+        // Past the expiry wait (2.62 s): the manager replaces the clock.
+        c.wait_for("the clock replaced elsewhere", 30, |ps| {
+            clock(ps).is_some_and(|(g, h, p)| g > generation && h != host && p == "up")
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let resumed = Instant::now();
+        signal_pids(&all, "CONT");
+        // The old clock's shell (and its heartbeat child) must be gone.
+        let until = Instant::now() + Duration::from_secs(5);
+        while dyno_pids.iter().any(|p| alive(*p)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let window = resumed.elapsed();
+        windows.push(window);
+        std::thread::sleep(Duration::from_millis(300));
+        c.assert_no_overlap();
+        eprintln!(
+            "host freeze {round}: clock g{generation} on host {host} frozen past its lease; gone {window:?} after the resume"
+        );
+    }
+    c.assert_generations_unique_and_rising();
+    eprintln!("whole-host freeze: stale dyno gone after the resume in {windows:?}");
 }

@@ -108,6 +108,15 @@ pub enum JournalRecord {
         /// On.
         on: bool,
     },
+    /// An agent reported an instance above the slot's high water (a journal
+    /// that lost records, restored from an old copy): the high water is
+    /// raised before any launch of the slot, so no generation is issued twice.
+    HighWaterRaised {
+        /// The slot.
+        slot: SlotId,
+        /// The generation reported.
+        generation: Generation,
+    },
     /// Launches paused or resumed, on one host or everywhere.
     PauseSet {
         /// The host, or `None` for all.
@@ -118,7 +127,7 @@ pub enum JournalRecord {
 }
 
 /// Journal format version.
-pub const JOURNAL_VERSION: u16 = 1;
+pub const JOURNAL_VERSION: u16 = 2;
 
 /// Everything a restarted manager remembers: the fold of its journal.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,8 +135,10 @@ pub struct Durable {
     /// Desired count per process type, indexed by `TypeId`.
     pub formation: Vec<u16>,
     /// Every instance that may still be alive.
+    #[serde(with = "pairs")]
     pub instances: BTreeMap<InstanceId, DurableInstance>,
     /// Per-slot high-water generation, never dropped (shortcut 5).
+    #[serde(with = "pairs")]
     pub high_water: BTreeMap<SlotId, Generation>,
     /// Slots holding an unused free launch.
     pub free_launches: BTreeSet<SlotId>,
@@ -213,6 +224,10 @@ impl Durable {
             JournalRecord::InstanceStopped { instance } => {
                 self.instances.remove(&instance);
             }
+            JournalRecord::HighWaterRaised { slot, generation } => {
+                let hw = self.high_water.entry(slot).or_default();
+                *hw = (*hw).max(generation);
+            }
             JournalRecord::BudgetSet { budget } => self.budget = budget,
             JournalRecord::BreakerSet { breaker } => self.breaker = breaker,
             JournalRecord::LockdownSet { on } => self.lockdown = on,
@@ -256,5 +271,30 @@ impl Durable {
             .copied()
             .unwrap_or_default()
             .next()
+    }
+}
+
+/// A map with structured keys as a sequence of `[key, value]` pairs, so that
+/// formats whose map keys must be strings (JSON: the journal's snapshots)
+/// can carry it.
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let pairs: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
     }
 }

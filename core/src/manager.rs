@@ -134,6 +134,13 @@ pub enum ManagerInput {
 pub enum Alert {
     /// The breaker opened on its own: boots are failing.
     BreakerTripped,
+    /// An agent runs an instance above its slot's high-water generation:
+    /// the journal lost records. The high water was raised (journaled)
+    /// before any launch of the slot, and the instance is reaped.
+    GenerationAboveHighWater {
+        /// The instance reported.
+        instance: InstanceId,
+    },
 }
 
 /// Something worth counting that changed no rule: the evidence for the
@@ -1210,6 +1217,13 @@ impl Manager {
             .copied();
         *hint = at.saturating_add(1);
         let Some(Entry { d, live, .. }) = entry else {
+            // Defence in depth: never issue a generation an agent has seen.
+            let high_water = self.durable.high_water.get(&instance.slot).copied();
+            if high_water.unwrap_or_default() < instance.generation {
+                let (slot, generation) = (instance.slot, instance.generation);
+                self.persist(JournalRecord::HighWaterRaised { slot, generation }, out);
+                out.push(Effect::Alert(Alert::GenerationAboveHighWater { instance }));
+            }
             out.push(Effect::Note(Note::PhantomReaped { instance }));
             reply.stop.push(instance);
             return;

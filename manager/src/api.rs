@@ -251,6 +251,7 @@ pub fn serve(
     clock: Clock,
     token: &str,
     fatal: &std::sync::Mutex<Option<String>>,
+    host_known: &dyn Fn(HostId) -> bool,
 ) {
     for mut request in server.incoming_requests() {
         let authorized = request.headers().iter().any(|h| {
@@ -282,7 +283,7 @@ pub fn serve(
                 Ok(n) if n as u64 > BODY_MAX => {
                     error(413, format!("request body over the {BODY_MAX}-byte limit"))
                 }
-                Ok(_) => route(&method, &path, &body, core, clock, fatal),
+                Ok(_) => route(&method, &path, &body, core, clock, fatal, host_known),
             }
         };
         let json = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
@@ -298,7 +299,9 @@ pub fn serve(
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, Answer> {
     let text = if body.trim().is_empty() { "{}" } else { body };
-    serde_json::from_str(text).map_err(|e| error(400, format!("bad request body: {e}")))
+    // Strict: a duplicated key (`{"web": 1, "web": 9}`) is refused, not
+    // silently the last one.
+    crate::strict_json::from_str(text).map_err(|e| error(400, format!("bad request body: {e}")))
 }
 
 fn route(
@@ -308,6 +311,7 @@ fn route(
     core: &Core,
     clock: Clock,
     fatal: &std::sync::Mutex<Option<String>>,
+    host_known: &dyn Fn(HostId) -> bool,
 ) -> Answer {
     let inputs = match (method, path) {
         ("GET", "/ps") => {
@@ -338,14 +342,14 @@ fn route(
                 OperatorCommand::BreakerClose
             })]
         }),
-        ("POST", "/pause") => parse::<HostBody>(body).map(|b| {
+        ("POST", "/pause") => known_host(body, host_known).map(|host| {
             vec![ManagerInput::Operator(OperatorCommand::PauseLaunches {
-                host: b.host.map(HostId),
+                host,
             })]
         }),
-        ("POST", "/resume") => parse::<HostBody>(body).map(|b| {
+        ("POST", "/resume") => known_host(body, host_known).map(|host| {
             vec![ManagerInput::Operator(OperatorCommand::ResumeLaunches {
-                host: b.host.map(HostId),
+                host,
             })]
         }),
         (_, "/ps" | "/scale" | "/restart" | "/lockdown" | "/breaker" | "/pause" | "/resume") => {
@@ -372,6 +376,22 @@ fn route(
             }
             None => ok(serde_json::json!({ "ok": true, "applied": steps.len() })),
         },
+    }
+}
+
+/// The host of a pause or resume, refused if no agent of it ever attached
+/// and the ledger places nothing on it (a typo would otherwise pause nothing).
+fn known_host(body: &str, host_known: &dyn Fn(HostId) -> bool) -> Result<Option<HostId>, Answer> {
+    let b = parse::<HostBody>(body)?;
+    match b.host.map(HostId) {
+        Some(h) if !host_known(h) => Err(error(
+            422,
+            format!(
+                "unknown host {}: no agent of it has attached to this manager",
+                h.0
+            ),
+        )),
+        host => Ok(host),
     }
 }
 

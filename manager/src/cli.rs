@@ -3,9 +3,9 @@
 //! `fence`). Argument types here; the binary only dispatches.
 
 use crate::api::Ps;
+use crate::fence::FenceExe;
 use crate::host::HostOptions;
 use crate::server::{Server, ServerOptions, api_endpoint};
-use crate::settings::Readiness;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// still need the token.
     #[arg(long)]
     pub allow_remote_agents: bool,
+    /// Journal segment size that triggers compaction (a new segment starting
+    /// with a snapshot); tests make it small.
+    #[arg(long, hide = true, default_value_t = crate::journal::SEGMENT_BYTES_MAX)]
+    pub journal_segment_bytes: u64,
 }
 
 /// `tally agent`.
@@ -235,17 +239,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         deployment: deployment.clone(),
         agent_listen: args.agent_listen,
         api_listen: args.api_listen,
+        journal: crate::journal::JournalOptions {
+            segment_bytes_max: args.journal_segment_bytes,
+        },
     })
     .map_err(|e| e.to_string())?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the tally executable: {e}"))?;
+    let fence_exe = FenceExe::beside(&exe);
     let stop = Arc::new(AtomicBool::new(false));
     for h in 0..args.hosts {
         let opts = HostOptions {
             manager: server.agent_addr,
             host: HostId(h),
             data_dir: args.data_dir.clone(),
-            fence_exe: exe.clone(),
+            fence_exe: fence_exe.clone(),
             token: server.token.clone(),
         };
         let stop = Arc::clone(&stop);
@@ -309,26 +317,29 @@ pub fn agent(args: &AgentArgs) -> Result<ExitCode, String> {
         host: HostId(args.host),
         token,
         data_dir: args.data_dir.clone(),
-        fence_exe: std::env::current_exe()
-            .map_err(|e| format!("cannot find the tally executable: {e}"))?,
+        fence_exe: FenceExe::beside(
+            &std::env::current_exe()
+                .map_err(|e| format!("cannot find the tally executable: {e}"))?,
+        ),
     };
     crate::host::run(&opts, &Arc::new(AtomicBool::new(false))).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tally fence`.
+/// `tally fence`: the same fence as the `tally-fence` binary, for an
+/// install without it.
 #[must_use]
 pub fn fence(args: &FenceArgs) -> ExitCode {
     let opts = crate::fence::FenceOptions {
         ready: match args.ready {
-            ReadyArg::Port => Readiness::Port,
-            ReadyArg::File => Readiness::File,
-            ReadyArg::Started => Readiness::Started,
+            ReadyArg::Port => crate::fence::Ready::Port,
+            ReadyArg::File => crate::fence::Ready::File,
+            ReadyArg::Started => crate::fence::Ready::Started,
         },
         port: args.port,
         ready_file: args.ready_file.clone(),
         grace: Duration::from_millis(args.grace_ms),
-        argv: args.argv.clone(),
+        argv: args.argv.iter().map(std::ffi::OsString::from).collect(),
     };
     ExitCode::from(u8::try_from(crate::fence::run(&opts)).unwrap_or(1))
 }
@@ -504,7 +515,9 @@ pub fn scale(args: &ScaleArgs) -> Result<ExitCode, String> {
         let count: u16 = count
             .parse()
             .map_err(|_| format!("`{pair}`: COUNT must be a whole number from 0 to 65535"))?;
-        body.insert(name.to_string(), count.into());
+        if body.insert(name.to_string(), count.into()).is_some() {
+            return Err(format!("`{name}` is given twice; give each type once"));
+        }
     }
     answer(
         call(

@@ -43,6 +43,11 @@ pub enum HostError {
         "{0}: not an incarnation number; restore it or remove it only once no dyno of this host runs"
     )]
     BadIncarnation(PathBuf),
+    /// The machine identity file is not one.
+    #[error(
+        "{0}: not a machine id (hex); restore it, or remove it only once no dyno of this machine runs"
+    )]
+    BadMachineId(PathBuf),
     /// The manager's deployment changed under it.
     #[error(
         "the manager's deployment changed since this agent started; restart the agent so that it starts from a clean slate"
@@ -59,8 +64,8 @@ pub struct HostOptions {
     pub host: HostId,
     /// Where the incarnation counter, dyno logs and ready files live.
     pub data_dir: PathBuf,
-    /// The `tally` executable, for `tally fence`.
-    pub fence_exe: PathBuf,
+    /// How to start a fence: `tally-fence` beside `tally`, or `tally fence`.
+    pub fence_exe: crate::fence::FenceExe,
     /// The manager's agent token.
     pub token: String,
 }
@@ -112,6 +117,42 @@ pub fn next_incarnation(dir: &Path) -> Result<Incarnation, HostError> {
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
     Ok(Incarnation(next))
+}
+
+/// This machine's identity as an agent data dir holds it (`machine-id`,
+/// random, created once): the manager binds each host id to one machine.
+///
+/// # Errors
+/// The file cannot be read or created.
+pub fn machine_id(data_dir: &Path) -> Result<String, HostError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("machine-id");
+    let io = |source| HostError::Io {
+        path: data_dir.join("machine-id"),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(id.to_string());
+        }
+        return Err(HostError::BadMachineId(path));
+    }
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io)?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(format!("{id}\n").as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(id)
 }
 
 /// Takes the host's lock, waiting while processes of an earlier agent of
@@ -166,6 +207,7 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
             version: LINK_VERSION,
             host: opts.host,
             incarnation,
+            machine: machine_id(&opts.data_dir)?,
             token: opts.token.clone(),
         };
         let (addr, host) = (opts.manager, opts.host);
@@ -358,9 +400,8 @@ impl Shell {
             Readiness::File => "file",
             Readiness::Started => "started",
         };
-        let mut cmd = Command::new(&self.opts.fence_exe);
-        cmd.arg("fence")
-            .arg("--ready")
+        let mut cmd: Command = self.opts.fence_exe.command();
+        cmd.arg("--ready")
             .arg(ready)
             .arg("--port")
             .arg(port.to_string())

@@ -9,7 +9,7 @@
 //!   agent link (TCP, one per host) ─────────┼─▶ shell::Shared ─▶ core Manager
 //!   timer (every tick) ─────────────────────┘        │ journal (fsync) first
 //!                                                    ▼
-//!   host: core Agent ─▶ tally fence ─▶ dyno (process group), killed at lease end
+//!   host: core Agent ─▶ tally-fence ─▶ dyno (process group), killed at lease end
 //! ```
 //!
 //! Every decision is the core's `step`; this crate only carries inputs in
@@ -26,4 +26,5 @@ pub mod machine;
 pub mod server;
 pub mod settings;
 pub mod shell;
+pub mod strict_json;
 pub mod wire;

@@ -125,6 +125,14 @@ impl ManagerMachine {
                     self.stats.breaker_trips += 1;
                     self.log(now, "ALERT breaker tripped: boots are failing; launches stop until a probe boots".into());
                 }
+                Effect::Alert(Alert::GenerationAboveHighWater { instance }) => {
+                    let line = format!(
+                        "ALERT {} runs above the journal's high water: the journal lost records; high water raised, instance reaped",
+                        d.instance_name(*instance)
+                    );
+                    tracing::error!("{line}");
+                    self.log(now, line);
+                }
                 Effect::Note(note) => self.observe_note(now, &d, *note),
                 Effect::Send(_) => {}
             }
@@ -190,6 +198,7 @@ impl ManagerMachine {
                 self.log(now, line);
             }
             JournalRecord::BootSeenDone { .. }
+            | JournalRecord::HighWaterRaised { .. }
             | JournalRecord::StopCancelled { .. }
             | JournalRecord::FreeLaunchGranted { .. }
             | JournalRecord::BudgetSet { .. } => {}

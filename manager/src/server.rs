@@ -1,23 +1,24 @@
 //! The manager process: the data dir, the journal, the agent link, the
 //! timer and the HTTP API, all feeding the one [`Shared`] core.
 
-use crate::journal::{FileJournal, JournalError};
+use crate::journal::{self, DirLock, FileJournal, JournalError, JournalOptions};
 use crate::machine::{ManagerMachine, Stats};
 use crate::settings::Deployment;
 use crate::shell::{Applied, Shared, ShellError};
-use crate::wire::{Frame, LINK_VERSION, read_frame, write_frame};
+use crate::wire::{
+    Frame, HELLO_BYTES_MAX, LINK_VERSION, read_frame, read_frame_limited, write_frame,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tally_core::{
-    Durable, Effect, HostId, Incarnation, JournalRecord, Manager, ManagerInput, Message, Rejected,
-    Tick,
+    Durable, Effect, HostId, Incarnation, Manager, ManagerInput, Message, Rejected, Tick,
 };
 use thiserror::Error;
 
@@ -43,6 +44,14 @@ pub enum ServerError {
         "{0} was created for a different Procfile or tally.toml; a manager must keep its configuration for the life of its journal (use a fresh --data-dir, or restore the original files)"
     )]
     DeploymentChanged(PathBuf),
+    /// The data dir cannot be trusted.
+    #[error("data dir {dir}: {why}; refusing to use it")]
+    DataDir {
+        /// The data dir.
+        dir: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The core refused the configuration.
     #[error("invalid configuration: {0}")]
     Config(#[from] tally_core::ConfigError),
@@ -78,6 +87,8 @@ pub struct ServerOptions {
     pub agent_listen: SocketAddr,
     /// HTTP API address (port 0 picks one).
     pub api_listen: SocketAddr,
+    /// Journal tuning.
+    pub journal: JournalOptions,
 }
 
 /// A started manager.
@@ -132,13 +143,14 @@ impl Clock {
     }
 }
 
-/// Writes `contents` to `path` atomically, with `mode`.
+/// Writes `contents` to `path` atomically, with `mode`. The temporary file
+/// is created new (never through a planted link) and renamed over `path`.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServerError> {
     let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .map_err(io(&tmp))?;
@@ -148,16 +160,70 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServerError
     Ok(())
 }
 
-/// The bearer token: read, or generated on first start and stored 0600.
-fn token(dir: &Path) -> Result<(String, PathBuf), ServerError> {
-    let path = dir.join("token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_string();
-        if t.len() >= 32 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(io(&path))?;
-            return Ok((t, path));
+/// Creates the data dir (0700), or checks that an existing one is a
+/// directory of this user that nobody else can write: a token, a journal
+/// or a lock in a directory others control is worth nothing.
+fn open_data_dir(dir: &Path) -> Result<(), ServerError> {
+    let refuse = |why: String| ServerError::DataDir {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+            Ok(())
         }
+        Err(e) => Err(io(dir)(e)),
+        Ok(m) if !m.is_dir() => Err(refuse(
+            "not a directory (a symbolic link is refused too)".into(),
+        )),
+        Ok(m) => {
+            let me = nix::unistd::geteuid().as_raw();
+            if m.uid() != me {
+                return Err(refuse(format!(
+                    "owned by uid {}, not by this user (uid {me})",
+                    m.uid()
+                )));
+            }
+            if m.mode() & 0o022 != 0 {
+                return Err(refuse(format!(
+                    "writable by others (mode {:o}); `chmod 700` it if you trust its contents",
+                    m.mode() & 0o777
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The bearer token of a data dir this manager created: read when it is a
+/// file of this user that only this user can read, otherwise a new one.
+fn token(dir: &Path, created_here: bool) -> Result<(String, PathBuf), ServerError> {
+    let path = dir.join("token");
+    if created_here {
+        if let Ok(m) = std::fs::symlink_metadata(&path) {
+            let me = nix::unistd::geteuid().as_raw();
+            let t = std::fs::read_to_string(&path).unwrap_or_default();
+            let t = t.trim().to_string();
+            if m.is_file() && m.uid() == me && m.mode() & 0o077 == 0 && t.len() >= 32 {
+                return Ok((t, path));
+            }
+            tracing::warn!(
+                "{}: not a private file of this user; replaced by a new token (agents need the new one)",
+                path.display()
+            );
+        }
+    } else if path.exists() {
+        tracing::warn!(
+            "{}: a token this manager did not create; replaced by a new one",
+            path.display()
+        );
     }
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -168,6 +234,91 @@ fn token(dir: &Path) -> Result<(String, PathBuf), ServerError> {
     Ok((t, path))
 }
 
+fn read_meta(meta_path: &Path) -> Result<Meta, ServerError> {
+    let bytes = std::fs::read(meta_path).map_err(io(meta_path))?;
+    serde_json::from_slice(&bytes).map_err(|e| ServerError::Io {
+        path: meta_path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })
+}
+
+/// The core and its journal, from the data dir: recovered when the data dir
+/// was started before (its journal must be whole), new otherwise.
+fn open_core(
+    dir: &Path,
+    deployment: &Deployment,
+    lock: DirLock,
+    journal_opts: JournalOptions,
+) -> Result<(ManagerMachine, FileJournal, Clock, bool), ServerError> {
+    let cfg = &deployment.config;
+    let meta_path = dir.join("meta.json");
+    if meta_path.exists() {
+        let meta = read_meta(&meta_path)?;
+        if meta.deployment != *deployment {
+            return Err(ServerError::DeploymentChanged(dir.to_path_buf()));
+        }
+        let clock = Clock::start(meta.genesis_unix_ms, deployment.tick_ms);
+        let now = clock.now();
+        let (mut journal, recovered) =
+            FileJournal::open(lock, dir, cfg, Durable::genesis(cfg, now), journal_opts)?;
+        let manager = Manager::recover(cfg, recovered.durable, now)?;
+        journal.rebase(manager.durable().clone());
+        tracing::info!(
+            entries = recovered.entries_read,
+            seq = recovered.seq,
+            instances = manager.ledger_len(),
+            "manager recovered from its journal; every instance is held for a full lease expiry"
+        );
+        let stats = Stats {
+            launches: recovered.counters.launches,
+            free_launches: recovered.counters.free_launches,
+            boots_succeeded: recovered.counters.boots_seen_done,
+            ..Stats::default()
+        };
+        let machine = ManagerMachine::new(Arc::new(deployment.clone()), manager, stats);
+        return Ok((machine, journal, clock, false));
+    }
+    // No meta.json: a data dir never started, or whose first start was cut
+    // short before meta.json (written last). Parts of an unused journal
+    // are removed; a journal that committed a step is refused.
+    if journal::exists(dir) {
+        journal::remove_unused(dir)?;
+    }
+    let genesis_unix_ms = unix_ms();
+    let clock = Clock::start(genesis_unix_ms, deployment.tick_ms);
+    // A new data dir cannot know whether dynos launched from a lost one
+    // still run: wait one full lease expiry before the first launch, so
+    // whatever an earlier manager granted has run out and been fenced.
+    let hold_ms = cfg.lease_expiry_ticks().saturating_mul(deployment.tick_ms);
+    tracing::info!(
+        "new data dir {}: holding launches for one lease expiry ({hold_ms} ms), in case dynos of a lost data dir still run",
+        dir.display()
+    );
+    std::thread::sleep(Duration::from_millis(hold_ms));
+    let now = clock.now();
+    let mut out = Vec::new();
+    let manager = Manager::new(cfg, now, &mut out)?;
+    let mut journal =
+        FileJournal::create(lock, dir, cfg, Durable::genesis(cfg, now), journal_opts)?;
+    journal.append(out.iter().filter_map(|e| match e {
+        Effect::Persist(r) => Some(r),
+        _ => None,
+    }))?;
+    journal.rebase(manager.durable().clone());
+    let meta = Meta {
+        genesis_unix_ms,
+        deployment: deployment.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| ServerError::Io {
+        path: meta_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    write_file(&meta_path, &bytes, 0o600)?;
+    tracing::info!("new manager: journal started in {}", dir.display());
+    let machine = ManagerMachine::new(Arc::new(deployment.clone()), manager, Stats::default());
+    Ok((machine, journal, clock, true))
+}
+
 impl Server {
     /// Opens the data dir, recovers from the journal, and starts the agent
     /// link, the timer and the API.
@@ -176,71 +327,14 @@ impl Server {
     /// Data dir, journal or configuration problems; busy addresses.
     pub fn start(opts: ServerOptions) -> Result<Server, ServerError> {
         let dir = &opts.data_dir;
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-        let meta_path = dir.join("meta.json");
-        let meta = match std::fs::read(&meta_path) {
-            Ok(bytes) => {
-                let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| ServerError::Io {
-                    path: meta_path.clone(),
-                    source: std::io::Error::other(e),
-                })?;
-                if meta.deployment != opts.deployment {
-                    return Err(ServerError::DeploymentChanged(dir.clone()));
-                }
-                meta
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let meta = Meta {
-                    genesis_unix_ms: unix_ms(),
-                    deployment: opts.deployment.clone(),
-                };
-                let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| ServerError::Io {
-                    path: meta_path.clone(),
-                    source: std::io::Error::other(e),
-                })?;
-                write_file(&meta_path, &bytes, 0o600)?;
-                meta
-            }
-            Err(e) => return Err(io(&meta_path)(e)),
-        };
-        let clock = Clock::start(meta.genesis_unix_ms, opts.deployment.tick_ms);
-        let (token, token_path) = token(dir)?;
-        let (mut journal, records) = FileJournal::open(&dir.join("journal.jsonl"))?;
-        let cfg = &opts.deployment.config;
+        opts.deployment.config.validate()?;
+        open_data_dir(dir)?;
+        let lock = DirLock::acquire(dir)?;
+        let (machine, journal, clock, created) =
+            open_core(dir, &opts.deployment, lock, opts.journal)?;
+        let (token, token_path) = token(dir, !created)?;
+        let bindings = HostBindings::load(dir)?;
         let now = clock.now();
-        let mut stats = Stats::default();
-        let manager = if records.is_empty() {
-            let mut out = Vec::new();
-            let m = Manager::new(cfg, now, &mut out)?;
-            journal.append(out.iter().filter_map(|e| match e {
-                Effect::Persist(r) => Some(r),
-                _ => None,
-            }))?;
-            tracing::info!("new manager: journal started in {}", dir.display());
-            m
-        } else {
-            let mut durable = Durable::genesis(cfg, now);
-            durable.apply_all(&records);
-            for r in &records {
-                match r {
-                    JournalRecord::InstanceLaunched { free, .. } => {
-                        stats.launches += 1;
-                        stats.free_launches += u64::from(*free);
-                    }
-                    JournalRecord::BootSeenDone { .. } => stats.boots_succeeded += 1,
-                    _ => {}
-                }
-            }
-            let m = Manager::recover(cfg, durable, now)?;
-            tracing::info!(
-                records = records.len(),
-                instances = m.ledger_len(),
-                "manager recovered from its journal; every instance is held for a full lease expiry"
-            );
-            m
-        };
-        let machine = ManagerMachine::new(Arc::new(opts.deployment.clone()), manager, stats);
         let core = Arc::new(Shared::new(machine, journal, now));
         let fatal = Arc::new(std::sync::Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
@@ -278,15 +372,18 @@ impl Server {
             fatal: Arc::clone(&fatal),
             stop: Arc::clone(&stop),
         };
+        let link = Arc::new(LinkContext {
+            core: Arc::clone(&core),
+            clock,
+            deployment: opts.deployment.clone(),
+            token: token.clone(),
+            fatal: Arc::clone(&fatal),
+            live: std::sync::Mutex::new(BTreeMap::new()),
+            bindings: std::sync::Mutex::new(bindings),
+            pending: AtomicUsize::new(0),
+        });
         spawn("agent-listener", {
-            let link = Arc::new(LinkContext {
-                core: Arc::clone(&core),
-                clock,
-                deployment: opts.deployment.clone(),
-                token: token.clone(),
-                fatal: Arc::clone(&fatal),
-                live: std::sync::Mutex::new(BTreeMap::new()),
-            });
+            let link = Arc::clone(&link);
             move || accept_agents(&agents, &link)
         })?;
         spawn("timer", {
@@ -295,7 +392,12 @@ impl Server {
             move || {
                 while !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(period);
-                    if let Err(e) = core.apply(clock.now(), ManagerInput::Tick) {
+                    // Renewals journal nothing: check each tick that the
+                    // journal and the lock are still this manager's.
+                    let checked = core.check_sink(FileJournal::check_files);
+                    let applied =
+                        checked.and_then(|()| core.apply(clock.now(), ManagerInput::Tick));
+                    if let Err(e) = applied {
                         set_fatal(&fatal, &e);
                         return;
                     }
@@ -304,14 +406,16 @@ impl Server {
         })?;
         let api = Arc::new(api);
         for worker in 0..4 {
-            let (core, fatal, api, token) = (
+            let (core, fatal, api, token, link) = (
                 Arc::clone(&core),
                 Arc::clone(&fatal),
                 Arc::clone(&api),
                 token.clone(),
+                Arc::clone(&link),
             );
             spawn(&format!("api-{worker}"), move || {
-                crate::api::serve(&api, &core, clock, &token, &fatal);
+                let known = move |h: HostId| link.host_known(h);
+                crate::api::serve(&api, &core, clock, &token, &fatal, &known);
             })?;
         }
         Ok(server)
@@ -356,6 +460,46 @@ pub fn set_fatal(fatal: &std::sync::Mutex<Option<String>>, e: &ShellError<Journa
     }
 }
 
+/// Connections that have not yet said a valid hello, at most: more are
+/// closed at once, so a flood of idle or oversized connections costs
+/// neither threads nor memory before the token is checked.
+pub const PENDING_MAX: usize = 16;
+
+/// Time an unauthenticated connection has to send its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which machine each host id belongs to (`hosts.json` in the data dir):
+/// a host's identity cannot pass to another machine while the ledger places
+/// any instance on it, since that machine would confirm as dead dynos it
+/// never started.
+struct HostBindings {
+    path: PathBuf,
+    machines: BTreeMap<HostId, String>,
+}
+
+impl HostBindings {
+    fn load(dir: &Path) -> Result<HostBindings, ServerError> {
+        let path = dir.join("hosts.json");
+        let machines = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ServerError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(HostBindings { path, machines })
+    }
+
+    fn save(&self) -> Result<(), ServerError> {
+        let bytes = serde_json::to_vec_pretty(&self.machines).map_err(|e| ServerError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_file(&self.path, &bytes, 0o600)
+    }
+}
+
 /// What every agent connection shares.
 struct LinkContext {
     core: Arc<Core>,
@@ -363,17 +507,55 @@ struct LinkContext {
     deployment: Deployment,
     token: String,
     fatal: Arc<std::sync::Mutex<Option<String>>>,
-    /// Hosts with a live link: incarnation and connection number.
-    live: std::sync::Mutex<BTreeMap<HostId, (Incarnation, u64)>>,
+    /// Hosts with a live link: machine, incarnation and connection number.
+    live: std::sync::Mutex<BTreeMap<HostId, (String, Incarnation, u64)>>,
+    /// The machine each host id is bound to.
+    bindings: std::sync::Mutex<HostBindings>,
+    /// Connections not yet admitted.
+    pending: AtomicUsize,
+}
+
+impl LinkContext {
+    /// A host that has ever attached, or that the ledger places instances on.
+    fn host_known(&self, host: HostId) -> bool {
+        let bound = self
+            .bindings
+            .lock()
+            .is_ok_and(|b| b.machines.contains_key(&host));
+        bound
+            || self
+                .core
+                .read(|m, _| m.manager.instances_on(host).next().is_some())
+                .unwrap_or(false)
+    }
+}
+
+/// Holds one of the [`PENDING_MAX`] places of connections not yet admitted,
+/// given back when dropped (admitted, refused, timed out, or never spawned).
+struct PendingSlot(Arc<LinkContext>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn accept_agents(listener: &TcpListener, link: &Arc<LinkContext>) {
     for (n, stream) in listener.incoming().enumerate() {
         let Ok(stream) = stream else { continue };
-        let link = Arc::clone(link);
+        if link.pending.fetch_add(1, Ordering::SeqCst) >= PENDING_MAX {
+            link.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                "agent link: {PENDING_MAX} connections already wait for their hello; closing one more"
+            );
+            drop(stream);
+            continue;
+        }
+        let slot = PendingSlot(Arc::clone(link));
+        // A failed spawn drops the closure, and with it the slot.
         let _ = std::thread::Builder::new()
             .name("agent-link".into())
-            .spawn(move || serve_agent(stream, &link, n as u64));
+            .spawn(move || serve_agent(stream, slot, n as u64));
     }
 }
 
@@ -387,6 +569,7 @@ fn admit(
         version,
         host,
         incarnation,
+        machine,
         token,
     } = frame
     else {
@@ -404,45 +587,74 @@ fn admit(
             false,
         ));
     }
+    if machine.is_empty() || machine.len() > 64 {
+        return Err((
+            "a machine id of 1 to 64 characters is required".into(),
+            false,
+        ));
+    }
     let Ok(mut live) = link.live.lock() else {
         return Err(("manager state poisoned".into(), true));
     };
     // Two agents of one host would each confirm dynos of the other dead.
-    if let Some((other, _)) = live.get(&host) {
-        if *other != incarnation {
+    if let Some((other_machine, other, _)) = live.get(&host) {
+        if *other_machine != machine || *other != incarnation {
             return Err((
                 format!(
-                    "{host} already has a live agent (incarnation {}); stop it first",
+                    "{host} already has a live agent (machine {other_machine}, incarnation {}); stop it first",
                     other.0
                 ),
                 true,
             ));
         }
     }
-    live.insert(host, (incarnation, conn));
+    let Ok(mut bindings) = link.bindings.lock() else {
+        return Err(("manager state poisoned".into(), true));
+    };
+    match bindings.machines.get(&host) {
+        Some(bound) if *bound == machine => {}
+        bound => {
+            let placed = link
+                .core
+                .read(|m, _| m.manager.instances_on(host).count())
+                .unwrap_or(usize::MAX);
+            if let Some(bound) = bound {
+                if placed > 0 {
+                    return Err((
+                        format!(
+                            "{host} belongs to machine {bound}, and {placed} instance(s) in the ledger may still run there; machine {machine} may take {host} only once they are stopped (stop that machine's agent and wait one lease expiry)"
+                        ),
+                        true,
+                    ));
+                }
+                tracing::warn!(
+                    host = host.0,
+                    "{host} passes from machine {bound} to machine {machine} (no instance of it in the ledger)"
+                );
+            }
+            bindings.machines.insert(host, machine.clone());
+            if let Err(e) = bindings.save() {
+                return Err((format!("cannot record the host's machine: {e}"), true));
+            }
+        }
+    }
+    live.insert(host, (machine, incarnation, conn));
     Ok((host, incarnation))
 }
 
 /// One agent connection: hello, then each report is applied and answered.
-fn serve_agent(stream: TcpStream, link: &LinkContext, conn: u64) {
+fn serve_agent(stream: TcpStream, slot: PendingSlot, conn: u64) {
+    let link = Arc::clone(&slot.0);
+    let link = &*link;
     let _ = stream.set_nodelay(true);
-    // A link silent for several leases is dead (a crashed remote host
-    // leaves a half-open connection); its host may then attach again.
-    let lease_ms = link
-        .deployment
-        .config
-        .timing
-        .lease_ticks
-        .saturating_mul(link.deployment.tick_ms);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(
-        lease_ms.saturating_mul(4).max(2_000),
-    )));
+    let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
     let Ok(reader) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(reader);
     let mut writer = stream;
-    let hello = match read_frame(&mut reader) {
+    // Small and quick before the token is checked.
+    let hello = match read_frame_limited(&mut reader, HELLO_BYTES_MAX) {
         Ok(frame) => frame,
         Err(_) => return,
     };
@@ -454,6 +666,18 @@ fn serve_agent(stream: TcpStream, link: &LinkContext, conn: u64) {
             return;
         }
     };
+    drop(slot);
+    // A link silent for several leases is dead (a crashed remote host
+    // leaves a half-open connection); its host may then attach again.
+    let lease_ms = link
+        .deployment
+        .config
+        .timing
+        .lease_ticks
+        .saturating_mul(link.deployment.tick_ms);
+    let _ = writer.set_read_timeout(Some(Duration::from_millis(
+        lease_ms.saturating_mul(4).max(2_000),
+    )));
     tracing::info!(
         host = host.0,
         incarnation = incarnation.0,
@@ -496,7 +720,7 @@ fn serve_agent(stream: TcpStream, link: &LinkContext, conn: u64) {
         }
     }
     if let Ok(mut live) = link.live.lock() {
-        if live.get(&host).is_some_and(|(_, c)| *c == conn) {
+        if live.get(&host).is_some_and(|(_, _, c)| *c == conn) {
             live.remove(&host);
         }
     }

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use tally_core::config::limits::{AGENT_INSTANCES_MAX, COUNT_MAX};
 use tally_core::config::{
     BreakerConfig, BudgetConfig, Mutations, ProcessKind, ProcessTypeConfig, Timing,
 };
@@ -56,6 +57,36 @@ pub const SCHEDULING_ALLOWANCE_MS: u64 = 100;
 
 /// The longest duration accepted anywhere in `tally.toml` (a day).
 pub const DURATION_MAX_MS: u64 = 86_400_000;
+
+/// Shortest core tick: a shorter one would step the manager (and journal
+/// its clock) more than a hundred times a second.
+pub const TICK_MS_MIN: u64 = 10;
+
+/// Longest core tick: every duration is rounded up to whole ticks.
+pub const TICK_MS_MAX: u64 = 10_000;
+
+/// Largest clock drift bound: 10%. Clocks that disagree by more are broken,
+/// not drifting; the core's expiry arithmetic has room for far more.
+pub const DRIFT_PPM_MAX: u32 = 100_000;
+
+/// Largest retry bucket. The core keeps tokens in thousandths in a `u32`
+/// (at most 4 294 967 whole tokens); a bucket this size is already
+/// unbounded retries in practice.
+pub const CAPACITY_MAX: u32 = 10_000;
+
+/// Largest breaker threshold: a breaker that needs more failures in one
+/// window never opens in practice.
+pub const FAILURE_THRESHOLD_MAX: u16 = 1_000;
+
+/// Largest admission `K`: an agent tracks at most this many instances.
+pub const BOOTS_IN_FLIGHT_MAX: u16 = 4_096;
+const _: () = assert!(BOOTS_IN_FLIGHT_MAX as usize <= AGENT_INSTANCES_MAX);
+
+/// Longest app name (a DNS label).
+pub const APP_NAME_MAX: usize = 63;
+
+/// `count_max` of a scalable type whose `max` is not set.
+pub const DEFAULT_MAX: u16 = 16;
 
 /// How an agent knows a dyno finished booting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -351,7 +382,9 @@ pub fn load(procfile: &Path, settings: Option<&Path>) -> Result<Deployment, Sett
 /// Builds a validated deployment from a parsed Procfile and settings.
 ///
 /// # Errors
-/// A setting out of range, or a configuration the core refuses.
+/// A type the Procfile lacks; settings out of range, all of them in one
+/// [`SettingsError::Invalid`], one problem a line; or a configuration the
+/// core refuses.
 pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployment, SettingsError> {
     if let Some(unknown) = file
         .types
@@ -360,54 +393,14 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
     {
         return Err(SettingsError::UnknownType(unknown.clone()));
     }
-    if file.tick_ms == 0 || file.tick_ms > 10_000 {
-        return Err(SettingsError::Invalid(
-            "tick_ms must be between 1 and 10000".into(),
-        ));
-    }
-    if !(0.0..1.0).contains(&file.budget.refill_per_boot) {
-        return Err(SettingsError::Invalid(
-            "budget.refill_per_boot must be at least 0 and below 1".into(),
-        ));
+    let problems = problems(file);
+    if !problems.is_empty() {
+        // Each line reads `tally.toml: ...` once displayed.
+        return Err(SettingsError::Invalid(problems.join("\ntally.toml: ")));
     }
     let t = &file.timing;
     let b = &file.budget;
-    for (name, ms) in [
-        ("timing.lease_ms", t.lease_ms),
-        ("timing.kill_grace_ms", t.kill_grace_ms),
-        ("timing.margin_ms", t.margin_ms),
-        ("timing.report_interval_ms", t.report_interval_ms),
-        ("timing.report_delivery_ms", t.report_delivery_ms),
-        ("timing.boot_ms", t.boot_ms),
-        ("timing.boot_timeout_ms", t.boot_timeout_ms),
-        ("timing.unknown_after_ms", t.unknown_after_ms),
-        ("budget.probe_cooldown_ms", b.probe_cooldown_ms),
-        ("budget.backoff_base_ms", b.backoff_base_ms),
-        ("budget.backoff_max_ms", b.backoff_max_ms),
-        ("budget.jitter_max_ms", b.jitter_max_ms),
-        ("breaker.window_ms", file.breaker.window_ms),
-        ("breaker.cooldown_ms", file.breaker.cooldown_ms),
-    ] {
-        if ms > DURATION_MAX_MS {
-            return Err(SettingsError::Invalid(format!(
-                "{name} = {ms} is above the limit of {DURATION_MAX_MS} (a day)"
-            )));
-        }
-    }
     let kill_ms = t.kill_grace_ms.saturating_add(file.tick_ms);
-    // The manager's and the agent's tick readings are each floored (up to a
-    // tick each), the grace is rounded up to whole ticks (one more), and the
-    // fence must be scheduled and the group gone after its SIGKILL.
-    let needed = t
-        .kill_grace_ms
-        .saturating_add(3 * file.tick_ms)
-        .saturating_add(SCHEDULING_ALLOWANCE_MS);
-    if t.margin_ms < needed {
-        return Err(SettingsError::Invalid(format!(
-            "timing.margin_ms ({}) must be at least kill_grace_ms + 3 ticks + {SCHEDULING_ALLOWANCE_MS} ms = {needed}, so that a lease the manager takes as expired has certainly been fenced",
-            t.margin_ms
-        )));
-    }
     let ticks = |ms: u64| ms.div_ceil(file.tick_ms);
     let mut types = Vec::new();
     let mut process_types = Vec::new();
@@ -418,7 +411,7 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         } else {
             ProcessKind::Scalable
         };
-        let count_max = s.max.unwrap_or(if s.singleton { 1 } else { 16 });
+        let count_max = s.max.unwrap_or(if s.singleton { 1 } else { DEFAULT_MAX });
         process_types.push(ProcessTypeConfig {
             app: file.app.clone(),
             name: name.clone(),
@@ -453,7 +446,7 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         },
         budget: BudgetConfig {
             capacity: b.capacity,
-            // In range: refill_per_boot was checked to be in [0, 1).
+            // In range: refill_per_boot was checked to round to 0..=999.
             refill_per_boot_milli: u32::try_from(refill_milli as i64).unwrap_or(0),
             probe_cooldown_ticks: ticks(b.probe_cooldown_ms),
             backoff_base_ticks: ticks(b.backoff_base_ms),
@@ -475,4 +468,614 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         types,
         tick_ms: file.tick_ms,
     })
+}
+
+/// At most `APP_NAME_MAX` characters of `s`, escaped, for a message.
+fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(APP_NAME_MAX + 1).collect();
+    if out.len() < s.len() {
+        out.push_str("...");
+    }
+    format!("{out:?}")
+}
+
+/// Every setting out of range, one message each naming the key, the value
+/// and what is allowed. Types not in the Procfile are checked before.
+fn problems(file: &FileSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    let app = &file.app;
+    let app_ok = !app.is_empty()
+        && app.len() <= APP_NAME_MAX
+        && app
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_lowercase() || c.is_ascii_digit() || (c == b'-' && i > 0));
+    if !app_ok {
+        out.push(format!(
+            "app = {} must be 1 to {APP_NAME_MAX} characters of `a-z`, `0-9` and `-`, not starting with `-`",
+            shown(app)
+        ));
+    }
+    let tick = file.tick_ms;
+    let tick_ok = (TICK_MS_MIN..=TICK_MS_MAX).contains(&tick);
+    if !tick_ok {
+        out.push(format!(
+            "tick_ms = {tick} must be between {TICK_MS_MIN} and {TICK_MS_MAX}: the manager steps once a tick, and every duration is rounded up to whole ticks"
+        ));
+    }
+    if !(1..=BOOTS_IN_FLIGHT_MAX).contains(&file.boots_in_flight_max) {
+        out.push(format!(
+            "boots_in_flight_max = {} must be between 1 and {BOOTS_IN_FLIGHT_MAX} (the instances an agent tracks): with 0 nothing ever boots",
+            file.boots_in_flight_max
+        ));
+    }
+    for (name, s) in &file.types {
+        if let Some(max) = s.max {
+            if s.singleton && max != 1 {
+                out.push(format!(
+                    "types.{name}.max = {max} must be 1: {name} is a singleton and runs at most 1"
+                ));
+            } else if !(1..=COUNT_MAX).contains(&max) {
+                out.push(format!(
+                    "types.{name}.max = {max} must be between 1 and {COUNT_MAX}"
+                ));
+            }
+        }
+        if let Some(count) = s.count {
+            let (max, why) = match s.max {
+                _ if s.singleton => (1, format!("{name} is a singleton")),
+                Some(max) => (max.min(COUNT_MAX), format!("types.{name}.max")),
+                None => (
+                    DEFAULT_MAX,
+                    format!("the default types.{name}.max; set it to allow more"),
+                ),
+            };
+            if count > max {
+                out.push(format!(
+                    "types.{name}.count = {count} must be between 0 and {max} ({why})"
+                ));
+            }
+        }
+    }
+    let t = &file.timing;
+    let b = &file.budget;
+    let k = &file.breaker;
+    if t.drift_ppm > DRIFT_PPM_MAX {
+        out.push(format!(
+            "timing.drift_ppm = {} must be between 0 and {DRIFT_PPM_MAX} (10%)",
+            t.drift_ppm
+        ));
+    }
+    if !(1..=CAPACITY_MAX).contains(&b.capacity) {
+        out.push(format!(
+            "budget.capacity = {} must be between 1 and {CAPACITY_MAX}: with 0 a crashed dyno is relaunched only by the probe, once per budget.probe_cooldown_ms",
+            b.capacity
+        ));
+    }
+    let refill = b.refill_per_boot;
+    // Kept in thousandths: 0.9996 would round to 1, unbounded retries.
+    if !(0.0..1.0).contains(&refill) || (refill * 1000.0).round() >= 1000.0 {
+        out.push(format!(
+            "budget.refill_per_boot = {refill} must be between 0 and 0.999: at 1 or more retries are unbounded"
+        ));
+    }
+    if !(1..=FAILURE_THRESHOLD_MAX).contains(&k.failure_threshold) {
+        out.push(format!(
+            "breaker.failure_threshold = {} must be between 1 and {FAILURE_THRESHOLD_MAX}",
+            k.failure_threshold
+        ));
+    }
+    // Durations: at most a day; those where zero makes no sense at least
+    // one tick (a shorter one would be rounded up to a tick anyway).
+    let day = DURATION_MAX_MS;
+    let mut durations_ok = true;
+    for (name, ms, nonzero) in [
+        ("timing.lease_ms", t.lease_ms, true),
+        ("timing.kill_grace_ms", t.kill_grace_ms, false),
+        ("timing.margin_ms", t.margin_ms, false),
+        ("timing.report_interval_ms", t.report_interval_ms, true),
+        ("timing.report_delivery_ms", t.report_delivery_ms, false),
+        ("timing.boot_ms", t.boot_ms, false),
+        ("timing.boot_timeout_ms", t.boot_timeout_ms, true),
+        ("timing.unknown_after_ms", t.unknown_after_ms, true),
+        ("budget.probe_cooldown_ms", b.probe_cooldown_ms, true),
+        ("budget.backoff_base_ms", b.backoff_base_ms, true),
+        ("budget.backoff_max_ms", b.backoff_max_ms, true),
+        ("budget.jitter_max_ms", b.jitter_max_ms, false),
+        ("breaker.window_ms", k.window_ms, true),
+        ("breaker.cooldown_ms", k.cooldown_ms, true),
+    ] {
+        let (low, what) = match (nonzero, tick_ok) {
+            (false, _) => (0, ""),
+            (true, true) => (tick, " (one tick)"),
+            (true, false) => (1, ""),
+        };
+        if !(low..=day).contains(&ms) {
+            durations_ok = false;
+            out.push(format!(
+                "{name} = {ms} must be between {low}{what} and {day} (a day)"
+            ));
+        }
+    }
+    if !(tick_ok && durations_ok) {
+        // The rules between durations are in ticks: check them once every
+        // duration and the tick are in range.
+        return out;
+    }
+    // Whole ticks, as the core will see them: `ceil(a / tick) > n` exactly
+    // when `a > n * tick`, so each bound is exact in milliseconds.
+    let ticks = |ms: u64| ms.div_ceil(tick);
+    // The manager's and the agent's tick readings are each floored (up to a
+    // tick each), the grace is rounded up to whole ticks (one more), and the
+    // fence must be scheduled and the group gone after its SIGKILL.
+    let needed = t
+        .kill_grace_ms
+        .saturating_add(3 * tick)
+        .saturating_add(SCHEDULING_ALLOWANCE_MS);
+    if t.margin_ms < needed {
+        out.push(format!(
+            "timing.margin_ms = {} must be at least timing.kill_grace_ms + 3 ticks + {SCHEDULING_ALLOWANCE_MS} ms = {needed}, so that a lease the manager takes as expired has certainly been fenced",
+            t.margin_ms
+        ));
+    }
+    let report_ms = ticks(t.report_interval_ms)
+        .saturating_add(ticks(t.report_delivery_ms))
+        .saturating_mul(tick);
+    if t.lease_ms <= report_ms {
+        out.push(format!(
+            "timing.lease_ms = {} must be above timing.report_interval_ms + timing.report_delivery_ms = {report_ms} (in whole ticks): an instance starts only if more of its first lease remains",
+            t.lease_ms
+        ));
+    }
+    let boot_ms = ticks(t.boot_ms)
+        .saturating_mul(tick)
+        .saturating_add(report_ms);
+    if t.boot_timeout_ms <= boot_ms {
+        out.push(format!(
+            "timing.boot_timeout_ms = {} must be above timing.boot_ms + timing.report_interval_ms + timing.report_delivery_ms = {boot_ms} (in whole ticks), or every timely boot races its own timeout",
+            t.boot_timeout_ms
+        ));
+    }
+    let renewal_ms = t.report_interval_ms.saturating_add(t.report_delivery_ms);
+    if t.unknown_after_ms < renewal_ms {
+        out.push(format!(
+            "timing.unknown_after_ms = {} must be at least timing.report_interval_ms + timing.report_delivery_ms = {renewal_ms}, or up dynos show unknown between two reports",
+            t.unknown_after_ms
+        ));
+    }
+    if b.backoff_base_ms > b.backoff_max_ms {
+        out.push(format!(
+            "budget.backoff_base_ms = {} must be at most budget.backoff_max_ms = {}",
+            b.backoff_base_ms, b.backoff_max_ms
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    const PROCFILE: &str = "web: w\nclock: c\nworker: k\n";
+
+    /// Builds `toml` over [`PROCFILE`]. `says` empty: accepted. Otherwise
+    /// refused with [`SettingsError::Invalid`] (the shell, not the core,
+    /// refuses: its message names the tally.toml key), one problem a line,
+    /// each line holding every string of `says`.
+    fn check(toml: &str, says: &[&str]) {
+        let procs = parse_procfile(PROCFILE).unwrap();
+        let file = parse_settings(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+        match (build(&procs, &file), says) {
+            (Ok(_), []) => {}
+            (Ok(_), _) => panic!("accepted, expected {says:?}:\n{toml}"),
+            (Err(e), []) => panic!("refused: {e}\n{toml}"),
+            (Err(e @ SettingsError::Invalid(_)), _) => {
+                let text = e.to_string();
+                for line in text.lines() {
+                    let problem = line
+                        .strip_prefix("tally.toml: ")
+                        .unwrap_or_else(|| panic!("line without `tally.toml: `: {line}"));
+                    assert!(
+                        problem.starts_with(|c: char| c.is_ascii_lowercase()),
+                        "{line}"
+                    );
+                    assert!(!problem.ends_with('.'), "{line}");
+                }
+                assert!(
+                    text.lines().any(|l| says.iter().all(|s| l.contains(s))),
+                    "expected a line with all of {says:?} in:\n{text}\n{toml}"
+                );
+            }
+            (Err(e), _) => panic!("refused, but not by the shell: {e}\n{toml}"),
+        }
+    }
+
+    #[test]
+    fn top_level_bounds() {
+        let long = "a".repeat(APP_NAME_MAX);
+        let too_long = "a".repeat(APP_NAME_MAX + 1);
+        let cases: Vec<(String, &[&str])> = vec![
+            ("app = \"a\"".into(), &[]),
+            ("app = \"0\"".into(), &[]),
+            ("app = \"shop-2\"".into(), &[]),
+            (format!("app = \"{long}\""), &[]),
+            ("app = \"\"".into(), &["app = \"\"", "1 to 63 characters"]),
+            (format!("app = \"{too_long}\""), &["app = \"aaa", "1 to 63"]),
+            (
+                "app = \"-shop\"".into(),
+                &["app = \"-shop\"", "not starting with `-`"],
+            ),
+            ("app = \"Shop\"".into(), &["app = \"Shop\"", "`a-z`"]),
+            ("app = \"shop_2\"".into(), &["app = \"shop_2\"", "`a-z`"]),
+            ("app = \"shop\\n\"".into(), &["app = \"shop\\n\"", "`a-z`"]),
+            ("tick_ms = 10".into(), &[]),
+            (
+                "tick_ms = 9".into(),
+                &["tick_ms = 9", "between 10 and 10000"],
+            ),
+            (
+                "tick_ms = 1".into(),
+                &["tick_ms = 1 ", "between 10 and 10000"],
+            ),
+            (
+                "tick_ms = 0".into(),
+                &["tick_ms = 0", "between 10 and 10000"],
+            ),
+            (
+                "tick_ms = 10001".into(),
+                &["tick_ms = 10001", "between 10 and 10000"],
+            ),
+            ("boots_in_flight_max = 1".into(), &[]),
+            ("boots_in_flight_max = 4096".into(), &[]),
+            (
+                "boots_in_flight_max = 0".into(),
+                &["boots_in_flight_max = 0", "between 1 and 4096"],
+            ),
+            (
+                "boots_in_flight_max = 4097".into(),
+                &["boots_in_flight_max = 4097", "between 1 and 4096"],
+            ),
+            ("seed = 0".into(), &[]),
+            ("seed = 9223372036854775807".into(), &[]),
+        ];
+        for (toml, says) in cases {
+            check(&toml, says);
+        }
+    }
+
+    #[test]
+    fn the_longest_tick() {
+        let ok = "tick_ms = 10000\n\
+            [timing]\nlease_ms = 20001\nkill_grace_ms = 0\nmargin_ms = 30100\n\
+            report_interval_ms = 10000\nreport_delivery_ms = 0\nboot_ms = 0\n\
+            boot_timeout_ms = 10001\nunknown_after_ms = 10000\n\
+            [budget]\nprobe_cooldown_ms = 10000\nbackoff_base_ms = 10000\n\
+            backoff_max_ms = 10000\njitter_max_ms = 0\n\
+            [breaker]\nwindow_ms = 10000\ncooldown_ms = 10000\n";
+        check(ok, &[]);
+        check(
+            &ok.replace("tick_ms = 10000", "tick_ms = 10001"),
+            &["tick_ms = 10001", "between 10 and 10000"],
+        );
+        check(
+            &ok.replace("margin_ms = 30100", "margin_ms = 30099"),
+            &["timing.margin_ms = 30099", "at least", "= 30100"],
+        );
+    }
+
+    #[test]
+    fn type_bounds() {
+        let cases: &[(&str, &[&str])] = &[
+            ("[types.web]\nmax = 1", &[]),
+            ("[types.web]\nmax = 10000\ncount = 10000", &[]),
+            (
+                "[types.web]\nmax = 10001",
+                &["types.web.max = 10001", "between 1 and 10000"],
+            ),
+            (
+                "[types.web]\nmax = 0",
+                &["types.web.max = 0", "between 1 and 10000"],
+            ),
+            ("[types.web]\ncount = 0", &[]),
+            ("[types.web]\ncount = 16", &[]),
+            (
+                "[types.web]\ncount = 17",
+                &["types.web.count = 17", "between 0 and 16", "default"],
+            ),
+            ("[types.web]\ncount = 8\nmax = 8", &[]),
+            (
+                "[types.web]\ncount = 9\nmax = 8",
+                &["types.web.count = 9", "between 0 and 8", "types.web.max"],
+            ),
+            (
+                "[types.web]\ncount = 10001\nmax = 10001",
+                &["types.web.count = 10001", "between 0 and 10000"],
+            ),
+            ("[types.clock]\nsingleton = true\nmax = 1\ncount = 1", &[]),
+            ("[types.clock]\nsingleton = true\ncount = 0", &[]),
+            (
+                "[types.clock]\nsingleton = true\nmax = 2",
+                &["types.clock.max = 2", "must be 1", "singleton"],
+            ),
+            (
+                "[types.clock]\nsingleton = true\nmax = 0",
+                &["types.clock.max = 0", "must be 1"],
+            ),
+            (
+                "[types.clock]\nsingleton = true\ncount = 2",
+                &["types.clock.count = 2", "between 0 and 1", "singleton"],
+            ),
+        ];
+        for (toml, says) in cases {
+            check(toml, says);
+        }
+    }
+
+    #[test]
+    fn budget_and_breaker_bounds() {
+        let cases: &[(&str, &[&str])] = &[
+            ("[budget]\ncapacity = 1", &[]),
+            ("[budget]\ncapacity = 10000", &[]),
+            (
+                "[budget]\ncapacity = 0",
+                &["budget.capacity = 0", "between 1 and 10000", "probe"],
+            ),
+            (
+                "[budget]\ncapacity = 10001",
+                &["budget.capacity = 10001", "between 1 and 10000"],
+            ),
+            ("[budget]\nrefill_per_boot = 0.0", &[]),
+            ("[budget]\nrefill_per_boot = 0.999", &[]),
+            (
+                "[budget]\nrefill_per_boot = 0.9996",
+                &["budget.refill_per_boot = 0.9996", "between 0 and 0.999"],
+            ),
+            (
+                "[budget]\nrefill_per_boot = 1.0",
+                &["budget.refill_per_boot = 1", "between 0 and 0.999"],
+            ),
+            (
+                "[budget]\nrefill_per_boot = -0.001",
+                &["budget.refill_per_boot = -0.001", "between 0 and 0.999"],
+            ),
+            (
+                "[budget]\nrefill_per_boot = nan",
+                &["budget.refill_per_boot = NaN", "between 0 and 0.999"],
+            ),
+            ("[budget]\nprobe_cooldown_ms = 100", &[]),
+            (
+                "[budget]\nprobe_cooldown_ms = 99",
+                &[
+                    "budget.probe_cooldown_ms = 99",
+                    "between 100 (one tick) and 86400000",
+                ],
+            ),
+            ("[budget]\nprobe_cooldown_ms = 86400000", &[]),
+            (
+                "[budget]\nprobe_cooldown_ms = 86400001",
+                &[
+                    "budget.probe_cooldown_ms = 86400001",
+                    "and 86400000 (a day)",
+                ],
+            ),
+            ("[budget]\nbackoff_base_ms = 100", &[]),
+            (
+                "[budget]\nbackoff_base_ms = 99",
+                &["budget.backoff_base_ms = 99", "between 100 (one tick)"],
+            ),
+            ("[budget]\nbackoff_base_ms = 10000", &[]),
+            (
+                "[budget]\nbackoff_base_ms = 10001",
+                &[
+                    "budget.backoff_base_ms = 10001",
+                    "at most budget.backoff_max_ms = 10000",
+                ],
+            ),
+            ("[budget]\nbackoff_max_ms = 86400000", &[]),
+            (
+                "[budget]\nbackoff_max_ms = 86400001",
+                &["budget.backoff_max_ms = 86400001", "and 86400000"],
+            ),
+            ("[budget]\njitter_max_ms = 0", &[]),
+            ("[budget]\njitter_max_ms = 86400000", &[]),
+            (
+                "[budget]\njitter_max_ms = 86400001",
+                &["budget.jitter_max_ms = 86400001", "between 0 and 86400000"],
+            ),
+            ("[breaker]\nfailure_threshold = 1", &[]),
+            ("[breaker]\nfailure_threshold = 1000", &[]),
+            (
+                "[breaker]\nfailure_threshold = 0",
+                &["breaker.failure_threshold = 0", "between 1 and 1000"],
+            ),
+            (
+                "[breaker]\nfailure_threshold = 1001",
+                &["breaker.failure_threshold = 1001", "between 1 and 1000"],
+            ),
+            ("[breaker]\nwindow_ms = 100", &[]),
+            (
+                "[breaker]\nwindow_ms = 99",
+                &["breaker.window_ms = 99", "between 100 (one tick)"],
+            ),
+            (
+                "[breaker]\nwindow_ms = 86400001",
+                &["breaker.window_ms = 86400001", "86400000 (a day)"],
+            ),
+            ("[breaker]\ncooldown_ms = 100", &[]),
+            (
+                "[breaker]\ncooldown_ms = 0",
+                &["breaker.cooldown_ms = 0", "between 100 (one tick)"],
+            ),
+            (
+                "[breaker]\ncooldown_ms = 86400001",
+                &["breaker.cooldown_ms = 86400001", "86400000 (a day)"],
+            ),
+        ];
+        for (toml, says) in cases {
+            check(toml, says);
+        }
+    }
+
+    #[test]
+    fn timing_bounds() {
+        // Defaults: tick 100, lease 4000, margin 1000, grace 500, report
+        // 500 + 200, boot 1000, timeout 8000, unknown after 2000.
+        let cases: &[(&str, &[&str])] = &[
+            ("[timing]\ndrift_ppm = 0", &[]),
+            ("[timing]\ndrift_ppm = 100000", &[]),
+            (
+                "[timing]\ndrift_ppm = 100001",
+                &["timing.drift_ppm = 100001", "between 0 and 100000"],
+            ),
+            (
+                "[timing]\ndrift_ppm = 4000000000",
+                &["timing.drift_ppm = 4000000000", "between 0 and 100000"],
+            ),
+            ("[timing]\nlease_ms = 701", &[]),
+            (
+                "[timing]\nlease_ms = 700",
+                &["timing.lease_ms = 700", "above", "= 700"],
+            ),
+            // Rounded to whole ticks: 450 + 150 ms is 5 + 2 ticks.
+            (
+                "[timing]\nlease_ms = 700\nreport_interval_ms = 450\nreport_delivery_ms = 150",
+                &["timing.lease_ms = 700", "= 700 (in whole ticks)"],
+            ),
+            (
+                "[timing]\nlease_ms = 0",
+                &["timing.lease_ms = 0", "between 100 (one tick) and 86400000"],
+            ),
+            ("[timing]\nlease_ms = 86400000", &[]),
+            (
+                "[timing]\nlease_ms = 86400001",
+                &["timing.lease_ms = 86400001", "86400000 (a day)"],
+            ),
+            ("[timing]\nkill_grace_ms = 0", &[]),
+            ("[timing]\nkill_grace_ms = 600", &[]),
+            (
+                "[timing]\nkill_grace_ms = 601",
+                &["timing.margin_ms = 1000", "at least", "= 1001"],
+            ),
+            (
+                "[timing]\nkill_grace_ms = 86400001",
+                &["timing.kill_grace_ms = 86400001", "between 0 and 86400000"],
+            ),
+            ("[timing]\nmargin_ms = 900", &[]),
+            (
+                "[timing]\nmargin_ms = 899",
+                &["timing.margin_ms = 899", "at least", "= 900"],
+            ),
+            (
+                "[timing]\nmargin_ms = 86400001",
+                &["timing.margin_ms = 86400001", "between 0 and 86400000"],
+            ),
+            ("[timing]\nreport_interval_ms = 100", &[]),
+            (
+                "[timing]\nreport_interval_ms = 99",
+                &["timing.report_interval_ms = 99", "between 100 (one tick)"],
+            ),
+            (
+                "[timing]\nreport_interval_ms = 0",
+                &["timing.report_interval_ms = 0", "between 100 (one tick)"],
+            ),
+            ("[timing]\nreport_delivery_ms = 0", &[]),
+            (
+                "[timing]\nreport_delivery_ms = 86400001",
+                &[
+                    "timing.report_delivery_ms = 86400001",
+                    "between 0 and 86400000",
+                ],
+            ),
+            ("[timing]\nboot_ms = 0", &[]),
+            (
+                "[timing]\nboot_ms = 86400001",
+                &["timing.boot_ms = 86400001", "between 0 and 86400000"],
+            ),
+            ("[timing]\nboot_timeout_ms = 1701", &[]),
+            (
+                "[timing]\nboot_timeout_ms = 1700",
+                &["timing.boot_timeout_ms = 1700", "above", "= 1700"],
+            ),
+            (
+                "[timing]\nboot_timeout_ms = 0",
+                &["timing.boot_timeout_ms = 0", "between 100 (one tick)"],
+            ),
+            (
+                "[timing]\nboot_timeout_ms = 86400001",
+                &["timing.boot_timeout_ms = 86400001", "86400000 (a day)"],
+            ),
+            ("[timing]\nunknown_after_ms = 700", &[]),
+            (
+                "[timing]\nunknown_after_ms = 699",
+                &["timing.unknown_after_ms = 699", "at least", "= 700"],
+            ),
+            (
+                "[timing]\nunknown_after_ms = 0",
+                &["timing.unknown_after_ms = 0", "between 100 (one tick)"],
+            ),
+            (
+                "[timing]\nunknown_after_ms = 86400001",
+                &["timing.unknown_after_ms = 86400001", "86400000 (a day)"],
+            ),
+        ];
+        for (toml, says) in cases {
+            check(toml, says);
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_one_a_line() {
+        let toml = "app = \"\"\ntick_ms = 1\n\
+            [budget]\ncapacity = 0\n[timing]\ndrift_ppm = 4000000000\n";
+        let procs = parse_procfile(PROCFILE).unwrap();
+        let e = build(&procs, &parse_settings(toml).unwrap()).unwrap_err();
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for (line, key) in
+            lines
+                .iter()
+                .zip(["app", "tick_ms", "timing.drift_ppm", "budget.capacity"])
+        {
+            assert!(line.starts_with(&format!("tally.toml: {key} = ")), "{text}");
+        }
+    }
+
+    #[test]
+    fn drift_at_its_bound_fits_the_expiry_arithmetic() {
+        let toml = "tick_ms = 10\n[timing]\nlease_ms = 86400000\ndrift_ppm = 100000\n";
+        check(toml, &[]);
+        let d = build(
+            &parse_procfile(PROCFILE).unwrap(),
+            &parse_settings(toml).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(d.config.drift_ticks_per_lease(), 864_000);
+        assert_eq!(d.config.lease_expiry_ticks(), 8_640_000 + 864_000 + 100);
+    }
+
+    #[test]
+    fn shipped_settings_pass() {
+        let example = include_str!("../../examples/tally.toml");
+        let procs = parse_procfile(include_str!("../../examples/Procfile")).unwrap();
+        build(&procs, &parse_settings(example).unwrap()).unwrap();
+        build(&procs, &FileSettings::default()).unwrap();
+        // `SETTINGS` of cli/tests/manager.rs.
+        let e2e = "app = \"test\"\ntick_ms = 50\nboots_in_flight_max = 2\n\
+            [types.clock]\nsingleton = true\nready = \"file\"\n\
+            [types.web]\ncount = 1\nready = \"started\"\n\
+            [timing]\nlease_ms = 2000\ndrift_ppm = 10000\nkill_grace_ms = 200\n\
+            margin_ms = 600\nreport_interval_ms = 250\nreport_delivery_ms = 100\n\
+            boot_ms = 300\nboot_timeout_ms = 2000\nunknown_after_ms = 1500\n\
+            [budget]\ncapacity = 6\nrefill_per_boot = 0.5\nprobe_cooldown_ms = 4000\n\
+            backoff_base_ms = 100\nbackoff_max_ms = 800\njitter_max_ms = 50\n\
+            [breaker]\nwindow_ms = 20000\nfailure_threshold = 4\ncooldown_ms = 3000\n";
+        check(e2e, &[]);
+    }
 }

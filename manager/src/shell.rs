@@ -231,6 +231,25 @@ where
         Ok(f(&guard.machine, guard.last_now))
     }
 
+    /// Runs a check of the sink under the lock; if it fails, nothing more is
+    /// applied (as after a failed commit).
+    ///
+    /// # Errors
+    /// The check failed (now or before), or the lock is poisoned.
+    pub fn check_sink(
+        &self,
+        check: impl FnOnce(&S) -> Result<(), S::Error>,
+    ) -> Result<(), ShellError<S::Error>> {
+        let mut guard = self.inner.lock().map_err(|_| ShellError::Poisoned)?;
+        if guard.failed {
+            return Err(ShellError::Failed);
+        }
+        check(&guard.sink).map_err(|e| {
+            guard.failed = true;
+            ShellError::Sink(e)
+        })
+    }
+
     /// Reads the sink under the lock (tests compare it with a replay).
     ///
     /// # Errors

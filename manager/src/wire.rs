@@ -14,8 +14,12 @@ use thiserror::Error;
 /// The largest frame accepted (a report of a full host is far smaller).
 pub const FRAME_MAX: u32 = 16 << 20;
 
-/// Link protocol version.
-pub const LINK_VERSION: u16 = 1;
+/// The largest frame read before the token is checked: a hello is tiny, so
+/// an unauthenticated peer cannot make the manager hold a large buffer.
+pub const HELLO_BYTES_MAX: u32 = 4 << 10;
+
+/// Link protocol version (2: the hello names the agent's machine).
+pub const LINK_VERSION: u16 = 2;
 
 /// One frame.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +33,9 @@ pub enum Frame {
         host: HostId,
         /// The agent's incarnation.
         incarnation: Incarnation,
+        /// The agent's machine identity (random, kept in its data dir): a
+        /// host id cannot pass to another machine while its dynos may run.
+        machine: String,
         /// The manager's agent token (the data dir's `token`).
         token: String,
     },
@@ -55,7 +62,7 @@ pub enum WireError {
     #[error("link I/O: {0}")]
     Io(#[from] std::io::Error),
     /// A frame too large.
-    #[error("frame of {0} bytes exceeds the {FRAME_MAX}-byte limit")]
+    #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(u32),
     /// A frame that does not decode.
     #[error("undecodable frame: {0}")]
@@ -86,10 +93,18 @@ pub fn write_frame(w: &mut impl Write, frame: &Frame) -> Result<(), WireError> {
 /// I/O failure (end of stream included), a frame over the limit, or one
 /// that does not decode.
 pub fn read_frame(r: &mut impl Read) -> Result<Frame, WireError> {
+    read_frame_limited(r, FRAME_MAX)
+}
+
+/// Reads one frame of at most `max` bytes.
+///
+/// # Errors
+/// As [`read_frame`], with `max` as the limit.
+pub fn read_frame_limited(r: &mut impl Read, max: u32) -> Result<Frame, WireError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
-    if len > FRAME_MAX {
+    if len > max {
         return Err(WireError::TooLarge(len));
     }
     // Grown as bytes arrive, so a bogus length costs nothing up front.

@@ -426,6 +426,9 @@ impl World {
                 Effect::Alert(tally_core::Alert::BreakerTripped) => {
                     self.ghost.last |= witness::BREAKER_TRIPPED;
                 }
+                // Reachable only when the journal forgets generations (a
+                // mutation); the high water it raises is the core's state.
+                Effect::Alert(tally_core::Alert::GenerationAboveHighWater { .. }) => {}
                 Effect::Persist(_) => {}
                 Effect::Send(reply) => self.send(cfg, Message::Reply(reply)),
                 Effect::Note(n) => self.on_note(n, lockdown),

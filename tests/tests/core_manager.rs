@@ -326,7 +326,55 @@ fn phantom_instance_in_report_is_stopped() {
     let r = n.sent.last().unwrap();
     assert!(r.stop.contains(&phantom));
     assert!(!r.renew.contains(&phantom));
-    assert_eq!(n.manager.phase(phantom), None);
+    // Above the slot's high water: a journal that lost records. The high
+    // water is raised before any launch of the slot, with an alert, so the
+    // generation is never issued again.
+    assert_eq!(n.manager.phase(phantom), Some(Phase::Stopped));
+    assert!(
+        n.alerts
+            .contains(&Alert::GenerationAboveHighWater { instance: phantom })
+    );
+    assert_eq!(
+        n.manager.durable().high_water.get(&phantom.slot),
+        Some(&phantom.generation)
+    );
+}
+
+#[test]
+fn a_reported_generation_above_the_high_water_is_never_issued_again() {
+    // The manager lost its journal's last records: it believes clock.1 is
+    // at generation 1 while an agent still runs generation 3.
+    let mut n = launched();
+    let clock = inst(0, 0, 1);
+    let lost = inst(0, 0, 3);
+    let before = n.alerts.len();
+    n.manager_step(ManagerInput::ReportReceived(report(
+        0,
+        0,
+        1,
+        &[(lost, RunPhase::Up)],
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(n.alerts.len(), before + 1);
+    assert_eq!(
+        n.manager.durable().high_water.get(&clock.slot),
+        Some(&lost.generation)
+    );
+    assert_eq!(
+        n.manager.durable().next_generation(clock.slot),
+        Some(tally_core::Generation(4))
+    );
+    // A second report of it raises nothing more.
+    n.manager_step(ManagerInput::ReportReceived(report(
+        0,
+        0,
+        1,
+        &[(lost, RunPhase::Up)],
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(n.alerts.len(), before + 1);
 }
 
 #[test]
