@@ -42,8 +42,11 @@ use thiserror::Error;
 /// versioned by the core's [`JOURNAL_VERSION`]).
 pub const FORMAT_VERSION: u16 = 2;
 
-/// A segment larger than this is followed by a new one starting with a
-/// snapshot (compaction).
+/// Once the steps of a segment (after its header and snapshot) exceed this,
+/// or the snapshot's own size if larger, a new segment starts with a
+/// snapshot (compaction): the journal stays within about twice the
+/// snapshot plus this, and each byte appended pays for at most one byte of
+/// snapshot.
 pub const SEGMENT_BYTES_MAX: u64 = 8 << 20;
 
 /// The largest entry line read back (a snapshot of a full ledger is far
@@ -297,6 +300,11 @@ pub struct FileJournal {
     segment_path: PathBuf,
     segment: File,
     segment_bytes: u64,
+    /// Bytes of the segment's header and snapshot: the steps after them may
+    /// grow to this much (or the configured maximum, whichever is larger)
+    /// before the next compaction, so a ledger whose snapshot alone exceeds
+    /// the maximum is not snapshotted again at every step.
+    segment_base_bytes: u64,
     mark_path: PathBuf,
     mark: File,
     seq: u64,
@@ -465,6 +473,8 @@ struct SegmentRead {
     last_seq: u64,
     /// Byte length of the good prefix (everything after is a torn entry).
     good_len: u64,
+    /// Byte length of the header and the snapshot (if any).
+    base_len: u64,
     torn: bool,
     entries: u64,
 }
@@ -498,6 +508,7 @@ fn read_segment(path: &Path) -> Result<SegmentRead, JournalError> {
         base: None,
         steps: Vec::new(),
         good_len: u64::try_from(n).unwrap_or(u64::MAX),
+        base_len: u64::try_from(n).unwrap_or(u64::MAX),
         torn: false,
         entries: 0,
     };
@@ -523,7 +534,10 @@ fn read_segment(path: &Path) -> Result<SegmentRead, JournalError> {
                     read.entries += 1;
                     read.good_len += prev.len() as u64;
                     match entry {
-                        Entry::Snapshot(s) if read.entries == 1 => read.base = Some(*s),
+                        Entry::Snapshot(s) if read.entries == 1 => {
+                            read.base = Some(*s);
+                            read.base_len = read.good_len;
+                        }
                         Entry::Snapshot(_) => {
                             return Err(corrupt(at, "a snapshot inside a segment".into()));
                         }
@@ -639,6 +653,7 @@ impl FileJournal {
             segment_path,
             segment,
             segment_bytes,
+            segment_base_bytes: segment_bytes,
             mark_path,
             mark,
             seq: 0,
@@ -800,6 +815,7 @@ impl FileJournal {
             segment_path,
             segment,
             segment_bytes: read.good_len,
+            segment_base_bytes: read.base_len,
             mark_path: mark_file_path,
             mark,
             seq: read.last_seq,
@@ -858,7 +874,8 @@ impl FileJournal {
         }
         self.write_mark(seq)?;
         self.seq = seq;
-        if self.segment_bytes > self.opts.segment_bytes_max {
+        let steps_bytes = self.segment_bytes.saturating_sub(self.segment_base_bytes);
+        if steps_bytes > self.opts.segment_bytes_max.max(self.segment_base_bytes) {
             self.compact()?;
         }
         Ok(())
@@ -921,6 +938,7 @@ impl FileJournal {
         let old = std::mem::replace(&mut self.segment_path, path);
         self.segment = file;
         self.segment_bytes = bytes;
+        self.segment_base_bytes = bytes;
         self.fold = snapshot;
         self.write_mark(seq)?;
         self.seq = seq;
