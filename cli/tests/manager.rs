@@ -264,6 +264,7 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
             host: tally_core::HostId(7),
             incarnation: tally_core::Incarnation(1),
             machine: "feedface".into(),
+            session: "0123".into(),
             token: "forged".into(),
         };
         write_frame(&mut s, &hello).unwrap();
@@ -276,6 +277,30 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
     }
 
     c.wait_for("convergence", 30, converged);
+    // A copy of host 0's agent data dir on another machine (a cloned image:
+    // the same machine id and incarnation) is not taken for host 0's agent.
+    {
+        use tally_manager::wire::{Frame, LINK_VERSION, read_frame, write_frame};
+        let read = |p: &str| std::fs::read_to_string(c.data().join(p)).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", c.agent_port)).unwrap();
+        let hello = Frame::Hello {
+            version: LINK_VERSION,
+            host: tally_core::HostId(0),
+            incarnation: tally_core::Incarnation(
+                read("host-0/incarnation").trim().parse().unwrap(),
+            ),
+            machine: read("machine-id").trim().to_string(),
+            session: "cloned".into(),
+            token: read("token").trim().to_string(),
+        };
+        write_frame(&mut s, &hello).unwrap();
+        match read_frame(&mut s).unwrap() {
+            Frame::Refused { why, .. } => {
+                assert!(why.contains("already has a live agent"), "{why}")
+            }
+            other => panic!("a cloned agent was welcomed as host 0: {other:?}"),
+        }
+    }
     let before = c.ps();
     for (args, says) in [
         (vec!["scale", "nope=2"], "unknown process type"),

@@ -43,6 +43,9 @@ pub enum HostError {
         "{0}: not an incarnation number; restore it or remove it only once no dyno of this host runs"
     )]
     BadIncarnation(PathBuf),
+    /// The data dir cannot be trusted.
+    #[error("{0}")]
+    DataDir(String),
     /// The machine identity file is not one.
     #[error(
         "{0}: not a machine id (hex); restore it, or remove it only once no dyno of this machine runs"
@@ -139,11 +142,7 @@ pub fn machine_id(data_dir: &Path) -> Result<String, HostError> {
         }
         return Err(HostError::BadMachineId(path));
     }
-    let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(io)?;
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = random_hex()?;
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -153,6 +152,18 @@ pub fn machine_id(data_dir: &Path) -> Result<String, HostError> {
     f.write_all(format!("{id}\n").as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(id)
+}
+
+/// 128 random bits, in hex.
+fn random_hex() -> Result<String, HostError> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| HostError::Io {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Takes the host's lock, waiting while processes of an earlier agent of
@@ -192,6 +203,7 @@ fn lock_host(dir: &Path, host: HostId) -> Result<Flock<File>, HostError> {
 /// # Errors
 /// The data dir fails, or the manager refuses or changes the deployment.
 pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> {
+    crate::server::open_data_dir(&opts.data_dir).map_err(|e| HostError::DataDir(e.to_string()))?;
     let dir = opts.data_dir.join(format!("host-{}", opts.host.0));
     let _lock = lock_host(&dir, opts.host)?;
     let incarnation = next_incarnation(&dir)?;
@@ -208,6 +220,7 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
             host: opts.host,
             incarnation,
             machine: machine_id(&opts.data_dir)?,
+            session: random_hex()?,
             token: opts.token.clone(),
         };
         let (addr, host) = (opts.manager, opts.host);

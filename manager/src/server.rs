@@ -163,7 +163,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServerError
 /// Creates the data dir (0700), or checks that an existing one is a
 /// directory of this user that nobody else can write: a token, a journal
 /// or a lock in a directory others control is worth nothing.
-fn open_data_dir(dir: &Path) -> Result<(), ServerError> {
+pub(crate) fn open_data_dir(dir: &Path) -> Result<(), ServerError> {
     let refuse = |why: String| ServerError::DataDir {
         dir: dir.to_path_buf(),
         why,
@@ -500,6 +500,14 @@ impl HostBindings {
     }
 }
 
+/// Who is behind an agent link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AgentIdentity {
+    machine: String,
+    incarnation: Incarnation,
+    session: String,
+}
+
 /// What every agent connection shares.
 struct LinkContext {
     core: Arc<Core>,
@@ -507,8 +515,9 @@ struct LinkContext {
     deployment: Deployment,
     token: String,
     fatal: Arc<std::sync::Mutex<Option<String>>>,
-    /// Hosts with a live link: machine, incarnation and connection number.
-    live: std::sync::Mutex<BTreeMap<HostId, (String, Incarnation, u64)>>,
+    /// Hosts with a live link: who (machine, incarnation, session) and the
+    /// connection number.
+    live: std::sync::Mutex<BTreeMap<HostId, (AgentIdentity, u64)>>,
     /// The machine each host id is bound to.
     bindings: std::sync::Mutex<HostBindings>,
     /// Connections not yet admitted.
@@ -570,6 +579,7 @@ fn admit(
         host,
         incarnation,
         machine,
+        session,
         token,
     } = frame
     else {
@@ -587,22 +597,29 @@ fn admit(
             false,
         ));
     }
-    if machine.is_empty() || machine.len() > 64 {
+    if machine.is_empty() || machine.len() > 64 || session.is_empty() || session.len() > 64 {
         return Err((
-            "a machine id of 1 to 64 characters is required".into(),
+            "a machine id and a session of 1 to 64 characters are required".into(),
             false,
         ));
     }
+    let who = AgentIdentity {
+        machine: machine.clone(),
+        incarnation,
+        session,
+    };
     let Ok(mut live) = link.live.lock() else {
         return Err(("manager state poisoned".into(), true));
     };
     // Two agents of one host would each confirm dynos of the other dead.
-    if let Some((other_machine, other, _)) = live.get(&host) {
-        if *other_machine != machine || *other != incarnation {
+    // Only the same agent process may replace its own live link (a
+    // reconnect); anything else waits until that link is gone.
+    if let Some((other, _)) = live.get(&host) {
+        if *other != who {
             return Err((
                 format!(
-                    "{host} already has a live agent (machine {other_machine}, incarnation {}); stop it first",
-                    other.0
+                    "{host} already has a live agent (machine {}, incarnation {}); stop it first",
+                    other.machine, other.incarnation.0
                 ),
                 true,
             ));
@@ -638,7 +655,7 @@ fn admit(
             }
         }
     }
-    live.insert(host, (machine, incarnation, conn));
+    live.insert(host, (who, conn));
     Ok((host, incarnation))
 }
 
@@ -720,7 +737,7 @@ fn serve_agent(stream: TcpStream, slot: PendingSlot, conn: u64) {
         }
     }
     if let Ok(mut live) = link.live.lock() {
-        if live.get(&host).is_some_and(|(_, _, c)| *c == conn) {
+        if live.get(&host).is_some_and(|(_, c)| *c == conn) {
             live.remove(&host);
         }
     }

@@ -36,6 +36,10 @@ pub enum Frame {
         /// The agent's machine identity (random, kept in its data dir): a
         /// host id cannot pass to another machine while its dynos may run.
         machine: String,
+        /// Random per agent process: a reconnect of the same agent carries
+        /// the same, a copy of its data dir on another machine (a cloned
+        /// image: same machine id and incarnation) does not.
+        session: String,
         /// The manager's agent token (the data dir's `token`).
         token: String,
     },
