@@ -7,7 +7,9 @@
 //! restart, a whole host (agent, fences, dynos) frozen past the manager's
 //! expiry wait, a second manager on the same data dir, the journal deleted
 //! or truncated under a stopped manager, a second machine claiming a host,
-//! and a flood of unauthenticated connections. Each fault is refused or
+//! a flood of unauthenticated connections, and a manager started on a data
+//! dir someone else prepared (writable by all or another user's, with a
+//! token planted in it). Each fault is refused or
 //! survived; at the end, no two clock lives overlap, no generation ran as
 //! two processes, generations rise, launches stay within the bound, and the
 //! formation converges once the faults stop.
@@ -70,9 +72,10 @@ enum Fault {
     MarkDeleted,
     SecondMachine,
     ConnectionFlood,
+    ForeignDataDir,
 }
 
-const FAULTS: [Fault; 11] = [
+const FAULTS: [Fault; 12] = [
     Fault::ManagerKilled,
     Fault::ManagerOutage,
     Fault::AgentFrozen,
@@ -84,6 +87,7 @@ const FAULTS: [Fault; 11] = [
     Fault::MarkDeleted,
     Fault::SecondMachine,
     Fault::ConnectionFlood,
+    Fault::ForeignDataDir,
 ];
 
 fn kill_manager(c: &mut Cluster) {
@@ -283,6 +287,47 @@ fn inject(c: &mut Cluster, rng: &mut Rng, fault: Fault) {
                     "a second machine was taken as host 0 while host 0 had instances:\n{text}"
                 );
             }
+        }
+        Fault::ForeignDataDir => {
+            // A data dir prepared by someone else: writable by all, with a
+            // token planted in it (and, as root, owned by another user).
+            use std::os::unix::fs::PermissionsExt;
+            let foreign = c.dir.join(format!("foreign-{}", rng.below(1 << 20)));
+            std::fs::create_dir_all(&foreign).unwrap();
+            std::fs::write(foreign.join("token"), "f".repeat(64)).unwrap();
+            let as_root = nix::unistd::geteuid().is_root() && rng.below(2) == 0;
+            let says = if as_root {
+                nix::unistd::chown(&foreign, Some(nix::unistd::Uid::from_raw(65534)), None)
+                    .unwrap();
+                std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700)).unwrap();
+                "owned by uid 65534"
+            } else {
+                std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o777)).unwrap();
+                "writable by others"
+            };
+            let mut other = Command::new(TALLY)
+                .args(["run", "--hosts", "0", "--procfile"])
+                .arg(&c.procfile)
+                .arg("--config")
+                .arg(&c.settings)
+                .arg("--data-dir")
+                .arg(&foreign)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            assert!(
+                wait_exit(&mut other, 20).is_some(),
+                "a manager ran on a foreign data dir"
+            );
+            let out = other.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains(says), "{err}");
+            assert!(
+                !foreign.join("journal").exists(),
+                "a journal was started in {}",
+                foreign.display()
+            );
         }
         Fault::ConnectionFlood => {
             let pid = c.manager.as_ref().unwrap().id();
