@@ -533,3 +533,55 @@ fn a_whole_host_frozen_past_its_leases_runs_no_stale_clock_beside_the_new_one() 
     c.assert_generations_unique_and_rising();
     eprintln!("whole-host freeze: stale dyno gone after the resume in {windows:?}");
 }
+
+/// A fence wedged on its own (stopped while its agent runs) cannot kill its
+/// dyno; the agent kills the group itself once the lease end plus the grace
+/// passes without the fence's word, so a restart still never doubles the
+/// clock.
+#[test]
+fn a_wedged_fence_is_backed_up_by_its_agent() {
+    let c = Cluster::start("wedged", &procfile(), SETTINGS, 2);
+    let ps = c.wait_for("the clock up", 30, clock_up);
+    let (generation, _, _) = clock(&ps).unwrap();
+    let dyno = c
+        .lives()
+        .iter()
+        .rev()
+        .find(|l| u64::from(l.generation) == generation)
+        .unwrap()
+        .pid;
+    // The clock is `sh -c` under the Procfile's `sh -c`, under its fence.
+    let mut fence = parent(dyno).unwrap();
+    for _ in 0..3 {
+        if comm(fence).starts_with("tally") {
+            break;
+        }
+        fence = parent(fence).unwrap();
+    }
+    assert!(
+        comm(fence).starts_with("tally"),
+        "{} is not a fence",
+        comm(fence)
+    );
+    signal_pids(&[fence], "STOP");
+    let out = c.tally(&["restart", "clock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_for("a new clock", 30, |ps| {
+        clock(ps).is_some_and(|(g, _, p)| g > generation && p == "up")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!alive(dyno), "the wedged fence's dyno still runs");
+    c.assert_no_overlap();
+    signal_pids(&[fence], "CONT");
+    c.wait_for("convergence", 30, converged);
+    c.assert_no_overlap();
+    assert!(
+        c.read_log("agent-0.log").contains("let its lease end pass")
+            || c.read_log("agent-1.log").contains("let its lease end pass"),
+        "the agent never had to kill the group itself"
+    );
+}

@@ -1182,6 +1182,7 @@ impl Manager {
         for e in &report.exited {
             // Not in the ledger, or placed on another host: stale.
             if self.durable_on(host, e.instance).is_none() {
+                self.raise_high_water(e.instance, out);
                 out.push(Effect::Note(Note::StaleExit));
                 continue;
             }
@@ -1217,13 +1218,7 @@ impl Manager {
             .copied();
         *hint = at.saturating_add(1);
         let Some(Entry { d, live, .. }) = entry else {
-            // Defence in depth: never issue a generation an agent has seen.
-            let high_water = self.durable.high_water.get(&instance.slot).copied();
-            if high_water.unwrap_or_default() < instance.generation {
-                let (slot, generation) = (instance.slot, instance.generation);
-                self.persist(JournalRecord::HighWaterRaised { slot, generation }, out);
-                out.push(Effect::Alert(Alert::GenerationAboveHighWater { instance }));
-            }
+            self.raise_high_water(instance, out);
             out.push(Effect::Note(Note::PhantomReaped { instance }));
             reply.stop.push(instance);
             return;
@@ -1260,6 +1255,19 @@ impl Manager {
             self.update_liveness_on(host, instance, at, |l| l.view = LiveView::Up);
         }
         self.renew(cfg, now, host, (instance, at), reply);
+    }
+
+    /// Defence in depth: an agent ran (or runs) `instance`, which is above
+    /// its slot's high water only if the journal lost records. The high
+    /// water is raised, journaled, before any launch of the slot in this
+    /// step, so the generation is never issued again.
+    fn raise_high_water(&mut self, instance: InstanceId, out: &mut Vec<Effect>) {
+        let high_water = self.durable.high_water.get(&instance.slot).copied();
+        if high_water.unwrap_or_default() < instance.generation {
+            let (slot, generation) = (instance.slot, instance.generation);
+            self.persist(JournalRecord::HighWaterRaised { slot, generation }, out);
+            out.push(Effect::Alert(Alert::GenerationAboveHighWater { instance }));
+        }
     }
 
     /// Renews `instance`'s lease if it is in the ledger on `host`.

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,7 +87,21 @@ type Link = Arc<Mutex<Option<TcpStream>>>;
 struct Dyno {
     control: ChildStdin,
     lease_sent: Tick,
+    /// The lease end last told to the fence, `CLOCK_BOOTTIME` ns (0: none).
+    lease_end_ns: u64,
+    /// The fence's grace, ns.
+    grace_ns: u64,
+    /// The dyno's process group, once the fence has said it (0 before).
+    pgid: Arc<AtomicI32>,
+    /// Whether the agent has had to kill the group itself.
+    backstopped: bool,
 }
+
+/// How long past a lease end plus the grace the agent waits for its fence's
+/// `exited` before it kills the dyno's group itself (a fence wedged on its
+/// own: stopped, frozen, swapped out). Well inside the margin, which covers
+/// the grace plus three ticks plus 100 ms.
+const BACKSTOP_SLACK_NS: u64 = 50_000_000;
 
 /// Bumps and returns this host's incarnation, fsynced, so that a restarted
 /// agent never reuses one (the manager ties every grant to it).
@@ -142,16 +156,31 @@ pub fn machine_id(data_dir: &Path) -> Result<String, HostError> {
         }
         return Err(HostError::BadMachineId(path));
     }
+    // Written whole under a private name, then linked into place, which
+    // fails if another thread or process got there first (`tally run`
+    // starts its hosts at once): nobody ever reads a half-written id.
     let id = random_hex()?;
+    let tmp = data_dir.join(format!("machine-id.{id}.tmp"));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(&tmp)
         .map_err(io)?;
     f.write_all(format!("{id}\n").as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
-    Ok(id)
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            File::open(data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+            Ok(id)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => machine_id(data_dir),
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// 128 random bits, in hex.
@@ -311,6 +340,7 @@ impl Shell {
                 self.carry_out(&d, effect);
             }
             self.sync_leases();
+            self.backstop();
         }
         Ok(())
     }
@@ -379,10 +409,42 @@ impl Shell {
                     let end = self
                         .start_ns
                         .saturating_add(local.lease_until.0.saturating_mul(tick_ns));
+                    dyno.lease_end_ns = end;
+                    // Non-blocking: a wedged fence must not stall the agent
+                    // (the backstop kills what it no longer guards).
                     let _ = writeln!(dyno.control, "lease {end}");
                     let _ = dyno.control.flush();
                 }
             }
+        }
+    }
+
+    /// Kills, itself, the group of any dyno whose fence has not reported it
+    /// gone by its lease end plus the grace: only the fence's `exited` proves
+    /// death, and a fence that stopped running enforces nothing.
+    fn backstop(&mut self) {
+        let now = boottime_ns();
+        for dyno in self.dynos.values_mut() {
+            let due = dyno
+                .lease_end_ns
+                .saturating_add(dyno.grace_ns)
+                .saturating_add(BACKSTOP_SLACK_NS);
+            let pgid = dyno.pgid.load(Ordering::SeqCst);
+            if dyno.lease_end_ns == 0 || now < due || pgid <= 1 {
+                continue;
+            }
+            if !dyno.backstopped {
+                dyno.backstopped = true;
+                tracing::warn!(
+                    host = self.opts.host.0,
+                    pgid,
+                    "a fence let its lease end pass: killing its dyno's group"
+                );
+            }
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 
@@ -441,6 +503,10 @@ impl Shell {
             .stdin
             .take()
             .ok_or_else(|| std::io::Error::other("no fence stdin"))?;
+        nix::fcntl::fcntl(&control, FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .map_err(std::io::Error::from)?;
+        let pgid_seen = Arc::new(AtomicI32::new(0));
+        let pgid_shared = Arc::clone(&pgid_seen);
         let stdout = child
             .stdout
             .take()
@@ -457,6 +523,7 @@ impl Shell {
                         let _ = tx.send(Event::Booted(instance));
                     } else if let Some(p) = line.strip_prefix("pid ") {
                         pgid = p.trim().parse::<i32>().ok();
+                        pgid_shared.store(pgid.unwrap_or(0), Ordering::SeqCst);
                     } else if line.starts_with("exited") {
                         exited = true;
                     }
@@ -477,6 +544,10 @@ impl Shell {
             Dyno {
                 control,
                 lease_sent: Tick(0),
+                lease_end_ns: 0,
+                grace_ns: grace_ms.saturating_mul(1_000_000),
+                pgid: pgid_seen,
+                backstopped: false,
             },
         );
         Ok(())

@@ -144,11 +144,12 @@ pub enum JournalError {
 
 const RECOVER: &str = "To recover: restore the data dir's journal/ and journal.mark from a backup; or, only once no dyno launched from this data dir can still run (stop every agent of the deployment, then wait one lease expiry), move the data dir aside and start with a fresh one";
 
-/// The data dir's exclusive lock (`manager.lock`, `flock`), held for the
-/// manager's life: one manager per journal. Close-on-exec, so no dyno or
-/// fence inherits it.
+/// The data dir's exclusive lock, held for the manager's life: one manager
+/// per journal. It is a `flock` on the data dir itself, so deleting a file
+/// cannot release it; `manager.lock` only names the holder for the message
+/// a second manager prints. Close-on-exec, so no dyno or fence inherits it.
 pub struct DirLock {
-    file: Flock<File>,
+    dir: Flock<File>,
     path: PathBuf,
 }
 
@@ -156,23 +157,14 @@ impl DirLock {
     /// Takes the lock, or says who holds it.
     ///
     /// # Errors
-    /// Another process holds it, or the file cannot be opened.
+    /// Another process holds it, or the data dir cannot be opened.
     pub fn acquire(data_dir: &Path) -> Result<DirLock, JournalError> {
         let path = data_dir.join("manager.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&path)
-            .map_err(io_at(&path))?;
-        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(f) => f,
-            Err((file, _)) => {
-                let mut holder = String::new();
-                let _ = (&file).read_to_string(&mut holder);
+        let dir = File::open(data_dir).map_err(io_at(data_dir))?;
+        let dir = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+            Ok(d) => d,
+            Err(_) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 let holder = holder.trim();
                 return Err(JournalError::Busy {
                     dir: data_dir.to_path_buf(),
@@ -184,13 +176,23 @@ impl DirLock {
                 });
             }
         };
-        file.set_len(0).map_err(io_at(&path))?;
-        file.write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0)
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)
             .map_err(io_at(&path))?;
-        Ok(DirLock { file, path })
+        file.write_all(format!("pid {}\n", std::process::id()).as_bytes())
+            .map_err(io_at(&path))?;
+        Ok(DirLock {
+            dir,
+            path: data_dir.to_path_buf(),
+        })
     }
 
-    /// The lock file's path.
+    /// The locked data dir.
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
@@ -344,24 +346,34 @@ pub fn exists(data_dir: &Path) -> bool {
 /// # Errors
 /// The journal committed records, or cannot be removed.
 pub fn remove_unused(data_dir: &Path) -> Result<(), JournalError> {
-    let mark = read_mark(data_dir)?;
-    if mark.is_some_and(|(_, seq)| seq > 0) {
-        return Err(JournalError::Mark {
-            dir: data_dir.to_path_buf(),
-            why: "a journal with committed records exists but meta.json is missing".into(),
-        });
+    // A first start writes meta.json only after its genesis step (seq 1) is
+    // committed, and nothing listens before then: a journal without
+    // meta.json that holds at most that step was never acted on. More than
+    // that means meta.json was removed from a data dir in use.
+    let in_use = || JournalError::Mark {
+        dir: data_dir.to_path_buf(),
+        why: "a journal with committed records exists but meta.json is missing".into(),
+    };
+    // An unreadable mark can only be one cut short while being created.
+    if read_mark(data_dir)
+        .ok()
+        .flatten()
+        .is_some_and(|(_, seq)| seq > 1)
+    {
+        return Err(in_use());
     }
     let segments = list_segments(data_dir)?;
-    for (_, path) in &segments {
-        let len = std::fs::metadata(path).map_err(io_at(path))?.len();
-        // A header alone is under a few hundred bytes; anything more may be
-        // a committed step whose mark write was lost.
-        if len > 512 {
-            return Err(JournalError::Mark {
-                dir: data_dir.to_path_buf(),
-                why: format!("{} holds entries but meta.json is missing", path.display()),
-            });
+    for (first, path) in &segments {
+        let beyond_genesis = match read_segment(path) {
+            Ok(r) => r.last_seq > 1,
+            // Torn while being created.
+            Err(_) => false,
+        };
+        if *first > 1 || beyond_genesis {
+            return Err(in_use());
         }
+    }
+    for (_, path) in &segments {
         std::fs::remove_file(path).map_err(io_at(path))?;
     }
     let dir = journal_dir(data_dir);
@@ -370,7 +382,7 @@ pub fn remove_unused(data_dir: &Path) -> Result<(), JournalError> {
     if mark.exists() {
         std::fs::remove_file(&mark).map_err(io_at(&mark))?;
     }
-    Ok(())
+    sync_dir(data_dir)
 }
 
 fn random_id() -> Result<String, JournalError> {
@@ -490,7 +502,10 @@ fn read_segment(path: &Path) -> Result<SegmentRead, JournalError> {
         line,
         why,
     };
-    let n = reader.read_until(b'\n', &mut line).map_err(io_at(path))?;
+    let n = (&mut reader)
+        .take(LINE_BYTES_MAX as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(io_at(path))?;
     if n == 0 || line.last() != Some(&b'\n') {
         return Err(corrupt(1, "no complete header".into()));
     }
@@ -518,19 +533,22 @@ fn read_segment(path: &Path) -> Result<SegmentRead, JournalError> {
     let mut number = 1;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io_at(path))?;
+        let n = (&mut reader)
+            .take(LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(io_at(path))?;
         if let Some((at, prev)) = pending.take() {
             let last = n == 0;
             // Only a line with its newline is complete; an unterminated one
             // can only be the last, torn by a crash mid-write.
             let parsed = if prev.last() == Some(&b'\n') {
-                parse_entry(&prev, read.last_seq + 1)
+                parse_entry(&prev, read.last_seq.saturating_add(1))
             } else {
                 Err("unterminated".into())
             };
             match parsed {
                 Ok(entry) => {
-                    read.last_seq += 1;
+                    read.last_seq = read.last_seq.saturating_add(1);
                     read.entries += 1;
                     read.good_len += prev.len() as u64;
                     match entry {
@@ -660,8 +678,10 @@ impl FileJournal {
             fold,
             buf: Vec::new(),
         };
-        j.write_mark_slot(0)?;
-        j.write_mark_slot(1)?;
+        // Both slots say "nothing committed yet".
+        j.write_mark_slot(0, 0)?;
+        j.write_mark_slot(1, 0)?;
+        j.mark.sync_all().map_err(io_at(&j.mark_path))?;
         sync_dir(data_dir)?;
         Ok(j)
     }
@@ -707,6 +727,13 @@ impl FileJournal {
                 });
             }
             match read_segment(&path) {
+                Ok(r) if r.header.first_seq != first => {
+                    return Err(JournalError::Corrupt {
+                        path,
+                        line: 1,
+                        why: format!("its header says it starts at entry {}", r.header.first_seq),
+                    });
+                }
                 Ok(r) => {
                     read = Some((path, r));
                     break;
@@ -890,22 +917,24 @@ impl FileJournal {
         Ok(())
     }
 
-    fn write_mark_slot(&mut self, seq: u64) -> Result<(), JournalError> {
+    /// Writes `seq` into one of the two slots; alternating by `seq % 2`
+    /// leaves the other slot whole if this write is torn.
+    fn write_mark_slot(&mut self, slot_index: u64, seq: u64) -> Result<(), JournalError> {
         let slot = mark_slot(&self.id, seq);
-        let offset = (seq % 2) * MARK_SLOT as u64;
+        let offset = (slot_index % 2) * MARK_SLOT as u64;
         self.mark
             .write_all_at(&slot, offset)
             .map_err(io_at(&self.mark_path))
     }
 
     fn write_mark(&mut self, seq: u64) -> Result<(), JournalError> {
-        self.write_mark_slot(seq)?;
+        self.write_mark_slot(seq, seq)?;
         self.mark.sync_data().map_err(io_at(&self.mark_path))
     }
 
-    /// Refuses to go on if the journal, the mark or the lock is no longer
-    /// the file at its path (deleted, or replaced by another): a second
-    /// manager could then take the data dir.
+    /// Refuses to go on if the journal, the mark or the locked data dir is
+    /// no longer the one at its path (deleted, or replaced by another): a
+    /// second manager could then take the data dir.
     ///
     /// # Errors
     /// A file was removed or replaced.
@@ -913,12 +942,14 @@ impl FileJournal {
         for (file, path) in [
             (&self.segment, &self.segment_path),
             (&self.mark, &self.mark_path),
-            (&*self.lock.file, &self.lock.path),
+            (&*self.lock.dir, &self.lock.path),
         ] {
             let open = file.metadata().map_err(io_at(path))?;
             let same = std::fs::metadata(path)
                 .is_ok_and(|at| at.ino() == open.ino() && at.dev() == open.dev());
-            if open.nlink() == 0 || !same {
+            // A directory's link count is never 0 while it has entries;
+            // its replacement shows as another inode at the path.
+            if (open.nlink() == 0 && !open.is_dir()) || !same {
                 return Err(JournalError::Replaced { path: path.clone() });
             }
         }

@@ -41,7 +41,7 @@ pub enum ServerError {
     Journal(#[from] JournalError),
     /// The data dir was made for another deployment.
     #[error(
-        "{0} was created for a different Procfile or tally.toml; a manager must keep its configuration for the life of its journal (use a fresh --data-dir, or restore the original files)"
+        "{0} was created for a different Procfile or tally.toml; a manager must keep its configuration for the life of its journal. Restore the original files; or stop every agent of the old deployment, wait one lease expiry of the old settings (their dynos must be gone), and start with a fresh --data-dir"
     )]
     DeploymentChanged(PathBuf),
     /// The data dir cannot be trusted.
@@ -157,6 +157,12 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServerError
     f.write_all(contents).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
+    // The rename itself must survive a power loss (meta.json above all).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
     Ok(())
 }
 
@@ -539,6 +545,24 @@ impl LinkContext {
     }
 }
 
+/// Reads from a stream until a deadline for the whole read, not per call.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
 /// Holds one of the [`PENDING_MAX`] places of connections not yet admitted,
 /// given back when dropped (admitted, refused, timed out, or never spawned).
 struct PendingSlot(Arc<LinkContext>);
@@ -551,7 +575,11 @@ impl Drop for PendingSlot {
 
 fn accept_agents(listener: &TcpListener, link: &Arc<LinkContext>) {
     for (n, stream) in listener.incoming().enumerate() {
-        let Ok(stream) = stream else { continue };
+        let Ok(stream) = stream else {
+            // Out of descriptors, say: no busy loop while it lasts.
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
         if link.pending.fetch_add(1, Ordering::SeqCst) >= PENDING_MAX {
             link.pending.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!(
@@ -664,17 +692,21 @@ fn serve_agent(stream: TcpStream, slot: PendingSlot, conn: u64) {
     let link = Arc::clone(&slot.0);
     let link = &*link;
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+    // Small and quick before the token is checked: the whole hello within
+    // HELLO_TIMEOUT, however slowly its bytes trickle in.
+    let mut deadline = Deadline {
+        stream: &stream,
+        until: Instant::now() + HELLO_TIMEOUT,
+    };
+    let hello = match read_frame_limited(&mut deadline, HELLO_BYTES_MAX) {
+        Ok(frame) => frame,
+        Err(_) => return,
+    };
     let Ok(reader) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(reader);
     let mut writer = stream;
-    // Small and quick before the token is checked.
-    let hello = match read_frame_limited(&mut reader, HELLO_BYTES_MAX) {
-        Ok(frame) => frame,
-        Err(_) => return,
-    };
     let (host, incarnation) = match admit(link, hello, conn) {
         Ok(admitted) => admitted,
         Err((why, retry)) => {

@@ -324,3 +324,34 @@ fn the_fold_matches_the_manager_it_journals() {
     let (_, r) = open(&d).unwrap();
     assert_eq!(&r.durable, m.durable());
 }
+
+#[test]
+fn a_journal_that_committed_nothing_reopens() {
+    // A formation of zero everywhere commits no genesis step.
+    let d = dir("nothing");
+    drop(create(&d, JournalOptions::default()));
+    let (_, r) = open(&d).unwrap();
+    assert_eq!(r.seq, 0);
+}
+
+#[test]
+fn an_interrupted_first_start_is_cleared_but_a_journal_in_use_is_not() {
+    use tally_manager::journal::{exists, remove_unused};
+    let d = dir("firststart");
+    // The genesis step committed, then a crash before meta.json.
+    let mut j = create(&d, JournalOptions::default());
+    j.append([&launched(0, 1)]).unwrap();
+    drop(j);
+    remove_unused(&d).unwrap();
+    assert!(!exists(&d));
+    // A crash before the mark's first write: an empty mark.
+    drop(create(&d, JournalOptions::default()));
+    std::fs::write(d.join("journal.mark"), b"").unwrap();
+    remove_unused(&d).unwrap();
+    assert!(!exists(&d));
+    // More than the genesis step: meta.json was removed from a data dir in use.
+    write_steps(&d, 2, JournalOptions::default());
+    let e = remove_unused(&d).err().unwrap();
+    assert!(e.to_string().contains("meta.json is missing"), "{e}");
+    assert!(exists(&d));
+}

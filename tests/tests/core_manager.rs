@@ -365,6 +365,22 @@ fn a_reported_generation_above_the_high_water_is_never_issued_again() {
         n.manager.durable().next_generation(clock.slot),
         Some(tally_core::Generation(4))
     );
+    // An exit of an instance above the high water raises it too.
+    let exited = inst(0, 0, 7);
+    n.manager_step(ManagerInput::ReportReceived(report(
+        0,
+        0,
+        1,
+        &[],
+        &[(exited, ExitOutcome::Crashed)],
+    )))
+    .unwrap();
+    assert_eq!(
+        n.manager.durable().next_generation(clock.slot),
+        Some(tally_core::Generation(8))
+    );
+    assert_eq!(n.alerts.len(), before + 2);
+    let before = before + 1;
     // A second report of it raises nothing more.
     n.manager_step(ManagerInput::ReportReceived(report(
         0,
@@ -426,12 +442,14 @@ fn report_renews_only_listed_instances() {
 fn stale_exit_is_a_counted_noop() {
     let mut n = launched();
     let before = n.manager.durable().clone();
+    // At or below the high water and not in the ledger (an exit above the
+    // high water is not stale: it raises the high water).
     n.manager_step(ManagerInput::ReportReceived(report(
         0,
         0,
         1,
         &[],
-        &[(inst(0, 0, 7), ExitOutcome::Killed)],
+        &[(inst(0, 0, 0), ExitOutcome::Killed)],
     )))
     .unwrap();
     assert!(n.noted(Note::StaleExit));
