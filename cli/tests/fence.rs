@@ -311,3 +311,29 @@ fn no_lease_no_dyno_and_a_dyno_exit_is_reported() {
     fence.expect("exited never-started", Duration::from_secs(2));
     assert_eq!(fence.pgid, None);
 }
+
+#[test]
+fn a_dyno_dies_with_its_fence_even_when_nobody_else_is_left_to_kill_it() {
+    // `pkill -9 tally`: the fence is SIGKILLed (and its agent with it, so
+    // nobody runs the agent's fallback). The dyno's leader was started with
+    // PR_SET_PDEATHSIG, so the kernel kills it with its fence.
+    let lease = boottime_ns() + 60_000_000_000;
+    let mut fence = Fence::start(5000, STUBBORN, lease);
+    let pgid = fence.running();
+    let leader = u32::try_from(pgid).unwrap();
+    fence.child.kill().unwrap();
+    fence.child.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let state = std::fs::read_to_string(format!("/proc/{leader}/stat")).unwrap_or_default();
+        let gone = state
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|s| s == "Z" || s == "X");
+        if gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("the dyno outlived its fence");
+}

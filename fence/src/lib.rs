@@ -34,8 +34,12 @@
 //! a lease end even across a suspend), and polls only while it waits for
 //! readiness; next to no allocation.
 //!
-//! Known limit: a dyno that leaves its process group (`setsid`) escapes the
-//! kill; a cgroup per dyno would close that.
+//! The dyno starts through `tally-fence --exec-dyno` ([`exec_dyno`]), which
+//! sets `PR_SET_PDEATHSIG` in it: a fence that dies takes its dyno's leader
+//! with it, even when its agent died at the same moment.
+//!
+//! Known limit: a dyno that leaves its process group (`setsid`, `setpgid`)
+//! escapes the group kill; a cgroup per dyno would close that.
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -410,8 +414,30 @@ pub fn run(opts: &Options) -> i32 {
             .try_clone_to_owned()
             .map_or_else(|_| Stdio::null(), Stdio::from)
     };
-    let mut child = match Command::new(program)
-        .args(args)
+    // Through `tally-fence --exec-dyno FENCE_PID -- ARGV` when this is the
+    // `tally-fence` binary: the dyno then dies with its fence even if both
+    // the fence and its agent are killed at once (`pkill -9 tally`).
+    let fence_pid = std::process::id().to_string();
+    let guard = std::env::current_exe()
+        .ok()
+        .filter(|exe| exe.file_name().is_some_and(|n| n == "tally-fence"));
+    let mut command = match &guard {
+        Some(exe) => {
+            let mut c = Command::new(exe);
+            c.arg(EXEC_DYNO)
+                .arg(&fence_pid)
+                .arg("--")
+                .arg(program)
+                .args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+    };
+    let mut child = match command
         .stdin(Stdio::null())
         .stdout(stderr())
         .stderr(stderr())
@@ -522,6 +548,48 @@ pub fn run(opts: &Options) -> i32 {
             }
         }
     }
+}
+
+/// The first argument of `tally-fence` when it runs as the dyno's first
+/// step (see [`exec_dyno`]).
+pub const EXEC_DYNO: &str = "--exec-dyno";
+
+/// The dyno's first step, in the dyno's own process: asks the kernel to
+/// SIGKILL it when its fence dies (`PR_SET_PDEATHSIG`, kept across `exec`),
+/// checks that the fence had not already died, then becomes the dyno. Only
+/// returns on failure, with the exit code to use.
+pub fn exec_dyno(args: &[OsString]) -> i32 {
+    use std::os::unix::ffi::OsStringExt;
+    let (Some(fence), Some(dash)) = (args.first(), args.get(1)) else {
+        return 127;
+    };
+    if dash != "--" {
+        return 127;
+    }
+    let argv: Vec<std::ffi::CString> = args
+        .iter()
+        .skip(2)
+        .filter_map(|a| std::ffi::CString::new(a.clone().into_vec()).ok())
+        .collect();
+    let Some(program) = argv.first() else {
+        return 127;
+    };
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        return 127;
+    }
+    // The fence may have died before the request above: nobody guards us.
+    let parent = nix::unistd::getppid().as_raw().to_string();
+    if fence.to_str() != Some(parent.as_str()) {
+        return 127;
+    }
+    let err = nix::unistd::execvp(program, &argv).err();
+    let _ = writeln!(
+        std::io::stderr(),
+        "tally-fence: cannot start {}: {}",
+        program.to_string_lossy(),
+        err.map_or_else(String::new, |e| e.to_string())
+    );
+    127
 }
 
 /// Kills a process group a fence left behind and waits until it is gone

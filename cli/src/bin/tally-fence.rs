@@ -6,7 +6,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match tally_fence::Options::parse(std::env::args_os().skip(1)) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == tally_fence::EXEC_DYNO) {
+        let code = tally_fence::exec_dyno(args.get(1..).unwrap_or_default());
+        return ExitCode::from(u8::try_from(code).unwrap_or(127));
+    }
+    match tally_fence::Options::parse(args) {
         Ok(opts) => ExitCode::from(u8::try_from(tally_fence::run(&opts)).unwrap_or(1)),
         Err(e) => {
             eprintln!("tally-fence: {e}\n{}", tally_fence::USAGE);
