@@ -342,6 +342,31 @@ fn the_api_needs_the_token_and_binds_loopback_and_bad_input_changes_nothing() {
         before["types"], after["types"],
         "a refused command changed the formation"
     );
+    // Relative counts, as `heroku ps:scale web+2` takes them.
+    let web_desired = |ps: &Value| {
+        ps["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "web")
+            .unwrap()["desired"]
+            .as_u64()
+            .unwrap()
+    };
+    let out = c.tally(&["scale", "web+2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(web_desired(&c.ps()), web_desired(&after) + 2);
+    let out = c.tally(&["scale", "web-2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(web_desired(&c.ps()), web_desired(&after));
 
     // Bad files and a public API address are refused before anything starts.
     let run = |procfile: &str, settings: &str, extra: &[&str]| -> Output {
@@ -584,4 +609,58 @@ fn a_wedged_fence_is_backed_up_by_its_agent() {
             || c.read_log("agent-1.log").contains("let its lease end pass"),
         "the agent never had to kill the group itself"
     );
+}
+
+/// Ctrl-C in the foreground stops everything as SIGTERM does, and says so.
+#[test]
+fn ctrl_c_stops_every_dyno_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("tally-test-ctrlc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Procfile"),
+        "clock: sh -c 'echo $$ > \"$PIDFILE\"; exec sleep 100000'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tally.toml"),
+        SETTINGS.replace("[types.web]\ncount = 1\nready = \"started\"\n", ""),
+    )
+    .unwrap();
+    let mut run = Command::new(TALLY)
+        .args(["run", "--hosts", "1", "--procfile"])
+        .arg(dir.join("Procfile"))
+        .arg("--config")
+        .arg(dir.join("tally.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("PIDFILE", dir.join("pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let dyno: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < until, "the clock never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(alive(dyno));
+    signal_pids(&[run.id()], "INT");
+    let status = wait_exit(&mut run, 10).expect("tally run ignored Ctrl-C");
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("SIGINT received: stopping"), "{err}");
+    let until = Instant::now() + Duration::from_secs(3);
+    while alive(dyno) {
+        assert!(Instant::now() < until, "the clock outlived tally run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -191,6 +191,11 @@ impl Mutation {
     }
 }
 
+// Every switch has a bit of the `u32` set, and `ALL` lists each one in the
+// order of its discriminant (so `ALL.len()` is the next discriminant).
+const _: () = assert!(Mutation::ALL.len() <= u32::BITS as usize);
+const _: () = assert!(Mutation::BreakerNeverHalfOpens as usize + 1 == Mutation::ALL.len());
+
 impl std::fmt::Display for Mutation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -275,6 +280,10 @@ pub mod limits {
     pub const AGENT_EXITS_MAX: usize = 4096;
     /// Instances one report may list; longer reports are truncated by the agent.
     pub const REPORT_INSTANCES_MAX: usize = 4096;
+
+    // A report lists every instance its agent tracks: none is left out of
+    // a report (and so unrenewed) for want of room.
+    const _: () = assert!(REPORT_INSTANCES_MAX >= AGENT_INSTANCES_MAX);
 }
 
 /// A configuration that cannot run safely, with what to change.

@@ -125,8 +125,10 @@ pub struct PsArgs {
 /// `tally scale web=4 clock=1`.
 #[derive(Args, Debug, Clone)]
 pub struct ScaleArgs {
-    /// `TYPE=COUNT` pairs, applied all or none.
-    #[arg(required = true, value_name = "TYPE=COUNT")]
+    /// `TYPE=COUNT` (absolute) or `TYPE+N` / `TYPE-N` (from the desired
+    /// count now), applied all or none: `tally scale web=4 clock=1`,
+    /// `tally scale web+2`.
+    #[arg(required = true, value_name = "TYPE=COUNT|TYPE+N|TYPE-N")]
     pub counts: Vec<String>,
     /// Where.
     #[command(flatten)]
@@ -146,9 +148,9 @@ pub struct RestartArgs {
 /// On or off.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OnOff {
-    /// On.
+    /// Refuse restarts, deploys and scale-downs until `off`.
     On,
-    /// Off.
+    /// Accept them again.
     Off,
 }
 
@@ -210,6 +212,33 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Ctrl-C (SIGINT) and SIGTERM: say what stopping means, then exit with
+/// 128 + the signal's number. The signals are blocked in every thread (so
+/// call this before any is spawned) and taken by one waiting thread; the
+/// process's exit closes every fence's stdin, and each fence then kills its
+/// dyno at once. Children start with an empty signal mask.
+///
+/// # Errors
+/// The signal mask or the thread cannot be set up.
+fn stop_on_signals(what: &'static str) -> Result<(), String> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()
+        .map_err(|e| format!("cannot block SIGINT/SIGTERM: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                eprintln!("tally: {sig} received: {what}");
+                std::process::exit(128 + sig as i32);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
 /// `tally run`.
 ///
 /// # Errors
@@ -234,6 +263,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let deployment =
         crate::settings::load(&args.procfile, config.as_deref()).map_err(|e| e.to_string())?;
     init_logging();
+    stop_on_signals(
+        "stopping the manager and its local hosts: their fences kill every dyno at once; dynos of remote agents run out their leases",
+    )?;
     let server = Server::start(ServerOptions {
         data_dir: args.data_dir.clone(),
         deployment: deployment.clone(),
@@ -312,6 +344,7 @@ pub fn agent(args: &AgentArgs) -> Result<ExitCode, String> {
         .trim()
         .to_string();
     init_logging();
+    stop_on_signals("stopping the agent: its fences kill every dyno it runs at once")?;
     let opts = HostOptions {
         manager: args.manager,
         host: HostId(args.host),
@@ -508,17 +541,39 @@ pub fn render_ps(ps: &Ps) -> String {
 /// Malformed pairs, no manager, or a refusal (nothing changes then).
 pub fn scale(args: &ScaleArgs) -> Result<ExitCode, String> {
     let mut body = serde_json::Map::new();
+    let mut desired: Option<Ps> = None;
     for pair in &args.counts {
-        let (name, count) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("`{pair}`: expected TYPE=COUNT, as in web=4"))?;
-        let count: u16 = count
-            .parse()
-            .map_err(|_| format!("`{pair}`: COUNT must be a whole number from 0 to 65535"))?;
-        if body.insert(name.to_string(), count.into()).is_some() {
+        let (name, count) = match parse_scale(pair)? {
+            ScalePair::Absolute(name, count) => (name, count),
+            ScalePair::Relative(name, delta) => {
+                // `web+2`, as `heroku ps:scale` takes it: from the desired
+                // count now (read once for the whole command).
+                if desired.is_none() {
+                    let (status, json) = call(&args.target.data_dir, "GET", "/ps", None)?;
+                    if status != 200 {
+                        return answer(Ok((status, json)), "");
+                    }
+                    desired =
+                        Some(serde_json::from_value(json).map_err(|e| format!("bad answer: {e}"))?);
+                }
+                let now = desired
+                    .as_ref()
+                    .and_then(|ps| ps.types.iter().find(|t| t.name == name))
+                    .map(|t| i64::from(t.desired))
+                    .ok_or_else(|| format!("`{pair}`: unknown process type `{name}`"))?;
+                let count = u16::try_from(now.saturating_add(delta)).map_err(|_| {
+                    format!(
+                        "`{pair}`: {name} has {now} desired; the result must be from 0 to 65535"
+                    )
+                })?;
+                (name, count)
+            }
+        };
+        if body.insert(name.clone(), count.into()).is_some() {
             return Err(format!("`{name}` is given twice; give each type once"));
         }
     }
+    let done: Vec<String> = body.iter().map(|(k, v)| format!("{k}={v}")).collect();
     answer(
         call(
             &args.target.data_dir,
@@ -526,8 +581,39 @@ pub fn scale(args: &ScaleArgs) -> Result<ExitCode, String> {
             "/scale",
             Some(serde_json::Value::Object(body)),
         ),
-        &format!("Scaling: {}", args.counts.join(" ")),
+        &format!("Scaling: {}", done.join(" ")),
     )
+}
+
+/// One argument of `tally scale`.
+#[derive(Debug, PartialEq, Eq)]
+enum ScalePair {
+    /// `web=4`.
+    Absolute(String, u16),
+    /// `web+2`, `web-1`.
+    Relative(String, i64),
+}
+
+fn parse_scale(pair: &str) -> Result<ScalePair, String> {
+    if let Some((name, count)) = pair.split_once('=') {
+        let count = count
+            .parse()
+            .map_err(|_| format!("`{pair}`: COUNT must be a whole number from 0 to 65535"))?;
+        return Ok(ScalePair::Absolute(name.to_string(), count));
+    }
+    // The last `+` or `-` followed by digits only (type names may hold `-`).
+    let at = pair.rfind(['+', '-']).filter(|&i| i > 0).ok_or_else(|| {
+        format!("`{pair}`: expected TYPE=COUNT or TYPE+N / TYPE-N, as in web=4 or web+2")
+    })?;
+    let (name, delta) = pair.split_at(at);
+    let delta: i64 = delta
+        .parse()
+        .ok()
+        .filter(|d: &i64| d.unsigned_abs() <= u64::from(u16::MAX))
+        .ok_or_else(|| {
+            format!("`{pair}`: expected TYPE=COUNT or TYPE+N / TYPE-N, as in web=4 or web+2")
+        })?;
+    Ok(ScalePair::Relative(name.to_string(), delta))
 }
 
 /// `tally restart`.
@@ -611,4 +697,34 @@ pub fn pause(args: &PauseArgs, paused: bool) -> Result<ExitCode, String> {
             if paused { "paused" } else { "resumed" }
         ),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{ScalePair, parse_scale};
+
+    #[test]
+    fn scale_takes_absolute_and_relative_counts() {
+        let rel = |n: &str, d| Ok(ScalePair::Relative(n.into(), d));
+        assert_eq!(
+            parse_scale("web=4"),
+            Ok(ScalePair::Absolute("web".into(), 4))
+        );
+        assert_eq!(parse_scale("web+2"), rel("web", 2));
+        assert_eq!(parse_scale("web-1"), rel("web", -1));
+        assert_eq!(parse_scale("my-worker+3"), rel("my-worker", 3));
+        for bad in [
+            "web",
+            "web=",
+            "web=-1",
+            "web+",
+            "+2",
+            "web+x",
+            "web+99999",
+            "my-worker",
+        ] {
+            assert!(parse_scale(bad).is_err(), "{bad} accepted");
+        }
+    }
 }
