@@ -337,3 +337,26 @@ fn a_dyno_dies_with_its_fence_even_when_nobody_else_is_left_to_kill_it() {
     }
     panic!("the dyno outlived its fence");
 }
+
+#[test]
+fn an_orphaned_group_of_zombies_counts_as_gone() {
+    // A group whose only member exited and is never reaped (as under an
+    // agent running as PID 1 that does not reap): the agent's fallback
+    // must not wait on it for ever.
+    use std::os::unix::process::CommandExt;
+    let mut zombie = Command::new("/bin/sh")
+        .args(["-c", "exit 0"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = i32::try_from(zombie.id()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        tally_manager::fence::kill_orphaned_group(pgid);
+        let _ = tx.send(());
+    });
+    let done = rx.recv_timeout(Duration::from_secs(5));
+    let _ = zombie.wait();
+    assert!(done.is_ok(), "kill_orphaned_group waited on a zombie");
+}

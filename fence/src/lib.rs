@@ -599,10 +599,51 @@ pub fn kill_orphaned_group(pgid: i32) {
     if pgid.as_raw() <= 1 {
         return;
     }
-    // SIGKILL cannot be ignored; a group is gone once signalling it fails.
+    // SIGKILL cannot be ignored; a group is gone once signalling it fails,
+    // or once every member left is a zombie nobody reaps (an agent running
+    // as PID 1 in a container): those are dead, and waiting on them would
+    // never end.
     while killpg(pgid, Signal::SIGKILL).is_ok() {
+        if group_holds_only_zombies(pgid.as_raw()) {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether every process of group `pgid` is a zombie, read from /proc;
+/// `false` when /proc cannot say (then the caller keeps waiting).
+fn group_holds_only_zombies(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let (mut members, mut live) = (0, 0);
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold anything but ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (state, pgrp) = (fields.next(), fields.nth(1));
+        if pgrp.and_then(|p| p.parse::<i32>().ok()) == Some(pgid) {
+            members += 1;
+            if state != Some("Z") && state != Some("X") {
+                live += 1;
+            }
+        }
+    }
+    members > 0 && live == 0
 }
 
 #[cfg(test)]
