@@ -9,7 +9,8 @@
 //! or truncated under a stopped manager, a second machine claiming a host,
 //! a flood of unauthenticated connections, and a manager started on a data
 //! dir someone else prepared (writable by all or another user's, with a
-//! token planted in it). Each fault is refused or
+//! token planted in it), and the record of which machine holds which host
+//! (`hosts.json`) lost. Each fault is refused or
 //! survived; at the end, no two clock lives overlap, no generation ran as
 //! two processes, generations rise, launches stay within the bound, and the
 //! formation converges once the faults stop.
@@ -73,9 +74,10 @@ enum Fault {
     SecondMachine,
     ConnectionFlood,
     ForeignDataDir,
+    HostBindingsLost,
 }
 
-const FAULTS: [Fault; 12] = [
+const FAULTS: [Fault; 13] = [
     Fault::ManagerKilled,
     Fault::ManagerOutage,
     Fault::AgentFrozen,
@@ -88,6 +90,7 @@ const FAULTS: [Fault; 12] = [
     Fault::SecondMachine,
     Fault::ConnectionFlood,
     Fault::ForeignDataDir,
+    Fault::HostBindingsLost,
 ];
 
 fn kill_manager(c: &mut Cluster) {
@@ -287,6 +290,13 @@ fn inject(c: &mut Cluster, rng: &mut Rng, fault: Fault) {
                     "a second machine was taken as host 0 while host 0 had instances:\n{text}"
                 );
             }
+        }
+        Fault::HostBindingsLost => {
+            // Which machine holds which host is forgotten: every agent with
+            // instances in the ledger is refused until they have stopped.
+            kill_manager(c);
+            std::fs::remove_file(c.data().join("hosts.json")).unwrap();
+            c.start_manager();
         }
         Fault::ForeignDataDir => {
             // A data dir prepared by someone else: writable by all, with a

@@ -663,15 +663,22 @@ fn admit(
                 .core
                 .read(|m, _| m.manager.instances_on(host).count())
                 .unwrap_or(usize::MAX);
+            // Instances on the host, and no proof that this machine is the
+            // one that runs them: not until they have stopped (confirmed
+            // or expired, since nobody renews them meanwhile).
+            if placed > 0 {
+                let owner = bound.map_or_else(
+                    || "no recorded machine (hosts.json lost?)".to_string(),
+                    |b| format!("machine {b}"),
+                );
+                return Err((
+                    format!(
+                        "{host} belongs to {owner}, and {placed} instance(s) in the ledger may still run there; machine {machine} may take {host} only once they are stopped (stop that machine's agent and wait one lease expiry)"
+                    ),
+                    true,
+                ));
+            }
             if let Some(bound) = bound {
-                if placed > 0 {
-                    return Err((
-                        format!(
-                            "{host} belongs to machine {bound}, and {placed} instance(s) in the ledger may still run there; machine {machine} may take {host} only once they are stopped (stop that machine's agent and wait one lease expiry)"
-                        ),
-                        true,
-                    ));
-                }
                 tracing::warn!(
                     host = host.0,
                     "{host} passes from machine {bound} to machine {machine} (no instance of it in the ledger)"

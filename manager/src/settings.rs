@@ -312,6 +312,31 @@ impl Deployment {
     }
 }
 
+/// The core's refusal of the timing rules it owns (one definition, in
+/// `Config::validate`), told in the `tally.toml` keys they come from, with
+/// durations back in milliseconds; any other refusal as the core says it.
+fn in_settings_words(e: ConfigError, file: &FileSettings) -> SettingsError {
+    let (t, b, tick) = (&file.timing, &file.budget, file.tick_ms);
+    let why = match e {
+        ConfigError::BootTimeoutTooShort { needed, .. } => format!(
+            "timing.boot_timeout_ms = {} must be above timing.boot_ms + timing.report_interval_ms + timing.report_delivery_ms = {} (in whole ticks), or every timely boot races its own timeout",
+            t.boot_timeout_ms,
+            needed.saturating_mul(tick)
+        ),
+        ConfigError::LeaseTooShort { needed, .. } => format!(
+            "timing.lease_ms = {} must be above timing.report_interval_ms + timing.report_delivery_ms = {} (in whole ticks): an instance starts only if more of its first lease remains",
+            t.lease_ms,
+            needed.saturating_mul(tick)
+        ),
+        ConfigError::BackoffOutOfOrder { .. } => format!(
+            "budget.backoff_base_ms = {} must be at most budget.backoff_max_ms = {} (in whole ticks)",
+            b.backoff_base_ms, b.backoff_max_ms
+        ),
+        other => return SettingsError::Core(other),
+    };
+    SettingsError::Invalid(why)
+}
+
 /// Parses a Procfile: `name: command` per line, `#` comments, blank lines.
 ///
 /// # Errors
@@ -462,7 +487,7 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         seed: file.seed,
         mutations: Mutations::NONE,
     };
-    config.validate()?;
+    config.validate().map_err(|e| in_settings_words(e, file))?;
     Ok(Deployment {
         config,
         types,
@@ -598,13 +623,13 @@ fn problems(file: &FileSettings) -> Vec<String> {
         }
     }
     if !(tick_ok && durations_ok) {
-        // The rules between durations are in ticks: check them once every
-        // duration and the tick are in range.
+        // The rules between durations: only once every duration and the
+        // tick are in range.
         return out;
     }
-    // Whole ticks, as the core will see them: `ceil(a / tick) > n` exactly
-    // when `a > n * tick`, so each bound is exact in milliseconds.
-    let ticks = |ms: u64| ms.div_ceil(tick);
+    // The rules between durations that the core owns (lease, boot timeout,
+    // backoff order) are the core's, told in these keys by
+    // `in_settings_words`; these two are the shell's own.
     // The manager's and the agent's tick readings are each floored (up to a
     // tick each), the grace is rounded up to whole ticks (one more), and the
     // fence must be scheduled and the group gone after its SIGKILL.
@@ -618,35 +643,11 @@ fn problems(file: &FileSettings) -> Vec<String> {
             t.margin_ms
         ));
     }
-    let report_ms = ticks(t.report_interval_ms)
-        .saturating_add(ticks(t.report_delivery_ms))
-        .saturating_mul(tick);
-    if t.lease_ms <= report_ms {
-        out.push(format!(
-            "timing.lease_ms = {} must be above timing.report_interval_ms + timing.report_delivery_ms = {report_ms} (in whole ticks): an instance starts only if more of its first lease remains",
-            t.lease_ms
-        ));
-    }
-    let boot_ms = ticks(t.boot_ms)
-        .saturating_mul(tick)
-        .saturating_add(report_ms);
-    if t.boot_timeout_ms <= boot_ms {
-        out.push(format!(
-            "timing.boot_timeout_ms = {} must be above timing.boot_ms + timing.report_interval_ms + timing.report_delivery_ms = {boot_ms} (in whole ticks), or every timely boot races its own timeout",
-            t.boot_timeout_ms
-        ));
-    }
     let renewal_ms = t.report_interval_ms.saturating_add(t.report_delivery_ms);
     if t.unknown_after_ms < renewal_ms {
         out.push(format!(
             "timing.unknown_after_ms = {} must be at least timing.report_interval_ms + timing.report_delivery_ms = {renewal_ms}, or up dynos show unknown between two reports",
             t.unknown_after_ms
-        ));
-    }
-    if b.backoff_base_ms > b.backoff_max_ms {
-        out.push(format!(
-            "budget.backoff_base_ms = {} must be at most budget.backoff_max_ms = {}",
-            b.backoff_base_ms, b.backoff_max_ms
         ));
     }
     out
