@@ -123,6 +123,21 @@ impl Breaker {
         BreakerChange::None
     }
 
+    /// When `on_tick` would next change the breaker: the end of an
+    /// automatic opening's cool-down. `None` when no tick can change it.
+    #[must_use]
+    pub fn next_change(&self, cfg: &Config) -> Option<Tick> {
+        match *self {
+            Breaker::Open {
+                since,
+                manual: false,
+            } if !cfg.mutations.has(Mutation::BreakerNeverHalfOpens) => {
+                Some(since.plus(cfg.breaker.cooldown_ticks))
+            }
+            _ => None,
+        }
+    }
+
     /// Half-opens an automatically opened breaker after its cool-down.
     pub fn on_tick(&mut self, cfg: &Config, now: Tick) -> BreakerChange {
         if let Breaker::Open {

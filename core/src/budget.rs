@@ -5,6 +5,7 @@
 
 use crate::config::{Config, Mutation};
 use crate::ids::Tick;
+use crate::journal::{Counters, Durable};
 use serde::{Deserialize, Serialize};
 
 /// Thousandths of a token per whole relaunch.
@@ -61,6 +62,13 @@ impl Budget {
             .probe_refresh_at
             .plus(cooldown.saturating_mul(missed.saturating_add(1)));
         true
+    }
+
+    /// When `on_tick` would next change the budget: the probe credit's
+    /// refresh, if none is ready. `None` when no tick can change it.
+    #[must_use]
+    pub fn next_change(&self) -> Option<Tick> {
+        (!self.probe_ready).then_some(self.probe_refresh_at)
     }
 
     /// Spends one relaunch, or refuses when the bucket is empty and no
@@ -142,6 +150,23 @@ pub fn launch_bound_closed(cfg: &Config, first_launches: u64, horizon: Tick) -> 
         .saturating_add(r.saturating_mul(first_launches))
         .saturating_add(cooldowns.saturating_mul(u64::from(MILLI)));
     first_launches.saturating_add(numerator.div_ceil(one_minus_r))
+}
+
+/// `S` from journaled counts, `F` from the durable state, `P` from the
+/// time: the inputs of the launch bound at `now`, one definition for every reader
+/// (`tally ps`, the simulator, the model's S3).
+#[must_use]
+pub fn launch_bound_inputs(
+    cfg: &Config,
+    durable: &Durable,
+    counters: &Counters,
+    now: Tick,
+) -> LaunchBoundInputs {
+    LaunchBoundInputs {
+        first_launches: durable.free_launches_granted,
+        successful_boots: counters.boots_seen_done,
+        cooldowns_elapsed: cooldowns_elapsed(cfg, now),
+    }
 }
 
 /// Cool-downs elapsed by `now` on the schedule `Budget::full` starts at tick 0.

@@ -93,49 +93,11 @@ pub fn check_manager(m: &Manager, cfg: &Config) -> Result<(), Violation> {
     lockdown_holds_no_user_stop(m)
 }
 
-/// The two halves of the ledger name the same instances, and the derived
-/// indexes equal their recomputation.
+/// The two halves of the ledger name the same instances on the same hosts,
+/// and every derived index equals its recomputation (one check, owned by
+/// the ledger).
 pub fn ledger_consistent(m: &Manager, cfg: &Config) -> Result<(), Violation> {
-    let durable = m.durable().instances.keys();
-    let live = m.liveness_keys();
-    if let Some(instance) = durable
-        .zip(live.iter())
-        .find_map(|(a, b)| (a != b).then_some(*a))
-    {
-        return Err(Violation::LedgerHalvesDisagree { instance });
-    }
-    if m.durable().instances.len() != live.len() {
-        let instance = m
-            .durable()
-            .instances
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or_default();
-        return Err(Violation::LedgerHalvesDisagree { instance });
-    }
-    if !m.by_host_consistent() {
-        return Err(Violation::IndexStale { index: "by_host" });
-    }
-    let (vacant, deadlines, crowded) = m.recomputed_indexes(cfg);
-    let Some((have_vacant, have_deadlines, have_crowded)) = m.indexes() else {
-        return Err(Violation::IndexStale { index: "deadlines" });
-    };
-    if *have_vacant != vacant {
-        return Err(Violation::IndexStale { index: "vacant" });
-    }
-    if *have_deadlines != deadlines {
-        return Err(Violation::IndexStale { index: "deadlines" });
-    }
-    if *have_crowded != crowded {
-        return Err(Violation::IndexStale { index: "crowded" });
-    }
-    if !m.launchable_consistent() {
-        return Err(Violation::IndexStale {
-            index: "launchable",
-        });
-    }
-    Ok(())
+    m.check_ledger(cfg)
 }
 
 /// Generations grow strictly per slot: no instance above its slot's high

@@ -129,6 +129,36 @@ pub enum JournalRecord {
 /// Journal format version.
 pub const JOURNAL_VERSION: u16 = 2;
 
+/// Counts of records, kept by the shell beside the durable state (a fold
+/// of the same journal, never compacted away) and read by
+/// [`crate::budget::launch_bound_inputs`]. Not part of [`Durable`]: the core
+/// decides nothing from them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Counters {
+    /// Launches journaled (free ones included).
+    pub launches: u64,
+    /// Free first launches used.
+    pub free_launches: u64,
+    /// First successful boots seen (`S`): one per `BootSeenDone`.
+    pub boots_seen_done: u64,
+}
+
+impl Counters {
+    /// Counts `record`.
+    pub fn apply(&mut self, record: &JournalRecord) {
+        match record {
+            JournalRecord::InstanceLaunched { free, .. } => {
+                self.launches = self.launches.saturating_add(1);
+                self.free_launches = self.free_launches.saturating_add(u64::from(*free));
+            }
+            JournalRecord::BootSeenDone { .. } => {
+                self.boots_seen_done = self.boots_seen_done.saturating_add(1);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Everything a restarted manager remembers: the fold of its journal.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Durable {

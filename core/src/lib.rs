@@ -45,15 +45,16 @@ pub mod invariants;
 pub mod journal;
 pub mod manager;
 pub mod message;
-mod vacancy;
 
 pub use agent::{Agent, AgentEffect, AgentInput, AgentNote, Instances};
 pub use breaker::Breaker;
-pub use budget::{Budget, LaunchBoundInputs, launch_bound, launch_bound_closed};
+pub use budget::{
+    Budget, LaunchBoundInputs, launch_bound, launch_bound_closed, launch_bound_inputs,
+};
 pub use config::{Config, ConfigError, Mutation, Mutations, ProcessKind};
 pub use ids::{Generation, HostId, Incarnation, InstanceId, SlotId, Tick, TypeId};
 pub use invariants::Violation;
-pub use journal::{Durable, JournalRecord, StopReason};
+pub use journal::{Counters, Durable, JournalRecord, StopReason};
 pub use manager::{
     Alert, Effect, LiveView, Manager, ManagerInput, Note, OperatorCommand, Phase, Rejected,
     UserCommand,

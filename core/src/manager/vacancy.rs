@@ -1,5 +1,6 @@
-//! The manager's launch index: its vacant slots split by whether their
-//! relaunch backoff has ended, so that a report visits only slots it could
+//! Vacancy: which slots of the formation nothing occupies (the rule, one
+//! definition), and the launch index: the vacant slots split by whether
+//! their relaunch backoff has ended, so that a report visits only slots it could
 //! launch instead of walking every vacant slot and skipping those still
 //! waiting (in a retry storm, nearly all of them).
 //!
@@ -8,9 +9,58 @@
 //! slot's backoff), so a [`Cache`] compares equal and hashes as nothing,
 //! and the model checker sees one state where the cache differs.
 
-use crate::ids::{SlotId, Tick};
+use crate::config::Config;
+use crate::ids::{InstanceId, SlotId, Tick, TypeId};
+use crate::journal::Durable;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
+
+/// Whether an instance keeps its slot occupied: any instance of a
+/// singleton slot (rule 3), a live (not stopping) one of a scalable slot.
+pub(crate) fn occupies(cfg: &Config, durable: &Durable, instance: InstanceId) -> bool {
+    cfg.is_singleton(instance.slot.process_type)
+        || durable
+            .instances
+            .get(&instance)
+            .is_some_and(|d| d.stop.is_none())
+}
+
+/// Whether `slot` is in the formation and nothing occupies it.
+pub(crate) fn slot_is_vacant(cfg: &Config, durable: &Durable, slot: SlotId) -> bool {
+    let desired = durable
+        .formation
+        .get(usize::from(slot.process_type.0))
+        .copied()
+        .unwrap_or(0);
+    slot.index < desired && !super::instances_of(durable, slot).any(|id| occupies(cfg, durable, id))
+}
+
+/// Every slot for which `slot_is_vacant` holds, in one walk of the
+/// formation and the ledger together (both in slot order).
+pub(crate) fn compute_vacant(cfg: &Config, durable: &Durable) -> BTreeSet<SlotId> {
+    let mut occupied = durable
+        .instances
+        .iter()
+        .filter(|(id, d)| cfg.is_singleton(id.slot.process_type) || d.stop.is_none())
+        .map(|(id, _)| id.slot)
+        .peekable();
+    let mut v = Vec::new();
+    for (t, count) in durable.formation.iter().enumerate() {
+        let process_type = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
+        for index in 0..*count {
+            let slot = SlotId {
+                process_type,
+                index,
+            };
+            while occupied.next_if(|s| *s < slot).is_some() {}
+            if occupied.peek() != Some(&slot) {
+                v.push(slot);
+            }
+        }
+    }
+    // Sorted already: built in bulk.
+    v.into_iter().collect()
+}
 
 /// A value derived from the rest of a state, kept for speed: equal to any
 /// other and hashed as nothing, so it never splits one state into two.

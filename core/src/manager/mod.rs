@@ -1,0 +1,325 @@
+//! The manager: the ledger of every instance that may still be alive, and
+//! the decisions made from it (launch, stop, lease, budget, breaker, lockdown).
+//!
+//! Sans-IO: [`Manager::step`] takes the time and one input and appends
+//! effects to a buffer. It never reads a clock, never panics on input, and
+//! changes its durable state only through journal records emitted before
+//! the effects that depend on them.
+//!
+//! The modules, by concern: `types` (the public vocabulary), `ledger` (the
+//! instances and every index over them), `vacancy` (the occupancy rule and
+//! the launch index), `persistence` (the one way state changes: a record),
+//! `time` (ticks: leases, boot timeouts, backoff), `reports` (an agent's
+//! report), `launching` (choosing, admitting, paying, launching) and
+//! `commands` (users' and operators').
+
+mod commands;
+mod launching;
+mod ledger;
+mod persistence;
+mod reports;
+mod time;
+mod types;
+mod vacancy;
+
+pub use types::{
+    Alert, Backoff, CommandKind, Effect, LiveView, Liveness, ManagerInput, Note, OperatorCommand,
+    Phase, Rejected, UserCommand, phase_of,
+};
+
+use crate::breaker::Breaker;
+use crate::budget::{Budget, LaunchBoundInputs};
+use crate::config::{Config, ConfigError, Mutation};
+use crate::ids::{Generation, HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::journal::{Counters, Durable, DurableInstance};
+use ledger::Ledger;
+use serde::{Deserialize, Serialize};
+
+/// The manager: the durable fold of its journal, the ledger with its
+/// indexes, and the seed of its backoff jitter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Manager {
+    durable: Durable,
+    #[serde(flatten)]
+    ledger: Ledger,
+    rng: u64,
+}
+
+/// One step in progress: the manager with the step's configuration, time
+/// and effect buffer, so that the decisions below take only what they decide
+/// about.
+struct Step<'a> {
+    m: &'a mut Manager,
+    cfg: &'a Config,
+    now: Tick,
+    out: &'a mut Vec<Effect>,
+}
+
+impl Manager {
+    /// A new manager with the configured initial formation. Emits the
+    /// records that grant the initial free launches.
+    pub fn new(cfg: &Config, now: Tick, out: &mut Vec<Effect>) -> Result<Manager, ConfigError> {
+        let mut m = Manager::recover(cfg, Durable::genesis(cfg, now), now)?;
+        let mut step = Step {
+            m: &mut m,
+            cfg,
+            now,
+            out,
+        };
+        for (i, p) in cfg.process_types.iter().enumerate() {
+            let process_type = TypeId(u16::try_from(i).unwrap_or(u16::MAX));
+            step.set_formation(process_type, p.count_initial);
+        }
+        m.ledger.flush(cfg);
+        Ok(m)
+    }
+
+    /// A manager rebuilt from its journal (already folded into `durable`)
+    /// at `now`. Every instance is treated as leased for a full expiry period
+    /// from now, since the grant times were not journaled.
+    pub fn recover(cfg: &Config, durable: Durable, now: Tick) -> Result<Manager, ConfigError> {
+        cfg.validate()?;
+        let mut durable = durable;
+        durable.formation.resize(cfg.process_types.len(), 0);
+        if cfg.mutations.has(Mutation::BudgetNotJournaled) {
+            durable.budget.tokens_milli = Budget::full(cfg, now).tokens_milli;
+        }
+        if cfg.mutations.has(Mutation::ProbeNotJournaled) {
+            durable.budget.probe_ready = true;
+        }
+        let live = Liveness {
+            view: LiveView::Unknown,
+            lease_deadline: now.plus(cfg.lease_expiry_ticks()),
+        };
+        Ok(Manager {
+            ledger: Ledger::recovered(cfg, &durable, live),
+            durable,
+            rng: cfg.seed,
+        })
+    }
+
+    /// Applies one input at `now`, appending effects to `out`.
+    ///
+    /// Facts (ticks, reports) never fail. A refused user command returns
+    /// `Err` and leaves the state exactly as it was.
+    pub fn step(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        input: ManagerInput,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), Rejected> {
+        let mut step = Step {
+            m: self,
+            cfg,
+            now,
+            out,
+        };
+        let result = match input {
+            ManagerInput::Tick => {
+                step.on_tick();
+                Ok(())
+            }
+            ManagerInput::ReportReceived(report) => {
+                step.on_report(&report);
+                Ok(())
+            }
+            ManagerInput::User(command) => step.on_user(command),
+            ManagerInput::Operator(command) => {
+                step.on_operator(command);
+                Ok(())
+            }
+        };
+        if let Err(Rejected::LockedDown { .. }) = result {
+            out.push(Effect::Note(Note::LockdownRefused));
+        }
+        self.ledger.flush(cfg);
+        // Mutations are deliberate bugs: their broken invariants are for the
+        // checker to find, not for a debug assertion to stop.
+        debug_assert!(
+            !cfg.mutations.is_empty() || crate::invariants::check_manager(self, cfg).is_ok(),
+            "manager invariant broken: {:?}",
+            crate::invariants::check_manager(self, cfg)
+        );
+        result
+    }
+
+    // ----- queries -----
+
+    /// The durable state: what a restart would recover.
+    #[must_use]
+    pub fn durable(&self) -> &Durable {
+        &self.durable
+    }
+
+    /// The ledger: every instance that may still be alive, with what the
+    /// manager knows of its liveness.
+    pub fn ledger(&self) -> impl Iterator<Item = (InstanceId, &DurableInstance, &Liveness)> {
+        self.durable
+            .instances
+            .iter()
+            .filter_map(|(id, d)| self.ledger.entry(d.host, *id).map(|e| (*id, d, &e.live)))
+    }
+
+    /// Number of instances in the ledger.
+    #[must_use]
+    pub fn ledger_len(&self) -> usize {
+        self.durable.instances.len()
+    }
+
+    /// The phase of `instance`: `Stopped` once it has left the ledger,
+    /// `None` if it was never launched.
+    #[must_use]
+    pub fn phase(&self, instance: InstanceId) -> Option<Phase> {
+        let d = self.durable.instances.get(&instance);
+        match d.and_then(|d| Some((d, self.ledger.entry(d.host, instance)?))) {
+            Some((d, e)) => Some(phase_of(d, &e.live)),
+            None => {
+                let hw = self.durable.high_water.get(&instance.slot)?;
+                (instance.generation <= *hw).then_some(Phase::Stopped)
+            }
+        }
+    }
+
+    /// The host an instance in the ledger was placed on.
+    #[must_use]
+    pub fn host_of(&self, instance: InstanceId) -> Option<HostId> {
+        self.durable.instances.get(&instance).map(|d| d.host)
+    }
+
+    /// Desired count of `process_type`.
+    #[must_use]
+    pub fn desired(&self, process_type: TypeId) -> u16 {
+        self.durable
+            .formation
+            .get(usize::from(process_type.0))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The breaker.
+    #[must_use]
+    pub fn breaker(&self) -> Breaker {
+        self.durable.breaker
+    }
+
+    /// Whether lockdown is on.
+    #[must_use]
+    pub fn lockdown(&self) -> bool {
+        self.durable.lockdown
+    }
+
+    /// Per-slot backoff, for display.
+    #[must_use]
+    pub fn backoff(&self, slot: SlotId) -> Backoff {
+        self.ledger.backoff(slot)
+    }
+
+    /// Slots of the formation with nothing occupying them.
+    pub fn vacant_slots(&self) -> impl Iterator<Item = SlotId> + '_ {
+        self.ledger.vacant().iter().copied()
+    }
+
+    /// The earliest time at which a [`ManagerInput::Tick`] would change
+    /// anything (a lease, a boot timeout, an entry going unknown, the probe
+    /// credit, the breaker's cool-down); `None` when only an input can. A
+    /// tick before it changes nothing, so a shell may sleep until then, or
+    /// until its next input.
+    #[must_use]
+    pub fn next_wake(&self, cfg: &Config) -> Option<Tick> {
+        [
+            self.ledger.next_due(),
+            self.durable.budget.next_change(),
+            self.durable.breaker.next_change(cfg),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The launch bound's inputs at `now`, with `S` from `counters` (the
+    /// shell's fold of the journal); see [`crate::launch_bound_inputs`].
+    #[must_use]
+    pub fn launch_bound_inputs(
+        &self,
+        cfg: &Config,
+        counters: &Counters,
+        now: Tick,
+    ) -> LaunchBoundInputs {
+        crate::budget::launch_bound_inputs(cfg, &self.durable, counters, now)
+    }
+
+    /// Boots on `host` not yet confirmed ended (DESIGN.md shortcut 11):
+    /// `Launching`, or stopping/unknown without the "boot seen done" mark.
+    #[must_use]
+    pub fn boots_unconfirmed(&self, cfg: &Config, host: HostId) -> usize {
+        self.count_boots(host, cfg.mutations.has(Mutation::AdmissionCountsLaunching))
+    }
+
+    /// Boots on `host` not yet confirmed ended, by the shipped rule whatever
+    /// the mutations: what the admission invariant is checked against.
+    #[must_use]
+    pub fn boots_unconfirmed_shipped(&self, host: HostId) -> usize {
+        self.count_boots(host, false)
+    }
+
+    fn count_boots(&self, host: HostId, only_launching: bool) -> usize {
+        self.ledger
+            .entries_on(host)
+            .iter()
+            .filter(|e| match phase_of(&e.d, &e.live) {
+                Phase::Launching => true,
+                Phase::Stopping(_) | Phase::Unknown => !only_launching && !e.d.boot_seen_done,
+                Phase::Up | Phase::Stopped => false,
+            })
+            .count()
+    }
+
+    /// Instances in the ledger placed on `host`.
+    pub fn instances_on(&self, host: HostId) -> impl Iterator<Item = InstanceId> + '_ {
+        self.ledger.entries_on(host).iter().map(|e| e.id)
+    }
+
+    /// Instances in the ledger of `slot`.
+    pub fn instances_of(&self, slot: SlotId) -> impl Iterator<Item = InstanceId> + '_ {
+        instances_of(&self.durable, slot)
+    }
+
+    /// Whether the ledger and its indexes are exactly what the durable
+    /// state implies (for the invariant checker).
+    pub(crate) fn check_ledger(&self, cfg: &Config) -> Result<(), crate::invariants::Violation> {
+        self.ledger.check(cfg, &self.durable)
+    }
+
+    /// Renames every host id through `rename` (a permutation of the hosts).
+    ///
+    /// The manager treats host ids only as names: it places on the reporting
+    /// host and never compares ids by order for a decision. So a renamed
+    /// manager behaves like the original with its hosts relabelled, which is
+    /// what the model checker's symmetry reduction relies on.
+    pub fn rename_hosts(&mut self, rename: impl Fn(HostId) -> HostId) {
+        for d in self.durable.instances.values_mut() {
+            d.host = rename(d.host);
+        }
+        self.durable.paused_hosts = self
+            .durable
+            .paused_hosts
+            .iter()
+            .map(|h| rename(*h))
+            .collect();
+        self.ledger.rename_hosts(rename);
+    }
+}
+
+/// The instances of `slot` in `durable`, in generation order.
+pub(crate) fn instances_of(durable: &Durable, slot: SlotId) -> impl Iterator<Item = InstanceId> {
+    let lo = InstanceId {
+        slot,
+        generation: Generation(0),
+    };
+    let hi = InstanceId {
+        slot,
+        generation: Generation(u32::MAX),
+    };
+    durable.instances.range(lo..=hi).map(|(id, _)| *id)
+}

@@ -1,0 +1,127 @@
+//! Durable changes: every one goes through a record, emitted before any
+//! effect that depends on it, and followed by the ledger in the same call.
+
+use super::Step;
+use super::types::{Alert, Effect, LiveView, Liveness};
+use crate::breaker::{Breaker, BreakerChange};
+use crate::budget::Budget;
+use crate::ids::{HostId, InstanceId, SlotId, TypeId};
+use crate::journal::{JournalRecord, StopReason};
+
+impl Step<'_> {
+    /// Applies `record` to the durable state and the ledger, and asks the
+    /// shell to make it durable before any later effect.
+    pub(super) fn persist(&mut self, record: JournalRecord) {
+        let (cfg, now) = (self.cfg, self.now);
+        let m = &mut *self.m;
+        // Where a stopped instance ran, read before the record removes it.
+        let placed = match record {
+            JournalRecord::InstanceStopped { instance } => m
+                .durable
+                .instances
+                .get(&instance)
+                .map(|d| (instance, d.host)),
+            _ => None,
+        };
+        let old_count = match record {
+            JournalRecord::FormationSet { process_type, .. } => m.desired(process_type),
+            _ => 0,
+        };
+        if let JournalRecord::InstanceLaunched { instance, .. } = record {
+            // A bug, not input: a generation at or below the slot's high
+            // water would reuse a fencing token (S6).
+            let high_water = m.durable.high_water.get(&instance.slot).copied();
+            assert!(
+                high_water.is_none_or(|h| instance.generation > h),
+                "launch of {instance} at or below its slot's high water {high_water:?}"
+            );
+        }
+        m.durable.apply(&record);
+        let launched = Liveness {
+            view: LiveView::Launching {
+                boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
+            },
+            lease_deadline: now.plus(cfg.lease_expiry_ticks()),
+        };
+        m.ledger
+            .follow(cfg, &m.durable, &record, (placed.map(|(_, h)| h), launched));
+        if let JournalRecord::FormationSet {
+            process_type,
+            count,
+        } = record
+        {
+            let upto = old_count.max(count);
+            m.ledger.refresh_type(cfg, &m.durable, process_type, upto);
+        }
+        self.out.push(Effect::Persist(record));
+        if let Some((instance, host)) = placed {
+            let note = super::Note::InstanceStopped { instance, host };
+            self.out.push(Effect::Note(note));
+        }
+    }
+
+    pub(super) fn set_budget(&mut self, budget: Budget) {
+        if budget != self.m.durable.budget {
+            self.persist(JournalRecord::BudgetSet { budget });
+        }
+    }
+
+    pub(super) fn set_breaker(&mut self, breaker: Breaker, change: BreakerChange) {
+        if change == BreakerChange::None {
+            return;
+        }
+        self.persist(JournalRecord::BreakerSet { breaker });
+        if change == BreakerChange::Tripped {
+            self.out.push(Effect::Alert(Alert::BreakerTripped));
+        }
+    }
+
+    /// Sets the desired count of `process_type`; each new slot gets a free
+    /// first launch.
+    pub(super) fn set_formation(&mut self, process_type: TypeId, count: u16) {
+        let old = self.m.desired(process_type);
+        if old != count {
+            self.persist(JournalRecord::FormationSet {
+                process_type,
+                count,
+            });
+        }
+        for index in old..count {
+            let slot = SlotId {
+                process_type,
+                index,
+            };
+            self.grant_free_launch(slot);
+        }
+    }
+
+    pub(super) fn grant_free_launch(&mut self, slot: SlotId) {
+        if !self.m.durable.free_launches.contains(&slot) {
+            self.persist(JournalRecord::FreeLaunchGranted { slot });
+        }
+    }
+
+    /// Proven dead: the instance leaves the ledger.
+    pub(super) fn remove(&mut self, (host, instance): (HostId, InstanceId)) {
+        let Some(d) = self.m.ledger.entry(host, instance).map(|e| e.d) else {
+            return;
+        };
+        self.persist(JournalRecord::InstanceStopped { instance });
+        let breaker = self.m.durable.breaker;
+        if !d.boot_seen_done
+            && matches!(breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)
+        {
+            // A probe that never booted counts as a failed probe.
+            let mut b = breaker;
+            let change = b.on_failure(self.cfg, self.now, instance);
+            self.set_breaker(b, change);
+        }
+    }
+
+    pub(super) fn request_stop(&mut self, instance: InstanceId, reason: StopReason) {
+        let current = self.m.durable.instances.get(&instance).and_then(|d| d.stop);
+        if current.is_none() {
+            self.persist(JournalRecord::StopRequested { instance, reason });
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The manager's public vocabulary: its inputs, effects, notes, alerts,
+//! refusals, and the phases of an instance's life.
+
+use crate::ids::{HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::journal::{DurableInstance, JournalRecord, StopReason};
+use crate::message::{AgentReport, ManagerReply};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The manager's view of an instance's life (DESIGN.md, "Ledger lifecycle").
+///
+/// `Stopped` is the absence from the ledger of an instance at or below its
+/// slot's high water: see [`Manager::phase`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Launch sent; not yet reported up.
+    Launching,
+    /// Reported up.
+    Up,
+    /// Asked to stop; still alive until proven dead.
+    Stopping(StopReason),
+    /// Host silent, or the manager restarted since it last heard.
+    Unknown,
+    /// Proven dead; no longer in the ledger.
+    Stopped,
+}
+
+/// What the manager knows of an instance and forgets on restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Liveness {
+    /// Launching (with its boot deadline), up, or unknown.
+    pub view: LiveView,
+    /// Manager time after which the instance's lease has certainly expired.
+    pub lease_deadline: Tick,
+}
+
+/// Liveness apart from any stop request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LiveView {
+    /// Not yet up; timed out at `boot_deadline`.
+    Launching {
+        /// When the boot times out.
+        boot_deadline: Tick,
+    },
+    /// Reported up.
+    Up,
+    /// Not heard of lately.
+    Unknown,
+}
+
+/// Per-slot relaunch spacing; volatile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Backoff {
+    /// Consecutive failures.
+    pub attempts: u8,
+    /// No relaunch before this time.
+    pub not_before: Tick,
+}
+
+/// A user's command on app management.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum UserCommand {
+    /// Set the desired count of a type (`heroku ps:scale web=4`).
+    Scale {
+        /// The type.
+        process_type: TypeId,
+        /// The new count.
+        count: u16,
+    },
+    /// Replace the running instances of one type, or of all.
+    Restart {
+        /// The type, or `None` for every type.
+        process_type: Option<TypeId>,
+    },
+    /// A new release: replace every instance.
+    Deploy,
+}
+
+/// An operator's flow control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum OperatorCommand {
+    /// Lockdown on or off.
+    Lockdown {
+        /// On.
+        on: bool,
+    },
+    /// Open the breaker by hand.
+    BreakerOpen,
+    /// Close the breaker by hand.
+    BreakerClose,
+    /// Pause launches on one host, or everywhere.
+    PauseLaunches {
+        /// The host, or `None` for all.
+        host: Option<HostId>,
+    },
+    /// Resume launches on one host, or everywhere.
+    ResumeLaunches {
+        /// The host, or `None` for all.
+        host: Option<HostId>,
+    },
+}
+
+/// One input to the manager.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "input")]
+pub enum ManagerInput {
+    /// Time passed: check boot timeouts, leases, probe credit, breaker.
+    Tick,
+    /// An agent's report (inventory and lease request) arrived.
+    ReportReceived(AgentReport),
+    /// A user's command.
+    User(UserCommand),
+    /// An operator's command.
+    Operator(OperatorCommand),
+}
+
+/// An alert for the operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "alert")]
+pub enum Alert {
+    /// The breaker opened on its own: boots are failing.
+    BreakerTripped,
+    /// An agent runs an instance above its slot's high-water generation:
+    /// the journal lost records. The high water was raised (journaled)
+    /// before any launch of the slot, and the instance is reaped.
+    GenerationAboveHighWater {
+        /// The instance reported.
+        instance: InstanceId,
+    },
+}
+
+/// Something worth counting that changed no rule: the evidence for the
+/// checker's `sometimes` properties and the shell's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "note")]
+pub enum Note {
+    /// A report from an unsupported protocol version was dropped.
+    ReportVersionMismatch,
+    /// An exit for an instance no longer in the ledger (late or duplicated).
+    StaleExit,
+    /// An unknown running instance was told to stop.
+    PhantomReaped {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A boot outlasted its timeout.
+    BootTimedOut {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A lease expired: the instance is proven dead.
+    LeaseExpired {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A relaunch was refused: no token and no probe credit.
+    RetryRefused {
+        /// The slot.
+        slot: SlotId,
+    },
+    /// An instance booted for the first time.
+    BootSucceeded {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A user command was refused because of lockdown.
+    LockdownRefused,
+    /// A relaunch was paid by the probe credit.
+    ProbeSpent,
+    /// An instance left the ledger (`InstanceStopped` was journaled): where
+    /// it ran, so a shell can say so without mirroring placement.
+    InstanceStopped {
+        /// The instance.
+        instance: InstanceId,
+        /// The host it was placed on.
+        host: HostId,
+    },
+}
+
+/// What the manager asks its shell to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "effect")]
+pub enum Effect {
+    /// Make this record durable before performing any later effect.
+    Persist(JournalRecord),
+    /// Send a reply to an agent.
+    Send(ManagerReply),
+    /// Raise an alert.
+    Alert(Alert),
+    /// Count this.
+    Note(Note),
+}
+
+/// The kind of user command refused by lockdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandKind {
+    /// Scale down.
+    ScaleDown,
+    /// Restart.
+    Restart,
+    /// Deploy.
+    Deploy,
+}
+
+impl std::fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommandKind::ScaleDown => "scale down",
+            CommandKind::Restart => "restart",
+            CommandKind::Deploy => "deploy",
+        })
+    }
+}
+
+/// A user's request the manager refuses; the state is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum Rejected {
+    /// No such process type.
+    #[error("unknown process type {process_type:?}: it is not in the configuration")]
+    UnknownProcessType {
+        /// The id given.
+        process_type: TypeId,
+    },
+    /// A count over the configured maximum.
+    #[error("cannot scale type {process_type:?} to {requested}: the configured maximum is {max}")]
+    ScaleAboveMax {
+        /// The type.
+        process_type: TypeId,
+        /// The count asked for.
+        requested: u16,
+        /// The maximum.
+        max: u16,
+    },
+    /// A singleton scaled above one.
+    #[error(
+        "cannot scale singleton type {process_type:?} to {requested}: a singleton runs at most 1"
+    )]
+    SingletonAboveOne {
+        /// The type.
+        process_type: TypeId,
+        /// The count asked for.
+        requested: u16,
+    },
+    /// Lockdown is on.
+    #[error(
+        "{command} refused: app management is locked down; an operator must turn lockdown off first"
+    )]
+    LockedDown {
+        /// What was refused.
+        command: CommandKind,
+    },
+}
+
+/// The combined phase of one ledger entry.
+#[must_use]
+pub fn phase_of(d: &DurableInstance, l: &Liveness) -> Phase {
+    match (d.stop, l.view) {
+        (Some(reason), _) => Phase::Stopping(reason),
+        (None, LiveView::Launching { .. }) => Phase::Launching,
+        (None, LiveView::Up) => Phase::Up,
+        (None, LiveView::Unknown) => Phase::Unknown,
+    }
+}
