@@ -53,6 +53,12 @@ impl Step<'_> {
             let Some(free) = self.pay(&mut round, slot) else {
                 continue;
             };
+            // A bug, not input: admission is decided before a boot is
+            // counted, so a host never holds more than `K` (S4).
+            assert!(
+                round.boots < usize::from(self.cfg.boots_in_flight_max),
+                "launch on {host} past admission"
+            );
             if let Some(instance) = self.launch(host, slot, free) {
                 round.boots += 1;
                 reply.launch.push(instance);
