@@ -209,6 +209,15 @@ impl Durable {
     /// Applies one record. Total: a record about an unknown instance or type
     /// changes nothing, so any journal (even a corrupt one) folds.
     pub fn apply(&mut self, record: &JournalRecord) {
+        self.apply_fresh(record);
+    }
+
+    /// Applies one record; `false` when it launched a generation at or
+    /// below its slot's high water (a reused fencing token: never for a
+    /// record the manager writes, possible in a corrupt journal). Read in the
+    /// same lookup that raises the high water, so the writer's assertion
+    /// costs nothing.
+    pub(crate) fn apply_fresh(&mut self, record: &JournalRecord) -> bool {
         match *record {
             JournalRecord::FormationSet {
                 process_type,
@@ -229,12 +238,14 @@ impl Durable {
                 free,
             } => {
                 let hw = self.high_water.entry(instance.slot).or_default();
+                let fresh = instance.generation > *hw;
                 *hw = (*hw).max(instance.generation);
                 if free {
                     self.free_launches.remove(&instance.slot);
                 }
                 self.instances
                     .insert(instance, DurableInstance::launched(host));
+                return fresh;
             }
             JournalRecord::BootSeenDone { instance } => {
                 if let Some(i) = self.instances.get_mut(&instance) {
@@ -271,6 +282,7 @@ impl Durable {
                 }
             },
         }
+        true
     }
 
     /// Folds `records` onto `self`.

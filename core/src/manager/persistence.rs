@@ -2,7 +2,7 @@
 //! effect that depends on it, and followed by the ledger in the same call.
 
 use super::Step;
-use super::types::{Alert, Effect, LiveView, Liveness};
+use super::types::{Alert, Effect};
 use crate::breaker::{Breaker, BreakerChange};
 use crate::budget::Budget;
 use crate::ids::{HostId, InstanceId, SlotId, TypeId};
@@ -12,39 +12,31 @@ impl Step<'_> {
     /// Applies `record` to the durable state and the ledger, and asks the
     /// shell to make it durable before any later effect.
     pub(super) fn persist(&mut self, record: JournalRecord) {
+        self.persist_placed(record, None);
+    }
+
+    /// `persist`, told where an `InstanceStopped`'s instance ran when the
+    /// caller knows (it saves a lookup in the whole ledger).
+    fn persist_placed(&mut self, record: JournalRecord, host: Option<HostId>) {
         let (cfg, now) = (self.cfg, self.now);
         let m = &mut *self.m;
         // Where a stopped instance ran, read before the record removes it.
         let placed = match record {
-            JournalRecord::InstanceStopped { instance } => m
-                .durable
-                .instances
-                .get(&instance)
-                .map(|d| (instance, d.host)),
+            JournalRecord::InstanceStopped { instance } => host
+                .or_else(|| m.durable.instances.get(&instance).map(|d| d.host))
+                .map(|h| (instance, h)),
             _ => None,
         };
         let old_count = match record {
             JournalRecord::FormationSet { process_type, .. } => m.desired(process_type),
             _ => 0,
         };
-        if let JournalRecord::InstanceLaunched { instance, .. } = record {
-            // A bug, not input: a generation at or below the slot's high
-            // water would reuse a fencing token (S6).
-            let high_water = m.durable.high_water.get(&instance.slot).copied();
-            assert!(
-                high_water.is_none_or(|h| instance.generation > h),
-                "launch of {instance} at or below its slot's high water {high_water:?}"
-            );
-        }
-        m.durable.apply(&record);
-        let launched = Liveness {
-            view: LiveView::Launching {
-                boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
-            },
-            lease_deadline: now.plus(cfg.lease_expiry_ticks()),
-        };
-        m.ledger
-            .follow(cfg, &m.durable, &record, (placed.map(|(_, h)| h), launched));
+        let fresh = m.durable.apply_fresh(&record);
+        // A bug, not input: a launch at or below its slot's high water would
+        // reuse a fencing token (S6).
+        assert!(fresh, "{record:?} reuses a generation of its slot");
+        let placed_on = placed.map(|(_, h)| h);
+        m.ledger.follow((cfg, now), &m.durable, &record, placed_on);
         if let JournalRecord::FormationSet {
             process_type,
             count,
@@ -106,7 +98,7 @@ impl Step<'_> {
         let Some(d) = self.m.ledger.entry(host, instance).map(|e| e.d) else {
             return;
         };
-        self.persist(JournalRecord::InstanceStopped { instance });
+        self.persist_placed(JournalRecord::InstanceStopped { instance }, Some(host));
         let breaker = self.m.durable.breaker;
         if !d.boot_seen_done
             && matches!(breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)

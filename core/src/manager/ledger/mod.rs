@@ -9,7 +9,7 @@
 //! is what the invariant checker calls.
 
 use super::time::min_due;
-use super::types::{Backoff, Liveness};
+use super::types::{Backoff, LiveView, Liveness};
 use super::vacancy::{self, Cache, Vacancies};
 
 mod check;
@@ -172,29 +172,36 @@ impl Ledger {
 
     // ----- changing: each method keeps every index in step -----
 
-    /// Follows `record`, just applied to `durable`: an instance launched
-    /// (with liveness `launched`), stopped, or its durable half changed;
-    /// the formation changed (from `old_count`). Then refreshes the vacancy
-    /// of the slots concerned.
+    /// Follows `record`, just applied to `durable` at `now`: an instance
+    /// launched (launching, leased from `now`), stopped (it was on
+    /// `placed`), or its durable half changed. Then refreshes the vacancy
+    /// of the slot concerned.
     pub(crate) fn follow(
         &mut self,
-        cfg: &Config,
+        (cfg, now): (&Config, Tick),
         durable: &Durable,
         record: &JournalRecord,
-        (placed, launched): (Option<HostId>, Liveness),
+        placed: Option<HostId>,
     ) {
         match *record {
             JournalRecord::InstanceLaunched { instance, host, .. } => {
+                let live = Liveness {
+                    view: LiveView::Launching {
+                        boot_deadline: now.plus(cfg.timing.boot_timeout_ticks),
+                    },
+                    lease_deadline: now.plus(cfg.lease_expiry_ticks()),
+                };
                 let d = DurableInstance::launched(host);
                 self.insert(
                     durable,
                     Entry {
                         id: instance,
                         d,
-                        live: launched,
+                        live,
                     },
                 );
-                self.refresh_slot(cfg, durable, instance.slot);
+                // Occupied by the instance just launched: no need to ask.
+                self.set_vacant(instance.slot, false);
             }
             JournalRecord::InstanceStopped { instance } => {
                 if let Some(host) = placed {
@@ -202,8 +209,9 @@ impl Ledger {
                 }
                 self.refresh_slot(cfg, durable, instance.slot);
             }
-            JournalRecord::BootSeenDone { instance }
-            | JournalRecord::StopRequested { instance, .. }
+            // Occupancy does not depend on the boot.
+            JournalRecord::BootSeenDone { instance } => self.sync(durable, instance),
+            JournalRecord::StopRequested { instance, .. }
             | JournalRecord::StopCancelled { instance } => {
                 self.sync(durable, instance);
                 self.refresh_slot(cfg, durable, instance.slot);
@@ -232,7 +240,10 @@ impl Ledger {
 
     /// Makes `slot`'s membership of `vacant` follow the occupancy rule.
     pub(crate) fn refresh_slot(&mut self, cfg: &Config, durable: &Durable, slot: SlotId) {
-        let vacant = vacancy::slot_is_vacant(cfg, durable, slot);
+        self.set_vacant(slot, vacancy::slot_is_vacant(cfg, durable, slot));
+    }
+
+    fn set_vacant(&mut self, slot: SlotId, vacant: bool) {
         let not_before = self.backoff(slot).not_before;
         // `vacant` changes only here, so `launchable` follows it.
         if vacant && self.vacant.insert(slot) {
