@@ -17,12 +17,13 @@
 //! checked with `loom` (`manager/tests/loom.rs`).
 
 pub mod api;
-pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod fence;
 pub mod host;
 pub mod journal;
 pub mod machine;
+pub mod process;
 pub mod server;
 pub mod settings;
 pub mod shell;

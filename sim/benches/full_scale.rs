@@ -8,13 +8,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally_sim::Policy;
-use tally_sim::cli::{SimulateArgs, simulate};
+use std::time::{Duration, Instant};
+use tally_sim::simulate::{Plan, SimulateOptions, tally_unsafe};
+use tally_sim::{Policy, Progress, Report, SimError};
 
 fn main() -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
     let mut args =
-        SimulateArgs::new(&env("SIM_SCENARIO").unwrap_or_else(|| "incident-2012".into()));
+        SimulateOptions::new(&env("SIM_SCENARIO").unwrap_or_else(|| "incident-2012".into()));
     args.policies = match env("SIM_POLICY").as_deref() {
         Some("both") => Policy::ALL.to_vec(),
         Some(name) => Policy::from_name(name).map(|p| vec![p]).unwrap_or_default(),
@@ -28,10 +29,10 @@ fn main() -> ExitCode {
         }
     });
     args.duration_h = env("SIM_HOURS").and_then(|h| h.parse().ok());
-    args.out_dir = env("SIM_OUT").map(PathBuf::from);
-    match simulate(args) {
-        Ok(outcome) => {
-            for r in &outcome.reports {
+    let out_dir = env("SIM_OUT").map(PathBuf::from);
+    match run(&args, out_dir) {
+        Ok(reports) => {
+            for r in &reports {
                 let p = &r.perf;
                 println!(
                     "{} {}: {} events in {:.1} s wall = {:.0} events/s; manager ticks {:.1} s ({} calls), reports {:.1} s ({} calls, {:.0} instances each), user {:.1} s; agents {:.1} s ({} steps); invariants {:.1} s",
@@ -51,11 +52,36 @@ fn main() -> ExitCode {
                     p.invariants_s
                 );
             }
-            ExitCode::from(outcome.exit_code)
+            ExitCode::from(if tally_unsafe(&reports) { 2 } else { 0 })
         }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runs, with a progress line every five seconds, and the outputs.
+fn run(args: &SimulateOptions, out_dir: Option<PathBuf>) -> Result<Vec<Report>, SimError> {
+    let plan = Plan::new(args)?;
+    let name = &plan.scenario.name;
+    let reports = plan.run(|_, policy| {
+        let mut last: Option<Instant> = None;
+        move |p: Progress| {
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                last = Some(Instant::now());
+                eprintln!(
+                    "{name} {policy}: {:5.1}% of {:.1} h, {} events",
+                    100.0 * p.now_ms as f64 / p.end_ms.max(1) as f64,
+                    p.end_ms as f64 / 3.6e6,
+                    p.events
+                );
+            }
+        }
+    })?;
+    if let Some(dir) = &out_dir {
+        tally_sim::write_outputs(dir, &reports)?;
+        println!("outputs written to {}", dir.display());
+    }
+    Ok(reports)
 }

@@ -11,7 +11,8 @@
 //!
 //! - [`run`]: one scenario, one [`Policy`], one seed, to a [`Report`].
 //! - [`write_outputs`]: JSON summary, CSV/JSON time series and SVG charts.
-//! - [`cli::simulate`]: the `tally simulate SCENARIO` verb, clap-free.
+//! - [`simulate::Plan`]: a scenario under several policies side by side,
+//!   as `tally simulate` runs it (the binary draws the progress and table).
 //!
 //! ## Determinism
 //!
@@ -30,7 +31,6 @@
 //! core. Ground truth (which processes run where), physics and observation
 //! live here; every decision lives in `tally-core`.
 
-pub mod cli;
 pub mod detector;
 pub mod error;
 pub mod output;
@@ -38,6 +38,7 @@ pub mod policy;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod simulate;
 pub mod svg;
 mod world;
 

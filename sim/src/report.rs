@@ -176,6 +176,18 @@ pub struct Report {
     pub perf: Perf,
 }
 
+impl Report {
+    /// Whether the run kept every safety property the simulator observes.
+    #[must_use]
+    pub fn safety_kept(&self) -> bool {
+        let s = &self.summary;
+        s.launch_bound_exceeded_steps == 0
+            && s.phantoms_total == 0
+            && s.singleton_overlaps == 0
+            && s.invariant_violations == 0
+    }
+}
+
 /// The `q` quantile (0..=1) of `v`, sorting it; 0 when empty.
 pub fn quantile(v: &mut [u32], q: f64) -> f64 {
     if v.is_empty() {

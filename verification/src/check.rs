@@ -1,5 +1,6 @@
 //! Running a check: stateright for the safety and reachability properties,
-//! the graph check for L1, with progress lines and a summary table.
+//! the graph check for L1, with progress reports ([`CheckProgress`]), and the verdict across a
+//! preset's configurations ([`summarize`]).
 
 use crate::checked::CheckedModel;
 use crate::liveness;
@@ -7,8 +8,8 @@ use crate::properties::{Kind, L1, PROPERTIES};
 use crate::trace;
 use stateright::{Checker, HasDiscoveries, Model};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_model::{Action, ModelConfig, ModelConfigError, TallyModel, World};
 
@@ -19,6 +20,41 @@ pub enum Search {
     Dfs,
     /// Breadth-first: shortest counterexamples.
     Bfs,
+}
+
+/// How far a check has got: what a progress line shows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CheckProgress {
+    /// The stateright search, every two seconds.
+    Search {
+        /// States generated.
+        states: usize,
+        /// Unique states.
+        unique: usize,
+        /// Deepest path explored.
+        depth: usize,
+        /// Seconds since the search started.
+        seconds: f64,
+    },
+    /// The L1 graph, as it grows.
+    Liveness {
+        /// States in the graph.
+        states: usize,
+    },
+}
+
+/// A progress callback: the configuration's name and how far its check has
+/// got, called from the checking thread.
+pub type ProgressFn = dyn Fn(&str, CheckProgress) + Send + Sync;
+
+/// Told how far a check has got ([`ProgressFn`]).
+#[derive(Clone)]
+pub struct Progress(pub Arc<ProgressFn>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 /// How to run a check.
@@ -34,8 +70,8 @@ pub struct CheckOptions {
     pub liveness: bool,
     /// Stop as soon as any of these properties has a discovery.
     pub stop_at: Option<BTreeSet<&'static str>>,
-    /// Print progress lines on stderr.
-    pub progress: bool,
+    /// Told how far the check has got; nothing when `None`.
+    pub progress: Option<Progress>,
     /// Largest graph the L1 check builds.
     pub liveness_state_limit: usize,
     /// Write counterexample traces here.
@@ -50,7 +86,7 @@ impl Default for CheckOptions {
             symmetry: false,
             liveness: true,
             stop_at: None,
-            progress: false,
+            progress: None,
             liveness_state_limit: 20_000_000,
             trace_out: None,
         }
@@ -179,11 +215,9 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
     };
     if opts.liveness {
         let t = Instant::now();
-        let name = cfg.name.clone();
-        let progress = opts.progress;
         let outcome = liveness::check(&inner, opts.liveness_state_limit, opts.symmetry, |n| {
-            if progress {
-                eprintln!("  [{name}] L1 graph: {n} states");
+            if let Some(Progress(progress)) = &opts.progress {
+                progress(&cfg.name, CheckProgress::Liveness { states: n });
             }
         });
         report.liveness_seconds = t.elapsed().as_secs_f64();
@@ -226,17 +260,22 @@ fn collect<C: Checker<CheckedModel>>(
     let mut last = Instant::now();
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(50));
-        if opts.progress && last.elapsed() >= Duration::from_secs(2) {
+        let Some(Progress(progress)) = &opts.progress else {
+            continue;
+        };
+        if last.elapsed() >= Duration::from_secs(2) {
             last = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
+            let seconds = started.elapsed().as_secs_f64();
             let unique = checker.unique_state_count();
-            eprintln!(
-                "  [{}] states {} unique {} depth {} ({:.0} states/s)",
-                cfg.name,
-                checker.state_count(),
-                unique,
-                checker.max_depth(),
-                unique as f64 / secs.max(1e-9)
+            let states = checker.state_count();
+            progress(
+                &cfg.name,
+                CheckProgress::Search {
+                    states,
+                    unique,
+                    depth: checker.max_depth(),
+                    seconds,
+                },
             );
         }
     }
@@ -278,39 +317,63 @@ fn collect<C: Checker<CheckedModel>>(
     }
 }
 
-/// Prints the summary table of a preset's reports: one row per property,
-/// one column per configuration, and a verdict across them.
+/// A property's verdict across a preset's configurations: one row of the
+/// summary table `tally check` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An `always` or L1 held in every configuration.
+    Holds,
+    /// Counterexamples: each configuration's name and the steps of its
+    /// counterexample.
+    Counterexamples(Vec<(String, usize)>),
+    /// A `sometimes` reached in some configuration.
+    Reachable,
+    /// A `sometimes` reached in none; `required`: the preset claims full
+    /// coverage, so the property passes vacuously and the check fails.
+    NotReached {
+        /// Whether this fails the check.
+        required: bool,
+    },
+    /// Not decided in some configuration (fails the check for an `always`
+    /// or L1, not for a `sometimes`).
+    Undecided,
+}
+
+/// One row of the summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRow {
+    /// The property.
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its verdict across the configurations.
+    pub outcome: Outcome,
+}
+
+/// The verdict on a preset: one row per property checked, and whether the
+/// check passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// One row per property that some configuration checked, in the order
+    /// of [`PROPERTIES`] then L1.
+    pub rows: Vec<SummaryRow>,
+    /// Every `always` and L1 holds and, when required, every `sometimes`
+    /// is reached.
+    pub ok: bool,
+}
+
+/// The verdict across a preset's reports: one row per property, and
+/// whether the check passes.
 ///
 /// With `require_reachable`, a `sometimes` reached in no configuration fails
 /// the check (the preset claims full coverage); otherwise it is reported only.
-pub fn print_summary(
-    out: &mut impl Write,
-    reports: &[ConfigReport],
-    require_reachable: bool,
-) -> std::io::Result<bool> {
-    writeln!(out)?;
-    for r in reports {
-        writeln!(
-            out,
-            "{:<28} {:>10} unique {:>11} total  depth {:>3}  {:>7.2}s  {:>9.0} states/s{}",
-            r.name,
-            r.unique_states,
-            r.total_states,
-            r.max_depth,
-            r.seconds,
-            r.unique_states as f64 / r.seconds.max(1e-9),
-            r.liveness_states
-                .map(|n| format!("  | L1 graph {n} states {:.2}s", r.liveness_seconds))
-                .unwrap_or_default()
-        )?;
-    }
-    writeln!(out)?;
-    writeln!(out, "{:<40} {:<10} result", "property", "kind")?;
-    writeln!(out, "{}", "-".repeat(78))?;
+#[must_use]
+pub fn summarize(reports: &[ConfigReport], require_reachable: bool) -> Summary {
     let mut names: Vec<(&'static str, Kind)> =
         PROPERTIES.iter().map(|p| (p.name, p.kind)).collect();
     names.push((L1, Kind::Liveness));
     let mut ok = true;
+    let mut rows = Vec::new();
     for (name, kind) in names {
         let verdicts: Vec<(&str, &Verdict)> = reports
             .iter()
@@ -319,46 +382,45 @@ pub fn print_summary(
         if verdicts.is_empty() {
             continue;
         }
-        let broken: Vec<String> = verdicts
+        let broken: Vec<(String, usize)> = verdicts
             .iter()
             .filter_map(|(c, v)| match v {
-                Verdict::Counterexample { steps } => Some(format!("{c} ({steps} steps)")),
+                Verdict::Counterexample { steps } => Some(((*c).to_string(), *steps)),
                 _ => None,
             })
             .collect();
-        let text = match kind {
+        let outcome = match kind {
             Kind::Sometimes => {
                 if verdicts.iter().any(|(_, v)| **v == Verdict::Reachable) {
-                    "reachable".to_string()
+                    Outcome::Reachable
                 } else if verdicts.iter().all(|(_, v)| **v == Verdict::NotReached) {
                     if require_reachable {
                         ok = false;
-                        "NOT REACHED (vacuous)".to_string()
-                    } else {
-                        "not reached in this configuration".to_string()
+                    }
+                    Outcome::NotReached {
+                        required: require_reachable,
                     }
                 } else {
-                    "undecided".to_string()
+                    Outcome::Undecided
                 }
             }
             Kind::Always | Kind::Liveness => {
                 if !broken.is_empty() {
                     ok = false;
-                    format!("COUNTEREXAMPLE FOUND in {}", broken.join(", "))
+                    Outcome::Counterexamples(broken)
                 } else if verdicts.iter().all(|(_, v)| **v == Verdict::Holds) {
-                    "holds".to_string()
+                    Outcome::Holds
                 } else {
                     ok = false;
-                    "undecided".to_string()
+                    Outcome::Undecided
                 }
             }
         };
-        let kind = match kind {
-            Kind::Always => "always",
-            Kind::Sometimes => "sometimes",
-            Kind::Liveness => "liveness",
-        };
-        writeln!(out, "{name:<40} {kind:<10} {text}")?;
+        rows.push(SummaryRow {
+            name,
+            kind,
+            outcome,
+        });
     }
-    Ok(ok)
+    Summary { rows, ok }
 }

@@ -1,6 +1,9 @@
+//! # tally-explorer
+//!
 //! `tally explore`: one loopback HTTP server for a counterexample timeline of
 //! our own and, under `/explorer/<key>/`, stateright's Explorer for each
-//! configuration a trace was found in (so every step's link resolves).
+//! configuration a trace was found in (so every step's link resolves). The
+//! traces and checks are `tally-verification`'s; this crate only serves them.
 //!
 //! Pages (all built into the binary, nothing fetched from the network):
 //!
@@ -22,8 +25,6 @@ mod pages;
 pub mod store;
 mod upstream;
 
-use crate::check::{CheckOptions, Search, Verdict, check_config};
-use crate::mutations;
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use store::Store;
 use tally_core::Mutation;
 use tally_model::ModelConfig;
+use tally_verification::check::{CheckOptions, Search, Verdict, check_config};
+use tally_verification::mutations;
 use upstream::Upstreams;
 
 /// The most requests handled at once; more are answered 503.
@@ -438,7 +441,7 @@ fn hunt(shared: &Shared, mutation: &str) -> Result<Reply, Problem> {
         ));
     };
     for property in mutations::expected(m) {
-        let name = crate::trace::slug(&cfg, property);
+        let name = tally_verification::trace::slug(&cfg, property);
         if shared.store.in_memory(&name) {
             return Ok(Reply::redirect(303, format!("/trace/{name}")));
         }
@@ -461,9 +464,9 @@ fn hunt(shared: &Shared, mutation: &str) -> Result<Reply, Problem> {
     let Some((property, path)) = found else {
         return Ok(Reply::html(pages::nothing_found(&cfg)));
     };
-    let text = crate::trace::to_json(&cfg, property, path)
+    let text = tally_verification::trace::to_json(&cfg, property, path)
         .map_err(|e| Problem::unprocessable(format!("cannot write the trace: {e}")))?;
-    let name = crate::trace::slug(&cfg, property);
+    let name = tally_verification::trace::slug(&cfg, property);
     shared.store.remember(&name, Arc::from(text));
     Ok(Reply::redirect(303, format!("/trace/{name}")))
 }

@@ -3,14 +3,14 @@
 //! (tiny_http, run by `CheckerBuilder::serve`) cannot be mounted, and its UI
 //! fetches absolute paths, which [`rewrite`] makes relative to the mount.
 
-use super::Problem;
-use crate::checked::CheckedModel;
+use crate::Problem;
 use stateright::Model;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tally_model::{ModelConfig, TallyModel};
+use tally_verification::checked::CheckedModel;
 
 /// The most configurations served at once.
 pub const UPSTREAMS_MAX: usize = 16;
@@ -52,7 +52,7 @@ impl Upstreams {
                 "this Explorer already serves {UPSTREAMS_MAX} configurations: restart `tally explore`"
             )));
         }
-        let base = crate::trace::slugify(&config.name);
+        let base = tally_verification::trace::slugify(&config.name);
         let base = if base.is_empty() {
             "config".to_string()
         } else {

@@ -16,8 +16,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use tally_core::Mutation;
+use tally_explorer::{ExploreOptions, Explorer};
 use tally_verification::check::{CheckOptions, Search, check_config};
-use tally_verification::explorer::{ExploreOptions, Explorer};
 use tally_verification::mutations::hunt_config;
 
 struct Fixture {

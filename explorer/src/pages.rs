@@ -1,17 +1,17 @@
 //! The Explorer's HTML pages. The timeline itself is drawn in the browser by
-//! `verification/explorer/timeline.js` from the trace embedded in its page;
+//! `explorer/assets/timeline.js` from the trace embedded in its page;
 //! both assets are compiled into the binary.
 
-use super::store::Checked;
-use super::{Problem, Shared};
-use crate::mutations;
+use crate::store::Checked;
+use crate::{Problem, Shared};
 use tally_core::Mutation;
 use tally_model::ModelConfig;
+use tally_verification::mutations;
 
 /// The timeline's script.
-pub const TIMELINE_JS: &str = include_str!("../../explorer/timeline.js");
+pub const TIMELINE_JS: &str = include_str!("../assets/timeline.js");
 /// The pages' style.
-pub const TIMELINE_CSS: &str = include_str!("../../explorer/timeline.css");
+pub const TIMELINE_CSS: &str = include_str!("../assets/timeline.css");
 
 /// Escapes text for HTML.
 fn esc(text: &str) -> String {

@@ -3,9 +3,7 @@
 //! build of the model would write, so that every step's link leads to the
 //! same state in stateright's Explorer.
 
-use super::Problem;
-use crate::checked::CheckedModel;
-use crate::trace::{self, TRACE_VERSION};
+use crate::Problem;
 use serde::Deserialize;
 use serde_json::Value;
 use stateright::Model;
@@ -13,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tally_model::{Action, ModelConfig, TallyModel, World};
+use tally_verification::checked::CheckedModel;
+use tally_verification::trace::{self, TRACE_VERSION};
 
 /// The largest trace file read, in bytes.
 pub const TRACE_BYTES_MAX: u64 = 64 << 20;

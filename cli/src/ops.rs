@@ -1,0 +1,401 @@
+//! The verbs that call a running manager's API: `ps`, `scale`, `restart`,
+//! `lockdown`, `breaker`, `pause` and `resume`, and how `ps` is drawn.
+
+use crate::error::CliError;
+use clap::ValueEnum;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally_manager::api::Ps;
+use tally_manager::client::Client;
+use tally_manager::process::DATA_DIR;
+use thiserror::Error;
+
+/// Where the API verbs find the manager.
+#[derive(clap::Args)]
+pub struct ApiTarget {
+    /// The data dir of `tally run` (holds api.addr and the token).
+    #[arg(long, default_value = DATA_DIR, global = true)]
+    data_dir: PathBuf,
+}
+
+impl ApiTarget {
+    fn client(&self) -> Client {
+        Client::new(&self.data_dir)
+    }
+}
+
+/// `tally ps`.
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// `tally scale web=4 clock=1`.
+#[derive(clap::Args)]
+pub struct ScaleArgs {
+    /// `TYPE=COUNT` (absolute) or `TYPE+N` / `TYPE-N` (from the desired
+    /// count now), applied all or none: `tally scale web=4 clock=1`,
+    /// `tally scale web+2`.
+    #[arg(required = true, value_name = "TYPE=COUNT|TYPE+N|TYPE-N")]
+    counts: Vec<String>,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// `tally restart [TYPE]`.
+#[derive(clap::Args)]
+pub struct RestartArgs {
+    /// Only this type (all types without it).
+    process_type: Option<String>,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// On or off.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnOff {
+    /// Refuse restarts, deploys and scale-downs until `off`.
+    On,
+    /// Accept them again.
+    Off,
+}
+
+/// Open or close.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OpenClose {
+    /// Open: no launches.
+    Open,
+    /// Close: launches flow.
+    Close,
+}
+
+/// `tally lockdown on|off`.
+#[derive(clap::Args)]
+pub struct LockdownArgs {
+    /// On refuses restarts, deploys and scale-downs.
+    #[arg(value_enum)]
+    state: OnOff,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// `tally breaker open|close`.
+#[derive(clap::Args)]
+pub struct BreakerArgs {
+    /// Open or close by hand.
+    #[arg(value_enum)]
+    state: OpenClose,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// `tally pause|resume [--host N]`.
+#[derive(clap::Args)]
+pub struct PauseArgs {
+    /// One host (all hosts without it).
+    #[arg(long)]
+    host: Option<u16>,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// `tally ps`: the manager's view, drawn, or its JSON.
+pub fn ps(args: &PsArgs) -> Result<ExitCode, CliError> {
+    let client = args.target.client();
+    if args.json {
+        let json = client.ps_json()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_ps(&client.ps()?));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ps` for people, in the habit of `heroku ps`.
+fn render_ps(ps: &Ps) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for t in &ps.types {
+        let kind = if t.singleton { "singleton" } else { "scalable" };
+        let _ = writeln!(
+            s,
+            "=== {} ({kind}): {} desired, {} up, max {}",
+            t.name, t.desired, t.up, t.max
+        );
+        for i in ps
+            .instances
+            .iter()
+            .filter(|i| i.dyno.split('.').next() == Some(t.name.as_str()))
+        {
+            let _ = writeln!(
+                s,
+                "{:<12} g{:<5} host{:<4} {}",
+                i.dyno, i.generation, i.host, i.phase
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "breaker:  {}\nlockdown: {}\nbudget:   {:.1} of {} tokens, probe {}\nlaunches: {} (bound now {}: F={} free + B={} + r*S with S={} + probes)",
+        ps.breaker,
+        if ps.lockdown { "on" } else { "off" },
+        ps.tokens,
+        ps.capacity,
+        if ps.probe_ready {
+            "ready"
+        } else {
+            "cooling down"
+        },
+        ps.launches,
+        ps.launch_bound,
+        ps.first_launches,
+        ps.capacity,
+        ps.boots_succeeded,
+    );
+    if ps.paused_all || !ps.paused_hosts.is_empty() {
+        let _ = writeln!(
+            s,
+            "paused:   {}",
+            if ps.paused_all {
+                "everywhere".to_string()
+            } else {
+                format!("hosts {:?}", ps.paused_hosts)
+            }
+        );
+    }
+    let troubled: Vec<_> = ps
+        .slots
+        .iter()
+        .filter(|(_, h)| h.boot_failures + h.crashes + h.boot_timeouts + h.retries_refused > 0)
+        .collect();
+    if !troubled.is_empty() {
+        let _ = writeln!(s, "\nwhy:");
+        for (name, h) in troubled {
+            let _ = writeln!(
+                s,
+                "  {name}: {} launches, {} boot failures, {} crashes, {} boot timeouts, {} relaunches refused; last: {}",
+                h.launches, h.boot_failures, h.crashes, h.boot_timeouts, h.retries_refused, h.last
+            );
+        }
+    }
+    if !ps.recent.is_empty() {
+        let _ = writeln!(s, "\nrecent:");
+        for line in ps.recent.iter().rev().take(10).rev() {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+    s
+}
+
+/// A `tally scale` argument that cannot be applied.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ScaleError {
+    /// `web=x`.
+    #[error("`{0}`: COUNT must be a whole number from 0 to 65535")]
+    Count(String),
+    /// Neither `TYPE=COUNT` nor `TYPE+N` / `TYPE-N`.
+    #[error("`{0}`: expected TYPE=COUNT or TYPE+N / TYPE-N, as in web=4 or web+2")]
+    Syntax(String),
+    /// `TYPE+N` for a type the manager does not run.
+    #[error("`{pair}`: unknown process type `{name}`")]
+    UnknownType {
+        /// The argument.
+        pair: String,
+        /// The type.
+        name: String,
+    },
+    /// `TYPE+N` past the bounds of a count.
+    #[error("`{pair}`: {name} has {now} desired; the result must be from 0 to 65535")]
+    OutOfRange {
+        /// The argument.
+        pair: String,
+        /// The type.
+        name: String,
+        /// Its desired count now.
+        now: i64,
+    },
+    /// One type twice.
+    #[error("`{0}` is given twice; give each type once")]
+    Twice(String),
+}
+
+/// `tally scale`: absolute and relative counts, sent all or none.
+pub fn scale(args: &ScaleArgs) -> Result<ExitCode, CliError> {
+    let client = args.target.client();
+    let mut counts: BTreeMap<String, u16> = BTreeMap::new();
+    let mut desired: Option<Ps> = None;
+    for pair in &args.counts {
+        let (name, count) = match parse_scale(pair)? {
+            ScalePair::Absolute(name, count) => (name, count),
+            ScalePair::Relative(name, delta) => {
+                // `web+2`, as `heroku ps:scale` takes it: from the desired
+                // count now (read once for the whole command).
+                if desired.is_none() {
+                    desired = Some(client.ps()?);
+                }
+                let now = desired
+                    .as_ref()
+                    .and_then(|ps| ps.types.iter().find(|t| t.name == name))
+                    .map(|t| i64::from(t.desired))
+                    .ok_or_else(|| ScaleError::UnknownType {
+                        pair: pair.clone(),
+                        name: name.clone(),
+                    })?;
+                let count = u16::try_from(now.saturating_add(delta)).map_err(|_| {
+                    ScaleError::OutOfRange {
+                        pair: pair.clone(),
+                        name: name.clone(),
+                        now,
+                    }
+                })?;
+                (name, count)
+            }
+        };
+        if counts.contains_key(&name) {
+            return Err(ScaleError::Twice(name).into());
+        }
+        counts.insert(name, count);
+    }
+    let done: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    client.scale(&counts)?;
+    println!("Scaling: {}", done.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One argument of `tally scale`.
+#[derive(Debug, PartialEq, Eq)]
+enum ScalePair {
+    /// `web=4`.
+    Absolute(String, u16),
+    /// `web+2`, `web-1`.
+    Relative(String, i64),
+}
+
+fn parse_scale(pair: &str) -> Result<ScalePair, ScaleError> {
+    if let Some((name, count)) = pair.split_once('=') {
+        let count = count
+            .parse()
+            .map_err(|_| ScaleError::Count(pair.to_string()))?;
+        return Ok(ScalePair::Absolute(name.to_string(), count));
+    }
+    // The last `+` or `-` followed by digits only (type names may hold `-`).
+    let syntax = || ScaleError::Syntax(pair.to_string());
+    let at = pair
+        .rfind(['+', '-'])
+        .filter(|&i| i > 0)
+        .ok_or_else(syntax)?;
+    let (name, delta) = pair.split_at(at);
+    let delta: i64 = delta
+        .parse()
+        .ok()
+        .filter(|d: &i64| d.unsigned_abs() <= u64::from(u16::MAX))
+        .ok_or_else(syntax)?;
+    Ok(ScalePair::Relative(name.to_string(), delta))
+}
+
+/// `tally restart`: one type's dynos, or all.
+pub fn restart(args: &RestartArgs) -> Result<ExitCode, CliError> {
+    args.target.client().restart(args.process_type.as_deref())?;
+    println!(
+        "Restarting {}",
+        args.process_type.as_deref().unwrap_or("all dynos")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally lockdown`.
+pub fn lockdown(args: &LockdownArgs) -> Result<ExitCode, CliError> {
+    let on = matches!(args.state, OnOff::On);
+    args.target.client().lockdown(on)?;
+    println!(
+        "{}",
+        if on {
+            "Lockdown on: restarts, deploys and scale-downs are refused"
+        } else {
+            "Lockdown off"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally breaker`.
+pub fn breaker(args: &BreakerArgs) -> Result<ExitCode, CliError> {
+    let open = matches!(args.state, OpenClose::Open);
+    args.target.client().breaker(open)?;
+    println!(
+        "{}",
+        if open {
+            "Breaker open: no launches"
+        } else {
+            "Breaker closed"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally pause`.
+pub fn pause(args: &PauseArgs) -> Result<ExitCode, CliError> {
+    pause_or_resume(args, true)
+}
+
+/// `tally resume`.
+pub fn resume(args: &PauseArgs) -> Result<ExitCode, CliError> {
+    pause_or_resume(args, false)
+}
+
+fn pause_or_resume(args: &PauseArgs, paused: bool) -> Result<ExitCode, CliError> {
+    args.target.client().pause(args.host, paused)?;
+    let at = args
+        .host
+        .map_or("everywhere".to_string(), |h| format!("on host {h}"));
+    println!(
+        "Launches {} {at}",
+        if paused { "paused" } else { "resumed" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{ScalePair, parse_scale};
+
+    #[test]
+    fn scale_takes_absolute_and_relative_counts() {
+        let rel = |n: &str, d| Ok(ScalePair::Relative(n.into(), d));
+        assert_eq!(
+            parse_scale("web=4"),
+            Ok(ScalePair::Absolute("web".into(), 4))
+        );
+        assert_eq!(parse_scale("web+2"), rel("web", 2));
+        assert_eq!(parse_scale("web-1"), rel("web", -1));
+        assert_eq!(parse_scale("my-worker+3"), rel("my-worker", 3));
+        for bad in [
+            "web",
+            "web=",
+            "web=-1",
+            "web+",
+            "+2",
+            "web+x",
+            "web+99999",
+            "my-worker",
+        ] {
+            assert!(parse_scale(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

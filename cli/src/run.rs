@@ -1,0 +1,176 @@
+//! The processes: `tally run` (the manager and its local agents), `tally
+//! agent`, and the hidden `tally fence`.
+
+use crate::error::CliError;
+use clap::ValueEnum;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tally_manager::process::{self, AgentOptions, DATA_DIR, ProcessError, RunOptions};
+
+/// `tally run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Heroku-style Procfile: one `name: command` per line.
+    #[arg(long, default_value = "Procfile")]
+    procfile: PathBuf,
+    /// Settings (singletons, counts, budget, admission, leases, breaker);
+    /// defaults apply without it. `tally.toml` is read if present.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Local agents to start as threads (hosts 0..N); 0 to attach agents
+    /// with `tally agent` instead.
+    #[arg(long, default_value_t = 2)]
+    hosts: u16,
+    /// Journal, token, addresses and dyno logs.
+    #[arg(long, default_value = DATA_DIR)]
+    data_dir: PathBuf,
+    /// Address for agents (port 0 picks a free one; written to DATA_DIR/agent.addr).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    agent_listen: SocketAddr,
+    /// Address for the HTTP API (written to DATA_DIR/api.addr).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    api_listen: SocketAddr,
+    /// Allow the API on a non-loopback address (the token still guards it).
+    #[arg(long)]
+    allow_remote_api: bool,
+    /// Allow agents from other machines (--agent-listen off loopback); they
+    /// still need the token.
+    #[arg(long)]
+    allow_remote_agents: bool,
+    /// Journal segment size that triggers compaction (a new segment starting
+    /// with a snapshot); tests make it small.
+    #[arg(long, hide = true, default_value_t = tally_manager::journal::SEGMENT_BYTES_MAX)]
+    journal_segment_bytes: u64,
+}
+
+/// `tally agent`.
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The manager's agent address (DATA_DIR/agent.addr of `tally run`).
+    #[arg(long)]
+    manager: SocketAddr,
+    /// This host's id (unique per host).
+    #[arg(long)]
+    host: u16,
+    /// Incarnation counter, dyno logs and ready files.
+    #[arg(long, default_value = DATA_DIR)]
+    data_dir: PathBuf,
+    /// The manager's token file (default: DATA_DIR/token, as `tally run`
+    /// writes it; copy it to the host for a remote agent).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// Readiness as the fence takes it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReadyArg {
+    /// Accepts on $PORT.
+    Port,
+    /// Created $TALLY_READY_FILE.
+    File,
+    /// Started.
+    Started,
+}
+
+/// `tally fence` (internal: started by agents around each dyno).
+#[derive(clap::Args)]
+pub struct FenceArgs {
+    /// Readiness condition.
+    #[arg(long, value_enum)]
+    ready: ReadyArg,
+    /// Port to probe.
+    #[arg(long)]
+    port: Option<u16>,
+    /// File to watch.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Grace between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 500)]
+    grace_ms: u64,
+    /// The dyno's command line.
+    #[arg(last = true, required = true)]
+    argv: Vec<String>,
+}
+
+/// `tally run`: the manager and its local agents, until the journal fails
+/// or a signal stops it.
+pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+    let opts = RunOptions {
+        procfile: args.procfile.clone(),
+        config: args.config.clone(),
+        hosts: args.hosts,
+        data_dir: args.data_dir.clone(),
+        agent_listen: args.agent_listen,
+        api_listen: args.api_listen,
+        allow_remote_api: args.allow_remote_api,
+        allow_remote_agents: args.allow_remote_agents,
+        journal_segment_bytes: args.journal_segment_bytes,
+    };
+    let deployment = opts.deployment()?;
+    process::init_logging();
+    process::stop_on_signals(
+        "stopping the manager and its local hosts: their fences kill every dyno at once; dynos of remote agents run out their leases",
+    )?;
+    let server = process::start(&opts, &deployment)?;
+    let types: Vec<String> = deployment
+        .types
+        .iter()
+        .zip(&deployment.config.process_types)
+        .map(|(t, p)| {
+            let kind = if p.kind == tally_core::ProcessKind::Singleton {
+                " (singleton)"
+            } else {
+                ""
+            };
+            format!("{}{kind}", t.name)
+        })
+        .collect();
+    eprintln!(
+        "tally: managing {} with {} local host(s); data in {}\n  agents: {}  (more: tally agent --manager {} --host N)\n  API:    http://{}  (token: {})\n  try:    tally ps | tally scale web=3 | tally restart | tally lockdown on",
+        types.join(", "),
+        args.hosts,
+        args.data_dir.display(),
+        server.agent_addr,
+        server.agent_addr,
+        server.api_addr,
+        server.token_path.display(),
+    );
+    Err(ProcessError::from(server.wait()).into())
+}
+
+/// `tally agent`: one host agent, until the manager refuses it.
+pub fn agent(args: &AgentArgs) -> Result<ExitCode, CliError> {
+    let opts = AgentOptions {
+        manager: args.manager,
+        host: args.host,
+        data_dir: args.data_dir.clone(),
+        token_file: args.token_file.clone(),
+    };
+    let token = opts.read_token()?;
+    process::init_logging();
+    process::stop_on_signals("stopping the agent: its fences kill every dyno it runs at once")?;
+    process::agent(&opts, token)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally fence`: the same fence as the `tally-fence` binary, for an
+/// install without it; its exit status is the fence's.
+pub fn fence(args: &FenceArgs) -> Result<ExitCode, CliError> {
+    use tally_manager::fence::{FenceOptions, Ready};
+    let opts = FenceOptions {
+        ready: match args.ready {
+            ReadyArg::Port => Ready::Port,
+            ReadyArg::File => Ready::File,
+            ReadyArg::Started => Ready::Started,
+        },
+        port: args.port,
+        ready_file: args.ready_file.clone(),
+        grace: Duration::from_millis(args.grace_ms),
+        argv: args.argv.iter().map(std::ffi::OsString::from).collect(),
+    };
+    Ok(ExitCode::from(
+        u8::try_from(tally_manager::fence::run(&opts)).unwrap_or(1),
+    ))
+}
