@@ -117,6 +117,46 @@ fn a_killed_agent_and_a_killed_manager_start_no_duplicate() {
 }
 
 #[test]
+fn a_restarted_manager_shows_the_same_launch_bound() {
+    // An hour's probe cool-down: `P` stays 0 for the whole test, so the
+    // bound can change only through `F` and `S`, which the journal keeps.
+    let settings = SETTINGS.replace("probe_cooldown_ms = 4000", "probe_cooldown_ms = 3600000");
+    assert_ne!(settings, SETTINGS);
+    let mut c = Cluster::start("bound", &procfile(), &settings, 2);
+    c.wait_for("convergence", 30, converged);
+    let before = c.ps();
+    let field = |ps: &Value, k: &str| ps[k].as_u64().unwrap();
+    // The proven formula `F + B + r*S + P`, with B = 6, r = 0.5, P = 0.
+    let formula = |ps: &Value| field(ps, "first_launches") + 6 + field(ps, "boots_succeeded") / 2;
+    assert!(field(&before, "boots_succeeded") >= 2, "{before:#}");
+    assert_eq!(
+        field(&before, "launch_bound"),
+        formula(&before),
+        "{before:#}"
+    );
+
+    let mut manager = c.manager.take().unwrap();
+    manager.kill().unwrap();
+    manager.wait().unwrap();
+    c.start_manager();
+    let after = c.wait_for("convergence after the manager's restart", 30, converged);
+    for k in [
+        "launch_bound",
+        "boots_succeeded",
+        "first_launches",
+        "launches",
+    ] {
+        assert_eq!(
+            field(&after, k),
+            field(&before, k),
+            "{k} changed across a manager restart:\nbefore {before:#}\nafter {after:#}"
+        );
+    }
+    assert!(field(&after, "launches") <= field(&after, "launch_bound"));
+    c.assert_no_overlap();
+}
+
+#[test]
 fn a_boot_that_hangs_past_the_timeout_is_never_doubled() {
     let c = Cluster::start("hang", &procfile(), SETTINGS, 2);
     std::fs::write(c.dir.join("hang"), "").unwrap();

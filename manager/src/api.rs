@@ -19,8 +19,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use tally_core::budget::MILLI;
 use tally_core::{
-    Breaker, HostId, LaunchBoundInputs, ManagerInput, OperatorCommand, Phase, ProcessKind,
-    Rejected, Tick, UserCommand,
+    Breaker, HostId, ManagerInput, OperatorCommand, Phase, ProcessKind, Rejected, Tick, UserCommand,
 };
 
 /// The largest request body accepted.
@@ -161,13 +160,9 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
             false,
         ),
     };
-    let inputs = LaunchBoundInputs {
-        first_launches: durable.free_launches_granted,
-        successful_boots: m.stats.boots_succeeded,
-        // Probe credits: one per cool-down since genesis, plus the one a
-        // cool-down in progress may already hold.
-        cooldowns_elapsed: tally_core::budget::cooldowns_elapsed(cfg, now) + 1,
-    };
+    // The core's inputs from the journal's counters: the bound S3 proves,
+    // and the same after a restart.
+    let inputs = core.launch_bound_inputs(cfg, &m.counters, now);
     Ps {
         now: now.0,
         tick_ms: d.tick_ms,
@@ -181,9 +176,9 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         probe_ready: durable.budget.probe_ready,
         paused_all: durable.paused_all,
         paused_hosts: durable.paused_hosts.iter().map(|h| h.0).collect(),
-        launches: m.stats.launches,
-        first_launches: durable.free_launches_granted,
-        boots_succeeded: m.stats.boots_succeeded,
+        launches: m.counters.launches,
+        first_launches: inputs.first_launches,
+        boots_succeeded: inputs.successful_boots,
         launch_bound: tally_core::launch_bound(cfg, inputs),
         breaker_trips: m.stats.breaker_trips,
         lockdown_refusals: m.stats.lockdown_refusals,
@@ -315,7 +310,9 @@ fn route(
 ) -> Answer {
     let inputs = match (method, path) {
         ("GET", "/ps") => {
-            return match core.read(ps) {
+            // At the clock's time: the timer no longer steps the core every
+            // tick, so the last input's time may be long past.
+            return match core.read(|m, last| ps(m, last.max(clock.now()))) {
                 Ok(view) => ok(serde_json::to_value(view).unwrap_or_default()),
                 Err(e) => error(500, e.to_string()),
             };

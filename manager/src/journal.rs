@@ -35,7 +35,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tally_core::journal::JOURNAL_VERSION;
-use tally_core::{Config, Durable, Effect, JournalRecord};
+use tally_core::{Config, Counters, Durable, Effect, JournalRecord};
 use thiserror::Error;
 
 /// The on-disk format of segments and the mark (the records inside are
@@ -199,38 +199,13 @@ impl DirLock {
     }
 }
 
-/// Counts the journal keeps across snapshots, for `tally ps`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    /// Launches journaled (free ones included).
-    pub launches: u64,
-    /// Free first launches used.
-    pub free_launches: u64,
-    /// First successful boots (`S`).
-    pub boots_seen_done: u64,
-}
-
-impl Counters {
-    fn apply(&mut self, record: &JournalRecord) {
-        match record {
-            JournalRecord::InstanceLaunched { free, .. } => {
-                self.launches = self.launches.saturating_add(1);
-                self.free_launches = self.free_launches.saturating_add(u64::from(*free));
-            }
-            JournalRecord::BootSeenDone { .. } => {
-                self.boots_seen_done = self.boots_seen_done.saturating_add(1);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The whole durable state at one sequence number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The fold of every record so far (compacted by the core's rule).
     pub durable: Durable,
-    /// The counters so far.
+    /// The counters so far (the core's [`Counters`], folded from every
+    /// record; a snapshot keeps them, so compaction loses no count).
     pub counters: Counters,
 }
 

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tally_core::{
-    Alert, Breaker, Effect, ExitOutcome, JournalRecord, Manager, ManagerInput, Note, Rejected,
-    SlotId, Tick,
+    Alert, Breaker, Counters, Effect, ExitOutcome, JournalRecord, Manager, ManagerInput, Note,
+    Rejected, SlotId, Tick,
 };
 
 /// Lifecycle lines kept for `tally ps`.
@@ -32,15 +32,10 @@ pub struct SlotHistory {
     pub last: String,
 }
 
-/// Counters since this manager process started.
+/// Counters since this manager process started (the journal's own counts,
+/// which a restart keeps, are [`ManagerMachine::counters`]).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
-    /// Launches sent (free ones included).
-    pub launches: u64,
-    /// Free first launches used.
-    pub free_launches: u64,
-    /// First successful boots.
-    pub boots_succeeded: u64,
     /// Breaker trips.
     pub breaker_trips: u64,
     /// Phantoms told to stop.
@@ -62,13 +57,18 @@ pub struct ManagerMachine {
     pub deployment: Arc<Deployment>,
     /// The core.
     pub manager: Manager,
-    /// What `ps` shows.
+    /// The journal's counters (launches, free launches, `S`): the recovered
+    /// ones plus every record persisted since, folded by the same
+    /// [`Counters::apply`] as the journal, so a restart shows the same.
+    pub counters: Counters,
+    /// What `ps` shows besides.
     pub stats: Stats,
     /// Log lines of steps not yet committed.
     pending: Vec<String>,
-    /// Where each ledger instance was placed, kept past its removal from
-    /// the ledger for the step's log line.
-    hosts: BTreeMap<tally_core::InstanceId, tally_core::HostId>,
+    /// The instances this step took out of the ledger, with their hosts, as
+    /// the core's `Note::InstanceStopped` names them: the step's log lines
+    /// are written after the step, when the ledger no longer places them.
+    gone: Vec<(tally_core::InstanceId, tally_core::HostId)>,
 }
 
 impl ManagerMachine {
@@ -77,16 +77,17 @@ impl ManagerMachine {
         self.stats.slots.entry(name).or_default()
     }
 
-    /// A manager as the shell runs it.
+    /// A manager as the shell runs it, with the journal's `counters` (those
+    /// it recovered, or the default for a new journal).
     #[must_use]
-    pub fn new(deployment: Arc<Deployment>, manager: Manager, stats: Stats) -> Self {
-        let hosts = manager.ledger().map(|(id, d, _)| (id, d.host)).collect();
+    pub fn new(deployment: Arc<Deployment>, manager: Manager, counters: Counters) -> Self {
         ManagerMachine {
             deployment,
             manager,
-            stats,
+            counters,
+            stats: Stats::default(),
             pending: Vec::new(),
-            hosts,
+            gone: Vec::new(),
         }
     }
 
@@ -101,6 +102,11 @@ impl ManagerMachine {
     /// Logs and counts what one step did.
     fn observe(&mut self, now: Tick, input: &ManagerInput, effects: &[Effect]) {
         let d = Arc::clone(&self.deployment);
+        self.gone.clear();
+        self.gone.extend(effects.iter().filter_map(|e| match e {
+            Effect::Note(Note::InstanceStopped { instance, host }) => Some((*instance, *host)),
+            _ => None,
+        }));
         if let ManagerInput::ReportReceived(report) = input {
             for e in &report.exited {
                 let h = self.slot(e.instance.slot);
@@ -140,20 +146,18 @@ impl ManagerMachine {
     }
 
     fn observe_record(&mut self, now: Tick, d: &Deployment, record: &JournalRecord) {
+        // The record reaches the journal in this step's commit, which folds
+        // it the same way.
+        self.counters.apply(record);
         match record {
             JournalRecord::InstanceLaunched {
                 instance,
                 host,
                 free,
             } => {
-                self.stats.launches += 1;
-                if *free {
-                    self.stats.free_launches += 1;
-                }
                 let h = self.slot(instance.slot);
                 h.launches += 1;
                 h.last = format!("{} launched on {host}", d.instance_name(*instance));
-                self.hosts.insert(*instance, *host);
                 let line = format!("{} free={free}", self.lifecycle("launch", *instance));
                 self.log(now, line);
             }
@@ -163,7 +167,6 @@ impl ManagerMachine {
             }
             JournalRecord::InstanceStopped { instance } => {
                 let line = self.lifecycle("stopped", *instance);
-                self.hosts.remove(instance);
                 self.log(now, line);
             }
             JournalRecord::BreakerSet { breaker } => {
@@ -208,7 +211,6 @@ impl ManagerMachine {
     fn observe_note(&mut self, now: Tick, d: &Deployment, note: Note) {
         match note {
             Note::BootSucceeded { instance } => {
-                self.stats.boots_succeeded += 1;
                 self.slot(instance.slot).last = format!("{} up", d.instance_name(instance));
                 let line = self.lifecycle("up", instance);
                 self.log(now, line);
@@ -237,7 +239,7 @@ impl ManagerMachine {
             }
             Note::LockdownRefused => self.stats.lockdown_refusals += 1,
             Note::ProbeSpent => self.log(now, "probe relaunch spent".into()),
-            Note::ReportVersionMismatch | Note::StaleExit => {}
+            Note::ReportVersionMismatch | Note::StaleExit | Note::InstanceStopped { .. } => {}
         }
     }
 
@@ -251,10 +253,19 @@ impl ManagerMachine {
         )
     }
 
+    /// Where `instance` runs: the ledger's placement, or, for one this
+    /// step removed, the host its `Note::InstanceStopped` named.
     fn host_name(&self, instance: tally_core::InstanceId) -> String {
-        self.hosts
-            .get(&instance)
-            .map_or("-".to_string(), ToString::to_string)
+        let gone = || {
+            self.gone
+                .iter()
+                .find(|(i, _)| *i == instance)
+                .map(|(_, h)| *h)
+        };
+        self.manager
+            .host_of(instance)
+            .or_else(gone)
+            .map_or("-".to_string(), |h| h.to_string())
     }
 }
 

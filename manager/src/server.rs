@@ -2,7 +2,7 @@
 //! timer and the HTTP API, all feeding the one [`Shared`] core.
 
 use crate::journal::{self, DirLock, FileJournal, JournalError, JournalOptions};
-use crate::machine::{ManagerMachine, Stats};
+use crate::machine::ManagerMachine;
 use crate::settings::Deployment;
 use crate::shell::{Applied, Shared, ShellError};
 use crate::wire::{
@@ -141,6 +141,16 @@ impl Clock {
         let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         Tick(self.base_ms.saturating_add(elapsed) / self.tick_ms.max(1))
     }
+
+    /// The first instant at which [`Clock::now`] reads `t` or later (an
+    /// instant already past for a tick already reached); `None` if it lies
+    /// beyond what an `Instant` can hold.
+    #[must_use]
+    pub fn instant_of(&self, t: Tick) -> Option<Instant> {
+        let ms = t.0.saturating_mul(self.tick_ms.max(1));
+        self.start
+            .checked_add(Duration::from_millis(ms.saturating_sub(self.base_ms)))
+    }
 }
 
 /// Writes `contents` to `path` atomically, with `mode`. The temporary file
@@ -275,13 +285,8 @@ fn open_core(
             instances = manager.ledger_len(),
             "manager recovered from its journal; every instance is held for a full lease expiry"
         );
-        let stats = Stats {
-            launches: recovered.counters.launches,
-            free_launches: recovered.counters.free_launches,
-            boots_succeeded: recovered.counters.boots_seen_done,
-            ..Stats::default()
-        };
-        let machine = ManagerMachine::new(Arc::new(deployment.clone()), manager, stats);
+        let machine =
+            ManagerMachine::new(Arc::new(deployment.clone()), manager, journal.counters());
         return Ok((machine, journal, clock, false));
     }
     // No meta.json: a data dir never started, or whose first start was cut
@@ -321,7 +326,7 @@ fn open_core(
     })?;
     write_file(&meta_path, &bytes, 0o600)?;
     tracing::info!("new manager: journal started in {}", dir.display());
-    let machine = ManagerMachine::new(Arc::new(deployment.clone()), manager, Stats::default());
+    let machine = ManagerMachine::new(Arc::new(deployment.clone()), manager, journal.counters());
     Ok((machine, journal, clock, true))
 }
 
@@ -396,17 +401,8 @@ impl Server {
             let (core, fatal, stop) = (Arc::clone(&core), Arc::clone(&fatal), Arc::clone(&stop));
             let period = Duration::from_millis(opts.deployment.tick_ms);
             move || {
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(period);
-                    // Renewals journal nothing: check each tick that the
-                    // journal and the lock are still this manager's.
-                    let checked = core.check_sink(FileJournal::check_files);
-                    let applied =
-                        checked.and_then(|()| core.apply(clock.now(), ManagerInput::Tick));
-                    if let Err(e) = applied {
-                        set_fatal(&fatal, &e);
-                        return;
-                    }
+                if let Err(e) = run_timer(&core, clock, period, &stop) {
+                    set_fatal(&fatal, &e);
                 }
             }
         })?;
@@ -445,6 +441,45 @@ impl Server {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// The timer: checks every `period` (one tick) that the journal and the
+/// lock are still this manager's (renewals journal nothing, so no commit
+/// would notice), and steps the core with a `Tick` only once the core's
+/// [`Manager::next_wake`] has come, since a `Tick` before it changes
+/// nothing. It sleeps until that wake or the next check, whichever is
+/// first, and reads the wake again after every sleep, so a wake that an
+/// input brought forward is met within one period, no later than a `Tick`
+/// every period would meet it. At most one `Tick` per tick of the clock.
+fn run_timer(
+    core: &Core,
+    clock: Clock,
+    period: Duration,
+    stop: &AtomicBool,
+) -> Result<(), ShellError<JournalError>> {
+    let mut next_check = Instant::now() + period;
+    let mut ticked: Option<Tick> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let wake = core
+            .read(|m, _| m.manager.next_wake(&m.deployment.config))?
+            .map(|w| ticked.map_or(w, |t| w.max(Tick(t.0.saturating_add(1)))));
+        let now = clock.now();
+        if wake.is_some_and(|w| now >= w) {
+            core.apply(now, ManagerInput::Tick)?;
+            ticked = Some(now);
+            continue;
+        }
+        let mut until = next_check;
+        if let Some(at) = wake.and_then(|w| clock.instant_of(w)) {
+            until = until.min(at);
+        }
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        if Instant::now() >= next_check {
+            core.check_sink(FileJournal::check_files)?;
+            next_check = Instant::now() + period;
+        }
+    }
+    Ok(())
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ServerError> {

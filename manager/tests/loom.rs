@@ -21,7 +21,7 @@ use tally_core::message::PROTOCOL_VERSION;
 use tally_core::{
     AgentReport, Effect, HostId, Incarnation, ManagerInput, Rejected, Tick, TypeId, UserCommand,
 };
-use tally_manager::machine::{ManagerMachine, Stats};
+use tally_manager::machine::ManagerMachine;
 use tally_manager::settings::{FileSettings, TypeSettings, build};
 use tally_manager::shell::{Applied, Machine, Shared, ShellError, Sink};
 
@@ -69,7 +69,11 @@ fn machine() -> ManagerMachine {
     let deployment = build(&procs, &file).unwrap();
     let mut out = Vec::new();
     let manager = tally_core::Manager::new(&deployment.config, Tick(0), &mut out).unwrap();
-    ManagerMachine::new(std::sync::Arc::new(deployment), manager, Stats::default())
+    ManagerMachine::new(
+        std::sync::Arc::new(deployment),
+        manager,
+        tally_core::Counters::default(),
+    )
 }
 
 fn report(host: u16, sent_at: u64) -> ManagerInput {
@@ -130,6 +134,18 @@ fn check_against_replay(shared: &Shared<ManagerMachine, Log>, runs: Vec<(Manager
             assert!(
                 m.manager.durable().budget.tokens_milli <= cfg.budget.capacity * 1000,
                 "tokens within B"
+            );
+            let mut journaled = tally_core::Counters::default();
+            for (_, a) in &runs {
+                for e in &a.effects {
+                    if let Effect::Persist(r) = e {
+                        journaled.apply(r);
+                    }
+                }
+            }
+            assert_eq!(
+                m.counters, journaled,
+                "ps's counters are the journal's fold"
             );
         })
         .unwrap();

@@ -8,9 +8,8 @@ use crate::config::{FaultBudget, ModelConfig, ScriptedCommand};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tally_core::agent::AgentNote;
-use tally_core::budget::cooldowns_elapsed;
 use tally_core::{
-    Agent, AgentEffect, AgentInput, Effect, Generation, HostId, Incarnation, InstanceId,
+    Agent, AgentEffect, AgentInput, Counters, Effect, Generation, HostId, Incarnation, InstanceId,
     JournalRecord, LaunchBoundInputs, Manager, ManagerInput, Message, Note, SlotId, Tick,
 };
 
@@ -474,7 +473,10 @@ impl World {
             Note::RetryRefused { .. } => witness::RETRY_REFUSED,
             Note::LockdownRefused => witness::LOCKDOWN_REFUSED,
             Note::ProbeSpent => witness::PROBE_SPENT,
-            Note::ReportVersionMismatch | Note::StaleExit | Note::BootSucceeded { .. } => 0,
+            Note::ReportVersionMismatch
+            | Note::StaleExit
+            | Note::BootSucceeded { .. }
+            | Note::InstanceStopped { .. } => 0,
         };
     }
 
@@ -517,14 +519,17 @@ impl World {
         }
     }
 
-    /// The launch bound's inputs, from ghost counters and time.
+    /// The launch bound's inputs, by the core's one definition, at the
+    /// manager's time.
     #[must_use]
     pub fn launch_bound_inputs(&self, cfg: &ModelConfig) -> LaunchBoundInputs {
-        LaunchBoundInputs {
-            first_launches: self.manager.durable().free_launches_granted,
-            successful_boots: u64::from(self.ghost.boots),
-            cooldowns_elapsed: cooldowns_elapsed(&cfg.core, self.now),
-        }
+        // S counts boots that really completed (ground truth, a ghost count kept anyway): S3 does not trust the journal it checks.
+        let counters = Counters {
+            boots_seen_done: u64::from(self.ghost.boots),
+            ..Counters::default()
+        };
+        self.manager
+            .launch_bound_inputs(&cfg.core, &counters, self.now)
     }
 }
 

@@ -22,11 +22,10 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
 use std::time::Instant;
-use tally_core::budget::cooldowns_elapsed;
 use tally_core::{
-    Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Breaker, Config, Effect, HostId,
-    Incarnation, InstanceId, JournalRecord, LaunchBoundInputs, Manager, ManagerInput, ManagerReply,
-    Note, SlotId, Tick, TypeId, UserCommand, launch_bound,
+    Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Breaker, Config, Counters, Effect,
+    HostId, Incarnation, InstanceId, JournalRecord, Manager, ManagerInput, ManagerReply, Note,
+    SlotId, Tick, TypeId, UserCommand, launch_bound,
 };
 
 /// A `HashMap` with a fixed hasher, so that runs are reproducible.
@@ -231,6 +230,9 @@ pub(crate) struct World<'a> {
     crash_loops: Vec<(u64, u64, [u32; 2], u64)>,
     out_m: Vec<Effect>,
     out_a: Vec<AgentEffect>,
+    /// The journal's counters: the fold of every record the manager
+    /// persisted (a restart keeps them, as the journal does).
+    counters: Counters,
     // Observations.
     up: u64,
     phantoms: u64,
@@ -329,6 +331,7 @@ impl<'a> World<'a> {
             crash_loops,
             out_m,
             out_a: Vec::new(),
+            counters: Counters::default(),
             up: 0,
             phantoms: 0,
             overlaps_now: 0,
@@ -436,7 +439,11 @@ impl<'a> World<'a> {
                 }
             }
             Ev::ManagerTick => {
-                self.manager_step(ManagerInput::Tick);
+                // A tick before the core's next wake changes nothing: skipped.
+                let wake = self.manager.next_wake(&self.cfg);
+                if wake.is_some_and(|w| self.tick() >= w) {
+                    self.manager_step(ManagerInput::Tick);
+                }
                 self.push(self.now + self.sc.manager_tick_ms, Ev::ManagerTick);
             }
             Ev::Sample => {
@@ -893,6 +900,7 @@ impl<'a> World<'a> {
 
     /// Ledger membership, read from the journal; returns whether it launched.
     fn observe_record(&mut self, record: &JournalRecord) -> bool {
+        self.counters.apply(record);
         match *record {
             JournalRecord::InstanceLaunched { instance, host, .. } => {
                 self.ledger.insert(instance, host.0);
@@ -936,11 +944,9 @@ impl<'a> World<'a> {
     }
 
     fn bound(&self) -> u64 {
-        let inputs = LaunchBoundInputs {
-            first_launches: self.manager.durable().free_launches_granted,
-            successful_boots: self.summary.successful_boots,
-            cooldowns_elapsed: cooldowns_elapsed(&self.cfg, self.tick()),
-        };
+        let inputs = self
+            .manager
+            .launch_bound_inputs(&self.cfg, &self.counters, self.tick());
         launch_bound(&self.cfg, inputs)
     }
 
