@@ -3,6 +3,7 @@
 //! preset's configurations ([`summarize`]).
 
 use crate::checked::CheckedModel;
+use crate::graph::{GraphLog, fingerprint};
 use crate::liveness;
 use crate::properties::{Kind, L1, PROPERTIES};
 use crate::trace;
@@ -36,7 +37,7 @@ pub enum CheckProgress {
         /// Seconds since the search started.
         seconds: f64,
     },
-    /// The L1 graph, as it grows.
+    /// L1 is being decided over the graph the search recorded.
     Liveness {
         /// States in the graph.
         states: usize,
@@ -66,14 +67,12 @@ pub struct CheckOptions {
     pub search: Search,
     /// Apply host symmetry reduction (DFS only).
     pub symmetry: bool,
-    /// Also run the L1 graph check.
+    /// Also decide L1, over the graph the search records as it goes.
     pub liveness: bool,
     /// Stop as soon as any of these properties has a discovery.
     pub stop_at: Option<BTreeSet<&'static str>>,
     /// Told how far the check has got; nothing when `None`.
     pub progress: Option<Progress>,
-    /// Largest graph the L1 check builds.
-    pub liveness_state_limit: usize,
     /// Write counterexample traces here.
     pub trace_out: Option<PathBuf>,
 }
@@ -87,7 +86,6 @@ impl Default for CheckOptions {
             liveness: true,
             stop_at: None,
             progress: None,
-            liveness_state_limit: 20_000_000,
             trace_out: None,
         }
     }
@@ -197,29 +195,52 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
         return Err(CheckError::SymmetryNeedsDfs);
     }
     let inner = TallyModel::new(cfg.clone())?;
-    let model = CheckedModel::new(inner.clone());
-    let mut builder = model.checker().threads(opts.threads.max(1));
+    if opts.symmetry && !crate::symmetry::usable(cfg) {
+        return Err(CheckError::SymmetryBroken);
+    }
+    // Symmetry is applied by the model (each state it returns is its
+    // representative), so the graph it records is the quotient graph.
+    let graph = opts.liveness.then(|| Arc::new(GraphLog::new()));
+    let model = CheckedModel::searching(inner, opts.symmetry, graph.clone());
+    let mut builder = model.clone().checker().threads(opts.threads.max(1));
     if let Some(stop) = &opts.stop_at {
         builder = builder.finish_when(HasDiscoveries::AnyOf(stop.clone()));
-    }
-    if opts.symmetry {
-        if !crate::symmetry::usable(cfg) {
-            return Err(CheckError::SymmetryBroken);
-        }
-        builder = builder.symmetry_fn(crate::symmetry::representative);
     }
     let started = Instant::now();
     let mut report = match opts.search {
         Search::Dfs => collect(cfg, builder.spawn_dfs(), opts, started),
         Search::Bfs => collect(cfg, builder.spawn_bfs(), opts, started),
     };
-    if opts.liveness {
-        let t = Instant::now();
-        let outcome = liveness::check(&inner, opts.liveness_state_limit, opts.symmetry, |n| {
-            if let Some(Progress(progress)) = &opts.progress {
-                progress(&cfg.name, CheckProgress::Liveness { states: n });
+    if opts.symmetry {
+        // Paths through representatives, replayed as real behaviours.
+        for r in &mut report.results {
+            if let Some(path) = &mut r.path {
+                let want: Vec<u64> = path.iter().skip(1).map(|(w, _)| fingerprint(w)).collect();
+                *path = liveness::realize(&model, &want);
             }
+        }
+    }
+    if let Some(graph) = &graph {
+        let t = Instant::now();
+        // stateright stops expanding states once every property has a
+        // discovery, and a run stopped at a discovery is cut short: then the
+        // graph is not the whole reachable graph.
+        let everything_found = report.results.iter().all(|r| {
+            matches!(
+                r.verdict,
+                Verdict::Counterexample { .. } | Verdict::Reachable
+            )
         });
+        let complete = opts.stop_at.is_none() && !everything_found;
+        let outcome = liveness::decide(&model, graph, complete);
+        if let Some(Progress(progress)) = &opts.progress {
+            progress(
+                &cfg.name,
+                CheckProgress::Liveness {
+                    states: outcome.states,
+                },
+            );
+        }
         report.liveness_seconds = t.elapsed().as_secs_f64();
         report.liveness_states = Some(outcome.states);
         let verdict = if let Some(path) = &outcome.counterexample {

@@ -1,7 +1,14 @@
 //! The stateright `Model`: the model crate's world plus the properties.
+//!
+//! For the proof it also applies host symmetry itself (every state it
+//! returns is its representative, so stateright's visited set holds one
+//! state per class) and records the state graph for L1 as the search
+//! generates it (see `graph`).
 
-use crate::properties::{Kind, PROPERTIES};
+use crate::graph::{CALM, CONVERGED, GraphLog, fingerprint};
+use crate::properties::{Kind, PROPERTIES, converged};
 use stateright::{Model, Property};
+use std::sync::Arc;
 use tally_model::{Action, ModelConfig, TallyModel, World};
 
 /// The model with Tally's properties attached.
@@ -9,13 +16,59 @@ use tally_model::{Action, ModelConfig, TallyModel, World};
 pub struct CheckedModel {
     /// The underlying model.
     pub inner: TallyModel,
+    /// Return each state's host-symmetry representative.
+    symmetry: bool,
+    /// Record the state graph here.
+    graph: Option<Arc<GraphLog>>,
 }
 
 impl CheckedModel {
     /// Wraps a validated model.
     #[must_use]
     pub fn new(inner: TallyModel) -> CheckedModel {
-        CheckedModel { inner }
+        CheckedModel {
+            inner,
+            symmetry: false,
+            graph: None,
+        }
+    }
+
+    /// The same model, returning representatives under host symmetry
+    /// (sound only where `symmetry::usable`), and recording its state graph
+    /// into `graph` when given.
+    #[must_use]
+    pub fn searching(
+        inner: TallyModel,
+        symmetry: bool,
+        graph: Option<Arc<GraphLog>>,
+    ) -> CheckedModel {
+        CheckedModel {
+            inner,
+            symmetry,
+            graph,
+        }
+    }
+
+    /// `w`, or its representative under host symmetry.
+    #[must_use]
+    pub fn canon(&self, w: World) -> World {
+        if self.symmetry {
+            crate::symmetry::representative(&w)
+        } else {
+            w
+        }
+    }
+
+    fn marks(&self, w: &World) -> u8 {
+        let cfg = &self.inner.cfg;
+        let mut m = 0;
+        if w.is_calm(cfg) {
+            m |= CALM;
+        }
+        if converged(cfg, w) {
+            m |= CONVERGED;
+        }
+        m
     }
 
     /// The configuration.
@@ -63,15 +116,33 @@ impl Model for CheckedModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<World> {
-        self.inner.init_states()
+        let states: Vec<World> = self
+            .inner
+            .init_states()
+            .into_iter()
+            .map(|w| self.canon(w))
+            .collect();
+        if let Some(g) = &self.graph {
+            for w in &states {
+                g.root(fingerprint(w), self.marks(w));
+            }
+        }
+        states
     }
 
     fn actions(&self, state: &World, actions: &mut Vec<Action>) {
+        if self.graph.is_some() {
+            GraphLog::expanding(fingerprint(state));
+        }
         self.inner.actions(state, actions);
     }
 
     fn next_state(&self, state: &World, action: Action) -> Option<World> {
-        self.inner.next_state(state, action)
+        let next = self.canon(self.inner.next_state(state, action)?);
+        if let Some(g) = &self.graph {
+            g.edge(fingerprint(&next), self.marks(&next));
+        }
+        Some(next)
     }
 
     fn format_action(&self, action: &Action) -> String {

@@ -1,153 +1,199 @@
-//! L1, convergence, checked over the explored state graph.
+//! L1, convergence, decided over the state graph the safety search
+//! recorded (see `graph`): no second exploration.
 //!
 //! stateright's `eventually` is unsound on paths that end in a cycle and
-//! loses path history where paths merge, so L1 is checked here instead: the
-//! whole reachable graph is built (states by fingerprint, edges by index),
-//! then
+//! loses path history where paths merge, so L1 is decided here instead,
+//! over the whole reachable graph (states by fingerprint, under host
+//! symmetry when the search used it):
 //!
 //! 1. the graph must be acyclic (time only moves forward to the horizon and
 //!    every other action consumes a message, a boot or a fault), so every
 //!    behaviour is a finite path ending in a state with no successor;
 //! 2. every *calm* state (faults stopped, see `World::is_calm`) must reach a
-//!    converged state, computed by backward reachability from converged states.
+//!    converged state, computed by one backward pass from converged states.
 //!
 //! Together: no calm state can end its behaviour unconverged, so every
 //! behaviour that becomes calm converges (and a behaviour that converges and
 //! then diverges is caught at its unconverged end). The fairness assumed is
 //! the model's: once calm, messages are delivered, partitions heal and due
-//! boots complete before time advances.
+//! boots complete before time advances. The quotient graph under host
+//! symmetry is bisimilar to the full one for these symmetric predicates,
+//! and acyclic exactly when it is.
 
-use crate::properties::converged;
-use std::collections::hash_map::{DefaultHasher, Entry};
+use crate::checked::CheckedModel;
+use crate::graph::{CALM, CONVERGED, Edge, GraphLog, fingerprint};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
-use tally_model::{Action, TallyModel, World};
+use tally_model::{Action, World};
 
 /// The outcome of the liveness check.
 #[derive(Debug)]
 pub struct LivenessOutcome {
-    /// States explored.
+    /// States in the graph.
     pub states: usize,
-    /// Edges explored.
+    /// Edges in the graph.
     pub edges: usize,
     /// Calm states.
     pub calm_states: usize,
     /// A shortest path to a calm state from which no converged state is
-    /// reachable, if any.
+    /// reachable, then on to the end of one behaviour, if any.
     pub counterexample: Option<Vec<(World, Option<Action>)>>,
     /// The graph has a cycle (the acyclicity assumption failed).
     pub cyclic: bool,
-    /// Exploration stopped at the state limit.
+    /// The search did not expand every state: nothing is decided.
     pub truncated: bool,
 }
 
-fn fingerprint(w: &World) -> u64 {
-    let mut h = DefaultHasher::new();
-    w.hash(&mut h);
-    h.finish()
+/// The recorded graph, numbered: `fps[id]`, `marks[id]`, and edges as
+/// compressed rows (`succ` from `out[id]..out[id + 1]`).
+struct Graph {
+    fps: Vec<u64>,
+    marks: Vec<u8>,
+    roots: Vec<u32>,
+    out: Vec<u32>,
+    succ: Vec<u32>,
 }
 
-/// Explores `model` breadth-first (at most `state_limit` states) and checks L1.
-///
-/// With `symmetry`, states are stored by their host-symmetry representative:
-/// the quotient graph is bisimilar to the full one for the symmetric
-/// predicates used here (calm, converged), and acyclic exactly when it is.
-pub fn check(
-    model: &TallyModel,
-    state_limit: usize,
-    symmetry: bool,
-    mut progress: impl FnMut(usize),
-) -> LivenessOutcome {
-    let cfg = &model.cfg;
-    let canon = |w: World| {
-        if symmetry {
-            crate::symmetry::representative(&w)
-        } else {
-            w
-        }
-    };
-    let mut fps: Vec<u64> = Vec::new();
-    let mut index: HashMap<u64, u32> = HashMap::new();
-    let mut parent: Vec<(u32, Option<Action>)> = Vec::new();
-    let mut calm: Vec<bool> = Vec::new();
-    let mut good: Vec<bool> = Vec::new();
-    let mut succ: Vec<Vec<u32>> = Vec::new();
-    let mut queue: VecDeque<(u32, World)> = VecDeque::new();
-    let mut truncated = false;
-    for w in model.init_states() {
-        let w = canon(w);
-        let id = u32::try_from(parent.len()).unwrap_or(u32::MAX);
-        let fp = fingerprint(&w);
-        if let Entry::Vacant(e) = index.entry(fp) {
-            e.insert(id);
-            fps.push(fp);
-            parent.push((id, None));
-            calm.push(w.is_calm(cfg));
-            good.push(converged(cfg, &w));
-            succ.push(Vec::new());
-            queue.push_back((id, w));
-        }
-    }
-    let mut actions = Vec::new();
-    let mut edges = 0usize;
-    let mut reported = 0usize;
-    while let Some((id, w)) = queue.pop_front() {
-        actions.clear();
-        model.actions(&w, &mut actions);
-        let mut out = Vec::with_capacity(actions.len());
-        for a in actions.iter().copied() {
-            let Some(next) = model.next_state(&w, a) else {
-                continue;
-            };
-            let next = canon(next);
-            let fp = fingerprint(&next);
-            let nid = match index.entry(fp) {
-                Entry::Occupied(e) => *e.get(),
-                Entry::Vacant(e) => {
-                    if parent.len() >= state_limit {
-                        truncated = true;
-                        continue;
-                    }
-                    let nid = u32::try_from(parent.len()).unwrap_or(u32::MAX);
-                    e.insert(nid);
-                    fps.push(fp);
-                    parent.push((id, Some(a)));
-                    calm.push(next.is_calm(cfg));
-                    good.push(converged(cfg, &next));
-                    succ.push(Vec::new());
-                    queue.push_back((nid, next));
-                    nid
-                }
-            };
-            out.push(nid);
-        }
-        edges += out.len();
-        if let Some(s) = succ.get_mut(id as usize) {
-            *s = out;
-        }
-        if parent.len() >= reported + 200_000 {
-            reported = parent.len();
-            progress(reported);
-        }
-    }
-    let n = parent.len();
-    let cyclic = has_cycle(&succ);
-    // Backward reachability from converged states.
-    let mut pred: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (from, outs) in succ.iter().enumerate() {
-        for to in outs {
-            if let Some(p) = pred.get_mut(*to as usize) {
-                p.push(u32::try_from(from).unwrap_or(u32::MAX));
+/// Decides L1 over what `log` recorded during a search of `model` that
+/// expanded every reachable state (`complete`).
+pub fn decide(model: &CheckedModel, log: &GraphLog, complete: bool) -> LivenessOutcome {
+    let g = build(log);
+    let n = g.fps.len();
+    let cyclic = has_cycle(&g);
+    let reaches = backward_from_converged(&g);
+    let calm = |i: usize| g.marks.get(i).is_some_and(|m| m & CALM != 0);
+    let bad = |i: usize| calm(i) && !reaches.get(i).copied().unwrap_or(true);
+    let (order, parent) = breadth_first(&g);
+    // In breadth-first order, the first bad state has a shortest path.
+    let counterexample = order
+        .iter()
+        .map(|i| *i as usize)
+        .find(|i| bad(*i))
+        .map(|b| {
+            let mut nodes = Vec::new();
+            let mut at = b;
+            while let Some(p) = parent.get(at).copied().flatten() {
+                nodes.push(at);
+                at = p as usize;
             }
+            nodes.reverse();
+            // On to the end of one behaviour: every successor of a state that
+            // cannot converge cannot converge either.
+            let mut at = b;
+            while let Some(next) = row(&g, at).first() {
+                at = *next as usize;
+                nodes.push(at);
+            }
+            let want: Vec<u64> = nodes
+                .iter()
+                .filter_map(|i| g.fps.get(*i).copied())
+                .collect();
+            realize(model, &want)
+        });
+    LivenessOutcome {
+        states: n,
+        edges: g.succ.len(),
+        calm_states: (0..n).filter(|i| calm(*i)).count(),
+        counterexample,
+        cyclic,
+        truncated: !complete,
+    }
+}
+
+fn build(log: &GraphLog) -> Graph {
+    let (root_fps, edges) = log.take();
+    let mut index: HashMap<u64, u32> = HashMap::with_capacity(edges.len() / 2 + 1);
+    let mut fps: Vec<u64> = Vec::new();
+    let mut marks: Vec<u8> = Vec::new();
+    let mut intern = |fp: u64, m: u8, fps: &mut Vec<u64>, marks: &mut Vec<u8>| -> u32 {
+        *index.entry(fp).or_insert_with(|| {
+            fps.push(fp);
+            marks.push(m);
+            u32::try_from(fps.len() - 1).unwrap_or(u32::MAX)
+        })
+    };
+    let mut roots: Vec<u32> = root_fps
+        .iter()
+        .map(|(fp, m)| intern(*fp, *m, &mut fps, &mut marks))
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    // Every source was generated (a root or some edge's target), so the
+    // targets are numbered first and each source is then found.
+    let dst: Vec<u32> = edges
+        .iter()
+        .map(|e| intern(e.to(), e.marks(), &mut fps, &mut marks))
+        .collect();
+    let src: Vec<u32> = edges
+        .iter()
+        .map(|e: &Edge| intern(e.from, 0, &mut fps, &mut marks))
+        .collect();
+    drop(edges);
+    let (out, succ) = rows(fps.len(), &src, &dst);
+    Graph {
+        fps,
+        marks,
+        roots,
+        out,
+        succ,
+    }
+}
+
+/// Compressed rows of the edges `from[k] -> to[k]`.
+fn rows(n: usize, from: &[u32], to: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut out = vec![0u32; n + 1];
+    for f in from {
+        if let Some(c) = out.get_mut(*f as usize + 1) {
+            *c += 1;
         }
     }
-    let mut reaches = good.clone();
+    for i in 0..n {
+        let prev = out.get(i).copied().unwrap_or(0);
+        if let Some(c) = out.get_mut(i + 1) {
+            *c += prev;
+        }
+    }
+    let mut fill = out.clone();
+    let mut succ = vec![0u32; to.len()];
+    for (f, t) in from.iter().zip(to) {
+        if let Some(at) = fill.get_mut(*f as usize) {
+            if let Some(slot) = succ.get_mut(*at as usize) {
+                *slot = *t;
+            }
+            *at += 1;
+        }
+    }
+    (out, succ)
+}
+
+fn row(g: &Graph, i: usize) -> &[u32] {
+    let lo = g.out.get(i).copied().unwrap_or(0) as usize;
+    let hi = g.out.get(i + 1).copied().unwrap_or(0) as usize;
+    g.succ.get(lo..hi).unwrap_or(&[])
+}
+
+/// Every state from which a converged state is reachable: one backward
+/// pass over the reversed edges.
+fn backward_from_converged(g: &Graph) -> Vec<bool> {
+    let n = g.fps.len();
+    let mut from = Vec::with_capacity(g.succ.len());
+    let mut to = Vec::with_capacity(g.succ.len());
+    for i in 0..n {
+        for s in row(g, i) {
+            from.push(*s);
+            to.push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+    }
+    let (pout, pred) = rows(n, &from, &to);
+    drop((from, to));
+    let mut reaches: Vec<bool> = g.marks.iter().map(|m| m & CONVERGED != 0).collect();
     let mut stack: Vec<u32> = (0..n)
-        .filter(|i| good.get(*i).copied().unwrap_or(false))
+        .filter(|i| reaches.get(*i).copied().unwrap_or(false))
         .filter_map(|i| u32::try_from(i).ok())
         .collect();
     while let Some(s) = stack.pop() {
-        for p in pred.get(s as usize).into_iter().flatten() {
+        let lo = pout.get(s as usize).copied().unwrap_or(0) as usize;
+        let hi = pout.get(s as usize + 1).copied().unwrap_or(0) as usize;
+        for p in pred.get(lo..hi).unwrap_or(&[]) {
             if let Some(r) = reaches.get_mut(*p as usize) {
                 if !*r {
                     *r = true;
@@ -156,58 +202,55 @@ pub fn check(
             }
         }
     }
-    // States are numbered in BFS order: the first bad one is a shortest.
-    let bad = (0..n).find(|i| {
-        calm.get(*i).copied().unwrap_or(false) && !reaches.get(*i).copied().unwrap_or(true)
-    });
-    let counterexample = bad.map(|b| {
-        // The nodes from the initial state to `b`, then on to the end of one
-        // behaviour: every successor of a state that cannot converge cannot
-        // converge either.
-        let mut nodes = Vec::new();
-        let mut at = b;
-        while let Some((p, Some(_))) = parent.get(at) {
-            nodes.push(at);
-            at = *p as usize;
-        }
-        nodes.reverse();
-        let mut at = b;
-        while let Some(next) = succ.get(at).and_then(|s| s.first()) {
-            at = *next as usize;
-            nodes.push(at);
-        }
-        realize(model, &canon, &fps, &nodes)
-    });
-    LivenessOutcome {
-        states: n,
-        edges,
-        calm_states: calm.iter().filter(|c| **c).count(),
-        counterexample,
-        cyclic,
-        truncated,
-    }
+    reaches
 }
 
-/// A real (not relabelled) path through the graph nodes `nodes`: at each
-/// step, the action whose successor has the next node's fingerprint.
-fn realize(
-    model: &TallyModel,
-    canon: &dyn Fn(World) -> World,
-    fps: &[u64],
-    nodes: &[usize],
-) -> Vec<(World, Option<Action>)> {
+/// The states in breadth-first order from the roots, and each one's
+/// breadth-first parent.
+fn breadth_first(g: &Graph) -> (Vec<u32>, Vec<Option<u32>>) {
+    let n = g.fps.len();
+    let mut parent: Vec<Option<u32>> = vec![None; n];
+    let mut seen = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    let mut queue: VecDeque<u32> = VecDeque::new();
+    for r in &g.roots {
+        if let Some(s) = seen.get_mut(*r as usize) {
+            *s = true;
+            queue.push_back(*r);
+        }
+    }
+    while let Some(i) = queue.pop_front() {
+        order.push(i);
+        for s in row(g, i as usize) {
+            if let Some(seen) = seen.get_mut(*s as usize) {
+                if !*seen {
+                    *seen = true;
+                    if let Some(p) = parent.get_mut(*s as usize) {
+                        *p = Some(i);
+                    }
+                    queue.push_back(*s);
+                }
+            }
+        }
+    }
+    (order, parent)
+}
+
+/// A real (not relabelled) path from the initial state through states
+/// whose representatives have the fingerprints `want`, in order: at each
+/// step, the action whose successor's representative is the next one.
+pub fn realize(model: &CheckedModel, want: &[u64]) -> Vec<(World, Option<Action>)> {
     let mut path = Vec::new();
-    let Some(mut w) = model.init_states().into_iter().next() else {
+    let Some(mut w) = model.inner.init_states().into_iter().next() else {
         return path;
     };
     let mut actions = Vec::new();
-    for node in nodes {
-        let Some(want) = fps.get(*node) else { break };
+    for fp in want {
         actions.clear();
-        model.actions(&w, &mut actions);
+        model.inner.actions(&w, &mut actions);
         let step = actions.iter().find_map(|a| {
-            let next = model.next_state(&w, *a)?;
-            (fingerprint(&canon(next.clone())) == *want).then_some((*a, next))
+            let next = model.inner.next_state(&w, *a)?;
+            (fingerprint(&model.canon(next.clone())) == *fp).then_some((*a, next))
         });
         let Some((a, next)) = step else { break };
         path.push((w, Some(a)));
@@ -217,23 +260,20 @@ fn realize(
     path
 }
 
-/// Kahn's algorithm: whether some nodes are left on a cycle.
-fn has_cycle(succ: &[Vec<u32>]) -> bool {
-    let mut indegree = vec![0u32; succ.len()];
-    for outs in succ {
-        for to in outs {
-            if let Some(d) = indegree.get_mut(*to as usize) {
-                *d += 1;
-            }
+/// Kahn's algorithm: whether some states are left on a cycle.
+fn has_cycle(g: &Graph) -> bool {
+    let n = g.fps.len();
+    let mut indegree = vec![0u32; n];
+    for to in &g.succ {
+        if let Some(d) = indegree.get_mut(*to as usize) {
+            *d += 1;
         }
     }
-    let mut ready: Vec<usize> = (0..succ.len())
-        .filter(|i| indegree.get(*i) == Some(&0))
-        .collect();
+    let mut ready: Vec<usize> = (0..n).filter(|i| indegree.get(*i) == Some(&0)).collect();
     let mut done = 0usize;
     while let Some(i) = ready.pop() {
         done += 1;
-        for to in succ.get(i).into_iter().flatten() {
+        for to in row(g, i) {
             if let Some(d) = indegree.get_mut(*to as usize) {
                 *d -= 1;
                 if *d == 0 {
@@ -242,5 +282,5 @@ fn has_cycle(succ: &[Vec<u32>]) -> bool {
             }
         }
     }
-    done != succ.len()
+    done != n
 }
