@@ -2,10 +2,10 @@
 //! the graph check for L1, with progress reports ([`CheckProgress`]), and the verdict across a
 //! preset's configurations ([`summarize`]).
 
-use crate::checked::CheckedModel;
-use crate::graph::{GraphLog, fingerprint};
+use crate::graph::GraphLog;
 use crate::liveness;
 use crate::properties::{Kind, L1, PROPERTIES};
+use crate::search::SearchModel;
 use crate::trace;
 use stateright::{Checker, HasDiscoveries, Model};
 use std::collections::BTreeSet;
@@ -201,7 +201,7 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
     // Symmetry is applied by the model (each state it returns is its
     // representative), so the graph it records is the quotient graph.
     let graph = opts.liveness.then(|| Arc::new(GraphLog::new()));
-    let model = CheckedModel::searching(inner, opts.symmetry, graph.clone());
+    let model = SearchModel::new(inner, opts.symmetry, graph.clone());
     let mut builder = model.clone().checker().threads(opts.threads.max(1));
     if let Some(stop) = &opts.stop_at {
         builder = builder.finish_when(HasDiscoveries::AnyOf(stop.clone()));
@@ -215,7 +215,11 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
         // Paths through representatives, replayed as real behaviours.
         for r in &mut report.results {
             if let Some(path) = &mut r.path {
-                let want: Vec<u64> = path.iter().skip(1).map(|(w, _)| fingerprint(w)).collect();
+                let want: Vec<u64> = path
+                    .iter()
+                    .skip(1)
+                    .map(|(w, _)| crate::graph::fingerprint(w))
+                    .collect();
                 *path = liveness::realize(&model, &want);
             }
         }
@@ -272,7 +276,7 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
     Ok(report)
 }
 
-fn collect<C: Checker<CheckedModel>>(
+fn collect<C: Checker<SearchModel>>(
     cfg: &ModelConfig,
     checker: C,
     opts: &CheckOptions,
@@ -307,7 +311,10 @@ fn collect<C: Checker<CheckedModel>>(
     let results = PROPERTIES
         .iter()
         .map(|p| {
-            let found = discoveries.get(p.name).map(|path| path.clone().into_vec());
+            let found: Option<Vec<(World, Option<Action>)>> = discoveries.get(p.name).map(|path| {
+                let steps = path.clone().into_vec();
+                steps.into_iter().map(|(s, a)| (s.world, a)).collect()
+            });
             let verdict = match (p.kind, &found) {
                 (Kind::Sometimes, Some(_)) => Verdict::Reachable,
                 (Kind::Sometimes, None) if decided => Verdict::NotReached,

@@ -1,14 +1,7 @@
 //! The stateright `Model`: the model crate's world plus the properties.
-//!
-//! For the proof it also applies host symmetry itself (every state it
-//! returns is its representative, so stateright's visited set holds one
-//! state per class) and records the state graph for L1 as the search
-//! generates it (see `graph`).
 
-use crate::graph::{CALM, CONVERGED, GraphLog, fingerprint};
-use crate::properties::{Kind, PROPERTIES, converged};
+use crate::properties::{Kind, PROPERTIES};
 use stateright::{Model, Property};
-use std::sync::Arc;
 use tally_model::{Action, ModelConfig, TallyModel, World};
 
 /// The model with Tally's properties attached.
@@ -16,59 +9,13 @@ use tally_model::{Action, ModelConfig, TallyModel, World};
 pub struct CheckedModel {
     /// The underlying model.
     pub inner: TallyModel,
-    /// Return each state's host-symmetry representative.
-    symmetry: bool,
-    /// Record the state graph here.
-    graph: Option<Arc<GraphLog>>,
 }
 
 impl CheckedModel {
     /// Wraps a validated model.
     #[must_use]
     pub fn new(inner: TallyModel) -> CheckedModel {
-        CheckedModel {
-            inner,
-            symmetry: false,
-            graph: None,
-        }
-    }
-
-    /// The same model, returning representatives under host symmetry
-    /// (sound only where `symmetry::usable`), and recording its state graph
-    /// into `graph` when given.
-    #[must_use]
-    pub fn searching(
-        inner: TallyModel,
-        symmetry: bool,
-        graph: Option<Arc<GraphLog>>,
-    ) -> CheckedModel {
-        CheckedModel {
-            inner,
-            symmetry,
-            graph,
-        }
-    }
-
-    /// `w`, or its representative under host symmetry.
-    #[must_use]
-    pub fn canon(&self, w: World) -> World {
-        if self.symmetry {
-            crate::symmetry::representative(&w)
-        } else {
-            w
-        }
-    }
-
-    fn marks(&self, w: &World) -> u8 {
-        let cfg = &self.inner.cfg;
-        let mut m = 0;
-        if w.is_calm(cfg) {
-            m |= CALM;
-        }
-        if converged(cfg, w) {
-            m |= CONVERGED;
-        }
-        m
+        CheckedModel { inner }
     }
 
     /// The configuration.
@@ -78,71 +25,40 @@ impl CheckedModel {
     }
 }
 
-macro_rules! prop_fn {
-    ($i:literal) => {
-        |m: &CheckedModel, s: &World| match PROPERTIES.get($i) {
-            Some(p) => (p.holds)(m.cfg(), s),
-            None => true,
-        }
+/// stateright wants `fn` pointers: one per entry of `PROPERTIES`, for a
+/// model `$model` whose state `$s` holds a `World` at `$world`.
+macro_rules! conditions {
+    ($model:ty, $state:ty, |$s:ident| $world:expr) => {
+        conditions!(@ $model, $state, |$s| $world;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
+    };
+    (@ $model:ty, $state:ty, |$s:ident| $world:expr; $($i:literal)*) => {
+        [$(
+            |m: &$model, $s: &$state| match $crate::properties::PROPERTIES.get($i) {
+                Some(p) => (p.holds)(m.cfg(), $world),
+                None => true,
+            }
+        ),*]
     };
 }
+pub(crate) use conditions;
 
-/// stateright wants `fn` pointers; one per entry of `PROPERTIES`.
-const CONDITIONS: [fn(&CheckedModel, &World) -> bool; 20] = [
-    prop_fn!(0),
-    prop_fn!(1),
-    prop_fn!(2),
-    prop_fn!(3),
-    prop_fn!(4),
-    prop_fn!(5),
-    prop_fn!(6),
-    prop_fn!(7),
-    prop_fn!(8),
-    prop_fn!(9),
-    prop_fn!(10),
-    prop_fn!(11),
-    prop_fn!(12),
-    prop_fn!(13),
-    prop_fn!(14),
-    prop_fn!(15),
-    prop_fn!(16),
-    prop_fn!(17),
-    prop_fn!(18),
-    prop_fn!(19),
-];
+const CONDITIONS: [fn(&CheckedModel, &World) -> bool; 20] = conditions!(CheckedModel, World, |s| s);
 
 impl Model for CheckedModel {
     type State = World;
     type Action = Action;
 
     fn init_states(&self) -> Vec<World> {
-        let states: Vec<World> = self
-            .inner
-            .init_states()
-            .into_iter()
-            .map(|w| self.canon(w))
-            .collect();
-        if let Some(g) = &self.graph {
-            for w in &states {
-                g.root(fingerprint(w), self.marks(w));
-            }
-        }
-        states
+        self.inner.init_states()
     }
 
     fn actions(&self, state: &World, actions: &mut Vec<Action>) {
-        if self.graph.is_some() {
-            GraphLog::expanding(fingerprint(state));
-        }
         self.inner.actions(state, actions);
     }
 
     fn next_state(&self, state: &World, action: Action) -> Option<World> {
-        let next = self.canon(self.inner.next_state(state, action)?);
-        if let Some(g) = &self.graph {
-            g.edge(fingerprint(&next), self.marks(&next));
-        }
-        Some(next)
+        self.inner.next_state(state, action)
     }
 
     fn format_action(&self, action: &Action) -> String {

@@ -15,5 +15,6 @@ pub mod hunt;
 pub mod liveness;
 pub mod mutations;
 pub mod properties;
+pub mod search;
 pub mod symmetry;
 pub mod trace;

@@ -1,5 +1,5 @@
 //! L1, convergence, decided over the state graph the safety search
-//! recorded (see `graph`): no second exploration.
+//! recorded (see `graph`, `search`): no second exploration.
 //!
 //! stateright's `eventually` is unsound on paths that end in a cycle and
 //! loses path history where paths merge, so L1 is decided here instead,
@@ -20,8 +20,8 @@
 //! symmetry is bisimilar to the full one for these symmetric predicates,
 //! and acyclic exactly when it is.
 
-use crate::checked::CheckedModel;
 use crate::graph::{CALM, CONVERGED, Edge, GraphLog, fingerprint};
+use crate::search::SearchModel;
 use std::collections::{HashMap, VecDeque};
 use tally_model::{Action, World};
 
@@ -55,7 +55,7 @@ struct Graph {
 
 /// Decides L1 over what `log` recorded during a search of `model` that
 /// expanded every reachable state (`complete`).
-pub fn decide(model: &CheckedModel, log: &GraphLog, complete: bool) -> LivenessOutcome {
+pub fn decide(model: &SearchModel, log: &GraphLog, complete: bool) -> LivenessOutcome {
     let g = build(log);
     let n = g.fps.len();
     let cyclic = has_cycle(&g);
@@ -101,33 +101,36 @@ pub fn decide(model: &CheckedModel, log: &GraphLog, complete: bool) -> LivenessO
 
 fn build(log: &GraphLog) -> Graph {
     let (root_fps, edges) = log.take();
-    let mut index: HashMap<u64, u32> = HashMap::with_capacity(edges.len() / 2 + 1);
     let mut fps: Vec<u64> = Vec::new();
     let mut marks: Vec<u8> = Vec::new();
-    let mut intern = |fp: u64, m: u8, fps: &mut Vec<u64>, marks: &mut Vec<u8>| -> u32 {
-        *index.entry(fp).or_insert_with(|| {
-            fps.push(fp);
-            marks.push(m);
-            u32::try_from(fps.len() - 1).unwrap_or(u32::MAX)
-        })
+    let (mut roots, src, dst) = {
+        let mut index: HashMap<u64, u32> = HashMap::with_capacity(edges.len() / 2 + 1);
+        let mut intern = |fp: u64, m: u8, fps: &mut Vec<u64>, marks: &mut Vec<u8>| -> u32 {
+            *index.entry(fp).or_insert_with(|| {
+                fps.push(fp);
+                marks.push(m);
+                u32::try_from(fps.len() - 1).unwrap_or(u32::MAX)
+            })
+        };
+        let roots: Vec<u32> = root_fps
+            .iter()
+            .map(|(fp, m)| intern(*fp, *m, &mut fps, &mut marks))
+            .collect();
+        // Every source was generated (a root or some edge's target), so the
+        // targets are numbered first and each source is then found.
+        let dst: Vec<u32> = edges
+            .iter()
+            .map(|e| intern(e.to(), e.marks(), &mut fps, &mut marks))
+            .collect();
+        let src: Vec<u32> = edges
+            .iter()
+            .map(|e: &Edge| intern(e.from, 0, &mut fps, &mut marks))
+            .collect();
+        (roots, src, dst)
     };
-    let mut roots: Vec<u32> = root_fps
-        .iter()
-        .map(|(fp, m)| intern(*fp, *m, &mut fps, &mut marks))
-        .collect();
+    drop(edges);
     roots.sort_unstable();
     roots.dedup();
-    // Every source was generated (a root or some edge's target), so the
-    // targets are numbered first and each source is then found.
-    let dst: Vec<u32> = edges
-        .iter()
-        .map(|e| intern(e.to(), e.marks(), &mut fps, &mut marks))
-        .collect();
-    let src: Vec<u32> = edges
-        .iter()
-        .map(|e: &Edge| intern(e.from, 0, &mut fps, &mut marks))
-        .collect();
-    drop(edges);
     let (out, succ) = rows(fps.len(), &src, &dst);
     Graph {
         fps,
@@ -239,17 +242,17 @@ fn breadth_first(g: &Graph) -> (Vec<u32>, Vec<Option<u32>>) {
 /// A real (not relabelled) path from the initial state through states
 /// whose representatives have the fingerprints `want`, in order: at each
 /// step, the action whose successor's representative is the next one.
-pub fn realize(model: &CheckedModel, want: &[u64]) -> Vec<(World, Option<Action>)> {
+pub fn realize(model: &SearchModel, want: &[u64]) -> Vec<(World, Option<Action>)> {
     let mut path = Vec::new();
-    let Some(mut w) = model.inner.init_states().into_iter().next() else {
+    let Some(mut w) = model.inner().init_states().into_iter().next() else {
         return path;
     };
     let mut actions = Vec::new();
     for fp in want {
         actions.clear();
-        model.inner.actions(&w, &mut actions);
+        model.inner().actions(&w, &mut actions);
         let step = actions.iter().find_map(|a| {
-            let next = model.inner.next_state(&w, *a)?;
+            let next = model.inner().next_state(&w, *a)?;
             (fingerprint(&model.canon(next.clone())) == *fp).then_some((*a, next))
         });
         let Some((a, next)) = step else { break };
