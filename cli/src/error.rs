@@ -40,6 +40,9 @@ pub enum CliError {
         /// How many configurations it has.
         configs: usize,
     },
+    /// A hunt (`tally check --mutation`) asked for something it cannot do.
+    #[error("{0}")]
+    Hunt(String),
     /// Writing to stdout.
     #[error(transparent)]
     Io(#[from] std::io::Error),

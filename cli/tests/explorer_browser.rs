@@ -50,18 +50,27 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `tally check` writes the counterexample; its S1 trace.
+/// `tally check` writes the counterexample; its S1 trace. (A hunt,
+/// `tally check --mutation timeout-frees-slot`, stops at the shorter S2
+/// counterexample; this is the whole BFS of the same configuration, which
+/// also breaks S1.)
 fn s1_trace(dir: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = tally_verification::mutations::hunt_config(tally_core::Mutation::TimeoutFreesSlot);
+    let file = dir.join("hunt-timeout-frees-slot.json");
+    std::fs::write(&file, serde_json::to_string(&cfg).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args([
             "check",
-            "--mutation",
-            "timeout-frees-slot",
+            "--bfs",
             "--threads",
             "1",
-            "--trace-out",
+            "--no-liveness",
+            "--config",
         ])
+        .arg(&file)
+        .arg("--trace-out")
         .arg(dir)
         .output()
         .unwrap();

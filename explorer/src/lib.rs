@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use store::Store;
 use tally_core::Mutation;
 use tally_model::ModelConfig;
-use tally_verification::check::{CheckOptions, Search, Verdict, check_config};
+use tally_verification::hunt::{self, HuntOptions};
 use tally_verification::mutations;
 use upstream::Upstreams;
 
@@ -446,25 +446,15 @@ fn hunt(shared: &Shared, mutation: &str) -> Result<Reply, Problem> {
             return Ok(Reply::redirect(303, format!("/trace/{name}")));
         }
     }
-    let opts = CheckOptions {
-        threads: 2,
-        search: Search::Bfs,
-        liveness: mutations::breaks_liveness(m),
-        stop_at: Some(mutations::expected(m).iter().copied().collect()),
-        ..CheckOptions::default()
-    };
-    let report = check_config(&cfg, &opts).map_err(|e| Problem::unprocessable(e.to_string()))?;
-    let found = report
-        .results
-        .iter()
-        .find_map(|r| match (&r.verdict, &r.path) {
-            (Verdict::Counterexample { .. }, Some(path)) => Some((r.name, path)),
-            _ => None,
-        });
-    let Some((property, path)) = found else {
+    // The same hunt as `tally check --mutation` (one thread, BFS, stopped
+    // at the first state that breaks an expected property).
+    let found = hunt::hunt(m, &cfg, &HuntOptions::default())
+        .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let Some(refutation) = &found.refutation else {
         return Ok(Reply::html(pages::nothing_found(&cfg)));
     };
-    let text = tally_verification::trace::to_json(&cfg, property, path)
+    let property = refutation.property;
+    let text = tally_verification::trace::to_json(&cfg, property, &refutation.path)
         .map_err(|e| Problem::unprocessable(format!("cannot write the trace: {e}")))?;
     let name = tally_verification::trace::slug(&cfg, property);
     shared.store.remember(&name, Arc::from(text));

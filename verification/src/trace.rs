@@ -262,8 +262,10 @@ pub fn explorer_paths(
 }
 
 /// The first state of `path` that breaks `property`; the last state when it
-/// has no per-state predicate (L1) or none breaks it.
-fn broken_at(cfg: &ModelConfig, property: &str, path: &[(World, Option<Action>)]) -> usize {
+/// has no per-state predicate (L1) or none breaks it. A trace's `broken_at`,
+/// and the length `tally check --mutation` prints.
+#[must_use]
+pub fn broken_at(cfg: &ModelConfig, property: &str, path: &[(World, Option<Action>)]) -> usize {
     let last = path.len().saturating_sub(1);
     match properties::find(property) {
         Some(p) if p.kind == Kind::Always => path

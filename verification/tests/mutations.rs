@@ -2,47 +2,33 @@
 //! refuted: BFS finds a shortest counterexample to a property it breaks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::collections::BTreeSet;
 use tally_core::Mutation;
-use tally_verification::check::{CheckOptions, Search, Verdict, check_config};
-use tally_verification::mutations::{breaks_liveness, expected, hunt_config};
+use tally_verification::hunt::{HuntOptions, hunt};
+use tally_verification::mutations::{expected, hunt_config};
 
+/// `tally check --mutation M` does exactly this (`hunt`); the lengths below
+/// are pinned again, through the binary, in `cli/tests/hunts.rs`.
 fn refute(m: Mutation) -> (String, usize) {
-    let cfg = hunt_config(m);
-    let liveness = breaks_liveness(m);
-    let stop: BTreeSet<&'static str> = expected(m)
-        .iter()
-        .copied()
-        .filter(|p| *p != tally_verification::properties::L1)
-        .collect();
-    let opts = CheckOptions {
-        threads: 1,
-        search: Search::Bfs,
-        liveness,
-        stop_at: if liveness { None } else { Some(stop) },
-        ..CheckOptions::default()
+    let h = hunt(m, &hunt_config(m), &HuntOptions::default()).unwrap();
+    let Some(r) = h.refutation else {
+        panic!(
+            "{m}: no counterexample to any of {:?} in {} unique states",
+            expected(m),
+            h.unique_states
+        );
     };
-    let report = check_config(&cfg, &opts).unwrap();
-    for name in expected(m) {
-        if let Some(r) = report.result(name) {
-            if let Verdict::Counterexample { steps } = r.verdict {
-                return (name.to_string(), steps);
-            }
-        }
-    }
-    panic!(
-        "{m}: no counterexample to any of {:?}; verdicts: {:?}",
-        expected(m),
-        report
-            .results
-            .iter()
-            .map(|r| (r.name, r.verdict.clone()))
-            .collect::<Vec<_>>()
+    assert!(expected(m).contains(&r.property));
+    // The path ends where the property breaks, and that is its length.
+    assert_eq!(
+        r.path.len(),
+        r.steps + 1,
+        "{m}: the path runs past the break"
     );
+    (r.property.to_string(), r.steps)
 }
 
-/// Single-threaded BFS visits states in order of depth, so the first
-/// counterexample it reports is a shortest one; its length is pinned so that
+/// The hunt's BFS checks every state as it is generated, level by level, so
+/// the first counterexample it reports is a shortest one; its length is pinned so that
 /// a change of the model or the core that lengthens (or shortens) it is seen.
 macro_rules! refuted {
     ($test:ident, $m:expr, $steps:expr) => {
@@ -65,7 +51,7 @@ refuted!(no_self_fencing_is_refuted, Mutation::NoSelfFencing, 9);
 refuted!(
     trust_late_messages_is_refuted,
     Mutation::TrustLateMessages,
-    7
+    4
 );
 refuted!(refuse_only_older_is_refuted, Mutation::RefuseOnlyOlder, 8);
 refuted!(
@@ -76,7 +62,7 @@ refuted!(
 refuted!(
     absence_confirms_death_is_refuted,
     Mutation::AbsenceConfirmsDeath,
-    8
+    6
 );
 refuted!(lease_from_receipt_is_refuted, Mutation::LeaseFromReceipt, 8);
 refuted!(
@@ -109,7 +95,7 @@ refuted!(refill_on_revive_is_refuted, Mutation::RefillOnRevive, 20);
 refuted!(
     admission_counts_launching_is_refuted,
     Mutation::AdmissionCountsLaunching,
-    8
+    6
 );
 refuted!(
     breaker_never_half_opens_is_refuted,
