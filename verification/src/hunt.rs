@@ -31,7 +31,7 @@ use crate::properties::{self, L1, PropertyDef};
 use crate::trace;
 use stateright::Model;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tally_core::Mutation;
@@ -236,9 +236,7 @@ impl Hasher for Identity {
 type Parents = HashMap<u64, u64, BuildHasherDefault<Identity>>;
 
 fn fp(w: &World) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    w.hash(&mut h);
-    h.finish()
+    crate::graph::fingerprint(w)
 }
 
 /// Breadth-first, level by level, each state checked as it is generated.

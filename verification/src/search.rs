@@ -88,16 +88,19 @@ impl SearchModel {
         }
     }
 
+    /// `CALM`, and `CONVERGED` for a calm state: L1 asks only whether a
+    /// calm state reaches a converged one, and a calm state's successors
+    /// are calm, so no other state's convergence is ever read.
     fn marks(&self, w: &World) -> u8 {
         let cfg = self.cfg();
-        let mut m = 0;
-        if w.is_calm(cfg) {
-            m |= CALM;
+        if !w.is_calm(cfg) {
+            return 0;
         }
         if converged(cfg, w) {
-            m |= CONVERGED;
+            CALM | CONVERGED
+        } else {
+            CALM
         }
-        m
     }
 }
 

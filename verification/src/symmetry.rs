@@ -13,7 +13,6 @@
 //!
 //! A scripted command that names a host breaks the symmetry; `usable` says so.
 
-use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use tally_core::{HostId, Message};
 use tally_model::config::ScriptedCommand;
@@ -34,7 +33,7 @@ pub fn usable(cfg: &ModelConfig) -> bool {
 }
 
 fn signature(w: &World, h: HostId) -> u64 {
-    let mut s = DefaultHasher::new();
+    let mut s = crate::graph::hasher();
     if let Some(hs) = w.hosts.get(usize::from(h.0)) {
         let mut agent = hs.agent.clone();
         agent.rename_host(HostId(0));
