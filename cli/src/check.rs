@@ -119,18 +119,30 @@ pub struct ExploreArgs {
 /// `tally mutations`.
 #[derive(clap::Args)]
 pub struct MutationsArgs {
-    /// Hunt every mutation in this preset's configurations (as `tally check
-    /// --mutation M --preset P` does) and print, for each, whether the
-    /// preset refutes it, where and in how many steps. A mutation the preset
-    /// does not refute costs a full search of every configuration.
+    /// Hunt every mutation in this preset's configurations and print, for
+    /// each, whether the preset refutes it, where and in how many steps. The
+    /// search is the proof's (depth-first, host symmetry, --threads
+    /// threads), stopped at the first break of an expected property: it
+    /// answers "does the preset catch it", and its step counts are not
+    /// shortest (see --shortest). A mutation the preset does not refute
+    /// costs a full proof of every configuration.
     #[arg(long, value_enum, value_name = "PRESET")]
     against: Option<PresetName>,
-    /// With --against: give up on a configuration after this many unique
-    /// states without a counterexample (safety hunts only; an L1 hunt
-    /// always searches everything). The row then says "not within".
-    #[arg(long, value_name = "N", requires = "against")]
+    /// With --against: hunt as `tally check --mutation M --preset P` does
+    /// instead (breadth-first, one thread per hunt: a shortest
+    /// counterexample per configuration, at about six times the states and
+    /// memory).
+    #[arg(long, requires = "against")]
+    shortest: bool,
+    /// With --against (not --shortest): threads of each hunt.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), requires = "against")]
+    threads: u16,
+    /// With --against --shortest: give up on a configuration after this
+    /// many unique states without a counterexample (safety hunts only; an
+    /// L1 hunt always searches everything). The row then says "not within".
+    #[arg(long, value_name = "N", requires = "shortest")]
     max_states: Option<usize>,
-    /// With --against: hunts run at once (each on one thread).
+    /// With --against: hunts run at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), requires = "against")]
     jobs: u16,
     /// With --against: only these mutations (repeatable; default all).
@@ -284,6 +296,8 @@ fn hunt(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let opts = HuntOptions {
         progress: Some(Progress(Arc::new(progress_line))),
         max_states: None,
+        proof: false,
+        threads: 1,
     };
     println!();
     let mut found = None;
@@ -485,10 +499,18 @@ fn against(args: &MutationsArgs, name: PresetName) -> Result<ExitCode, CliError>
     };
     let jobs = usize::from(args.jobs).min(chosen.len()).max(1);
     eprintln!(
-        "tally mutations --against {}: {} mutation(s) x {} configuration(s), BFS, 1 thread per hunt, {jobs} at once{}",
+        "tally mutations --against {}: {} mutation(s) x {} configuration(s), {}, {jobs} at once{}",
         p.name,
         chosen.len(),
         p.configs.len(),
+        if args.shortest {
+            "BFS, 1 thread per hunt (shortest)".to_string()
+        } else {
+            format!(
+                "DFS with symmetry, {} thread(s) per hunt (not shortest)",
+                args.threads
+            )
+        },
         args.max_states
             .map(|n| format!(", at most {n} unique states per configuration"))
             .unwrap_or_default()
@@ -513,6 +535,8 @@ fn against(args: &MutationsArgs, name: PresetName) -> Result<ExitCode, CliError>
     let opts = HuntOptions {
         progress: Some(Progress(Arc::new(progress))),
         max_states: args.max_states,
+        proof: !args.shortest,
+        threads: usize::from(args.threads),
     };
     std::thread::scope(|s| {
         for _ in 0..jobs {

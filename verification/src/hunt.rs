@@ -46,6 +46,13 @@ pub struct HuntOptions {
     /// without a counterexample (safety hunts only; an L1 hunt always
     /// searches the whole state space). `None`: no limit.
     pub max_states: Option<usize>,
+    /// Search as the proof does instead (depth-first, host symmetry where
+    /// usable, on `threads` threads): whether the configuration refutes the
+    /// mutation at all, in a sixth of the states and memory of a
+    /// breadth-first search, but its counterexample is not a shortest one.
+    pub proof: bool,
+    /// Threads of a `proof` hunt (at least one).
+    pub threads: usize,
 }
 
 /// A counterexample found by a hunt.
@@ -134,7 +141,9 @@ pub fn hunt_all(
         .filter_map(|name| properties::find(name))
         .filter(|p| p.kind == properties::Kind::Always)
         .collect();
-    if safety.is_empty() && expected.contains(&L1) {
+    if opts.proof {
+        proof_hunt(cfg, expected, opts)
+    } else if safety.is_empty() && expected.contains(&L1) {
         liveness_hunt(cfg, expected, opts)
     } else {
         safety_hunt(cfg, expected, &safety, opts)
@@ -185,6 +194,56 @@ fn liveness_hunt(
     let complete = report
         .result(L1)
         .is_some_and(|r| r.verdict != Verdict::Undecided);
+    Ok(Hunt {
+        config: cfg,
+        expected,
+        refutation,
+        unique_states: report.unique_states,
+        total_states: report.total_states,
+        max_depth: report.max_depth,
+        seconds: report.seconds + report.liveness_seconds,
+        complete,
+    })
+}
+
+/// As the proof searches: DFS with symmetry where usable, stopped at the
+/// first discovery of an expected safety property, or (for L1) the whole
+/// graph and the L1 decision. Not shortest.
+fn proof_hunt(
+    cfg: ModelConfig,
+    expected: Vec<&'static str>,
+    opts: &HuntOptions,
+) -> Result<Hunt, CheckError> {
+    let liveness = expected.contains(&L1);
+    let safety: std::collections::BTreeSet<&'static str> =
+        expected.iter().filter(|p| **p != L1).copied().collect();
+    let check = CheckOptions {
+        threads: opts.threads.max(1),
+        search: Search::Dfs,
+        symmetry: crate::symmetry::usable(&cfg),
+        liveness,
+        // L1 needs the whole graph: no stop then.
+        stop_at: (!liveness).then_some(safety),
+        progress: opts.progress.clone(),
+        trace_out: None,
+    };
+    let report = check_config(&cfg, &check)?;
+    let refutation = expected.iter().find_map(|name| {
+        let r = report.result(name)?;
+        match (&r.verdict, &r.path) {
+            (Verdict::Counterexample { .. }, Some(path)) => {
+                Some(refutation(&cfg, name, path.clone()))
+            }
+            _ => None,
+        }
+    });
+    // A search stopped only at a discovery: without one, it went through
+    // every state; L1 is decided unless the graph was cut.
+    let complete = refutation.is_some()
+        || !liveness
+        || report
+            .result(L1)
+            .is_some_and(|r| r.verdict != Verdict::Undecided);
     Ok(Hunt {
         config: cfg,
         expected,
