@@ -153,8 +153,11 @@ pub fn launch_bound_closed(cfg: &Config, first_launches: u64, horizon: Tick) -> 
 }
 
 /// `S` from journaled counts, `F` from the durable state, `P` from the
-/// time: the inputs of the launch bound at `now`, one definition for every reader
-/// (`tally ps`, the simulator, the model's S3).
+/// time: the inputs of the launch bound at `now`, one definition for every
+/// reader. `tally ps` and the simulator pass the journal's counters; the
+/// model's S3 passes its ground-truth count of real boots (at least the
+/// journal's, so its bound is the looser one: S3 does not trust the journal
+/// it checks, and the budget refills only on a journaled first boot).
 #[must_use]
 pub fn launch_bound_inputs(
     cfg: &Config,

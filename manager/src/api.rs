@@ -160,7 +160,8 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
             false,
         ),
     };
-    // The core's inputs from the journal's counters: the bound S3 proves,
+    // The core's inputs from the journal's counters (the formula S3
+    // proves, with the journal's `S`, which is what refilled the budget),
     // and the same after a restart.
     let inputs = core.launch_bound_inputs(cfg, &m.counters, now);
     Ps {

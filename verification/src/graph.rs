@@ -1,6 +1,6 @@
 //! The state graph, recorded during the safety search itself, for L1.
 //!
-//! [`CheckedModel`](crate::checked::CheckedModel) records every edge it
+//! [`SearchModel`](crate::search::SearchModel) records every edge it
 //! generates, as a pair of state fingerprints, with the `calm` and
 //! `converged` marks of the edge's target: what `liveness::decide` needs,
 //! and no second exploration. Each search thread writes to its own shard.

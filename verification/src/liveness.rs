@@ -78,8 +78,12 @@ pub fn decide(model: &SearchModel, log: &GraphLog, complete: bool) -> LivenessOu
             nodes.reverse();
             // On to the end of one behaviour: every successor of a state that
             // cannot converge cannot converge either.
+            // (At most n steps: on a cyclic graph the walk could go round.)
             let mut at = b;
             while let Some(next) = row(&g, at).first() {
+                if nodes.len() > n {
+                    break;
+                }
                 at = *next as usize;
                 nodes.push(at);
             }
