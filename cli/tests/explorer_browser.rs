@@ -89,8 +89,15 @@ fn explore(trace: &Path) -> (Killed, String) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let child = Killed(child);
+    let mut reader = BufReader::new(stderr);
     let mut line = String::new();
-    BufReader::new(stderr).read_line(&mut line).unwrap();
+    reader.read_line(&mut line).unwrap();
+    // Keep reading what it says later: a closed pipe would make its next
+    // line to stderr fail, and the Explorer with it.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    });
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))

@@ -66,15 +66,20 @@ impl Model for CheckedModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        PROPERTIES
-            .iter()
-            .zip(CONDITIONS)
-            .map(|(p, f)| match p.kind {
-                Kind::Always | Kind::Liveness => Property::<Self>::always(p.name, f),
-                Kind::Sometimes => Property::<Self>::sometimes(p.name, f),
-            })
-            .collect()
+        attach(CONDITIONS)
     }
+}
+
+/// `PROPERTIES` as stateright properties of `M`, one condition each.
+pub(crate) fn attach<M: Model>(conditions: [fn(&M, &M::State) -> bool; 20]) -> Vec<Property<M>> {
+    PROPERTIES
+        .iter()
+        .zip(conditions)
+        .map(|(p, f)| match p.kind {
+            Kind::Always | Kind::Liveness => Property::<M>::always(p.name, f),
+            Kind::Sometimes => Property::<M>::sometimes(p.name, f),
+        })
+        .collect()
 }
 
 #[cfg(test)]

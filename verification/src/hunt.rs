@@ -186,24 +186,7 @@ fn liveness_hunt(
         progress: opts.progress.clone(),
         trace_out: None,
     };
-    let report = check_config(&cfg, &check)?;
-    let refutation = report.result(L1).and_then(|r| match (&r.verdict, &r.path) {
-        (Verdict::Counterexample { .. }, Some(path)) => Some(refutation(&cfg, L1, path.clone())),
-        _ => None,
-    });
-    let complete = report
-        .result(L1)
-        .is_some_and(|r| r.verdict != Verdict::Undecided);
-    Ok(Hunt {
-        config: cfg,
-        expected,
-        refutation,
-        unique_states: report.unique_states,
-        total_states: report.total_states,
-        max_depth: report.max_depth,
-        seconds: report.seconds + report.liveness_seconds,
-        complete,
-    })
+    checked_hunt(cfg, expected, &check)
 }
 
 /// As the proof searches: DFS with symmetry where usable, stopped at the
@@ -227,7 +210,16 @@ fn proof_hunt(
         progress: opts.progress.clone(),
         trace_out: None,
     };
-    let report = check_config(&cfg, &check)?;
+    checked_hunt(cfg, expected, &check)
+}
+
+/// A hunt through `check_config`: the first expected property it refutes.
+fn checked_hunt(
+    cfg: ModelConfig,
+    expected: Vec<&'static str>,
+    check: &CheckOptions,
+) -> Result<Hunt, CheckError> {
+    let report = check_config(&cfg, check)?;
     let refutation = expected.iter().find_map(|name| {
         let r = report.result(name)?;
         match (&r.verdict, &r.path) {
@@ -237,10 +229,10 @@ fn proof_hunt(
             _ => None,
         }
     });
-    // A search stopped only at a discovery: without one, it went through
-    // every state; L1 is decided unless the graph was cut.
+    // A search stops early only at a discovery: without one it went
+    // through every state; L1 is decided unless the graph was cut.
     let complete = refutation.is_some()
-        || !liveness
+        || !check.liveness
         || report
             .result(L1)
             .is_some_and(|r| r.verdict != Verdict::Undecided);

@@ -5,9 +5,9 @@
 //! visited set holds one state per class); and, for L1, every generated
 //! edge recorded (see `graph`).
 
-use crate::checked::{CheckedModel, conditions};
+use crate::checked::{CheckedModel, attach, conditions};
 use crate::graph::{CALM, CONVERGED, GraphLog, fingerprint};
-use crate::properties::{Kind, PROPERTIES, converged};
+use crate::properties::converged;
 use stateright::{Model, Property};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -146,13 +146,6 @@ impl Model for SearchModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        PROPERTIES
-            .iter()
-            .zip(CONDITIONS)
-            .map(|(p, f)| match p.kind {
-                Kind::Always | Kind::Liveness => Property::<Self>::always(p.name, f),
-                Kind::Sometimes => Property::<Self>::sometimes(p.name, f),
-            })
-            .collect()
+        attach(CONDITIONS)
     }
 }
