@@ -1,0 +1,124 @@
+//! `tally check` and `tally mutations --against` through the binary, as a
+//! user types them: the README's proof (DFS with symmetry, L1 decided over
+//! the graph the search recorded), a liveness counterexample found by that
+//! same proof search, and a preset's table of refuted mutations and gaps.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use tally_core::Mutation;
+
+const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+
+fn tally(args: &[&str]) -> (Output, String, String) {
+    let out = Command::new(TALLY).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("check")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn check_proves_smoke_with_l1_decided_in_the_same_pass() {
+    let (out, stdout, stderr) = tally(&["check", "--preset", "smoke"]);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("DFS with symmetry"), "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("smoke "))
+        .unwrap_or_else(|| panic!("no smoke row in:\n{stdout}"));
+    // The counts pinned in verification/tests/presets.rs, and an L1 graph
+    // of exactly the states the search found (no second exploration).
+    assert!(
+        row.contains(" 1235 unique ") && row.contains(" 2355 total "),
+        "{row}"
+    );
+    assert!(row.contains("L1 graph 1235 states"), "{row}");
+    let l1 = stdout
+        .lines()
+        .find(|l| l.starts_with("L1 convergence"))
+        .unwrap();
+    assert!(l1.ends_with("holds"), "{l1}");
+    assert!(stdout.contains("all properties hold"), "{stdout}");
+}
+
+/// L1 is not vacuous under the proof's own search: with a liveness bug on,
+/// DFS with symmetry finds the counterexample over the recorded graph and
+/// writes its trace.
+#[test]
+fn the_proof_search_refutes_a_liveness_bug_and_writes_its_trace() {
+    let d = dir("liveness");
+    let m = Mutation::BreakerNeverHalfOpens;
+    let cfg = tally_verification::mutations::hunt_config(m).with_mutation(m);
+    let file = d.join("config.json");
+    std::fs::write(&file, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let traces = d.join("traces");
+    let (out, stdout, stderr) = tally(&[
+        "check",
+        "--config",
+        file.to_str().unwrap(),
+        "--trace-out",
+        traces.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("DFS with symmetry"), "{stderr}");
+    let l1 = stdout
+        .lines()
+        .find(|l| l.starts_with("L1 convergence"))
+        .unwrap();
+    assert!(!l1.ends_with("holds"), "{l1}");
+    let trace = std::fs::read_dir(&traces)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("l1"))
+        .unwrap_or_else(|| panic!("no L1 trace in {}", traces.display()));
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let steps = t["steps"].as_array().unwrap();
+    assert!(steps.len() > 1, "{trace:?}");
+}
+
+#[test]
+fn mutations_against_a_preset_tells_refuted_from_gaps() {
+    let (out, stdout, stderr) = tally(&[
+        "mutations",
+        "--against",
+        "smoke",
+        "--only",
+        "timeout-frees-slot",
+        "--only",
+        "breaker-never-half-opens",
+    ]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let row = |m: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(m))
+            .unwrap_or_else(|| panic!("no {m} row in:\n{stdout}"))
+            .to_string()
+    };
+    assert!(row("timeout-frees-slot").contains("smoke (S1)"), "{stdout}");
+    assert!(
+        row("breaker-never-half-opens").contains("NOT REFUTED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 of 2 mutations refuted by smoke")
+            && stdout.contains("gaps in the preset): breaker-never-half-opens"),
+        "{stdout}"
+    );
+}
