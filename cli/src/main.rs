@@ -15,6 +15,11 @@ use clap::{Parser, Subcommand};
 use error::CliError;
 use std::process::ExitCode;
 
+/// The model checker clones and drops a world per generated state; glibc's
+/// allocator spent a third of the search in `malloc`/`free` (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tally: dyno accounting whose safety is model-checked.
 #[derive(Parser)]
 #[command(name = "tally", version, about, long_about = None)]

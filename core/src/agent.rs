@@ -499,4 +499,20 @@ impl Agent {
     pub fn rename_host(&mut self, host: HostId) {
         self.host = host;
     }
+
+    /// Hashes everything but the host id: what a checker's host symmetry
+    /// compares hosts by, without cloning the agent to erase its name.
+    pub fn hash_without_host<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        // Destructured, so that a new field cannot be left out silently.
+        let Agent {
+            host: _,
+            incarnation,
+            next_report_at,
+            instances,
+            highest,
+            exits,
+        } = self;
+        (incarnation, next_report_at, instances, highest, exits).hash(state);
+    }
 }

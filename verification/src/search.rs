@@ -82,7 +82,7 @@ impl SearchModel {
     #[must_use]
     pub fn canon(&self, w: World) -> World {
         if self.symmetry {
-            crate::symmetry::representative(&w)
+            crate::symmetry::representative(w)
         } else {
             w
         }

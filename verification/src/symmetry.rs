@@ -14,6 +14,7 @@
 //! A scripted command that names a host breaks the symmetry; `usable` says so.
 
 use std::hash::{Hash, Hasher};
+use tally_core::message::{AgentReport, ManagerReply};
 use tally_core::{HostId, Message};
 use tally_model::config::ScriptedCommand;
 use tally_model::{ModelConfig, World};
@@ -35,9 +36,7 @@ pub fn usable(cfg: &ModelConfig) -> bool {
 fn signature(w: &World, h: HostId) -> u64 {
     let mut s = crate::graph::hasher();
     if let Some(hs) = w.hosts.get(usize::from(h.0)) {
-        let mut agent = hs.agent.clone();
-        agent.rename_host(HostId(0));
-        agent.hash(&mut s);
+        hs.agent.hash_without_host(&mut s);
         hs.lag.hash(&mut s);
         hs.partitioned.hash(&mut s);
     }
@@ -48,11 +47,34 @@ fn signature(w: &World, h: HostId) -> u64 {
         (id, d.boot_seen_done, d.stop, l).hash(&mut s);
     }
     for m in w.network.iter().filter(|m| m.host() == h) {
-        let mut m = m.clone();
-        set_host(&mut m, HostId(0));
-        m.hash(&mut s);
+        hash_without_host(m, &mut s);
     }
     s.finish()
+}
+
+/// Hashes a message with its host id left out (destructured, so that a new
+/// field cannot be forgotten).
+fn hash_without_host<H: Hasher>(m: &Message, s: &mut H) {
+    std::mem::discriminant(m).hash(s);
+    match m {
+        Message::Report(AgentReport {
+            version,
+            host: _,
+            incarnation,
+            sent_at,
+            running,
+            exited,
+        }) => (version, incarnation, sent_at, running, exited).hash(s),
+        Message::Reply(ManagerReply {
+            version,
+            host: _,
+            incarnation,
+            request_sent_at,
+            renew,
+            launch,
+            stop,
+        }) => (version, incarnation, request_sent_at, renew, launch, stop).hash(s),
+    }
 }
 
 fn set_host(m: &mut Message, h: HostId) {
@@ -62,19 +84,24 @@ fn set_host(m: &mut Message, h: HostId) {
     }
 }
 
-/// The canonical representative of `w`'s class under host relabelling.
+/// The canonical representative of `w`'s class under host relabelling:
+/// `w` itself when its hosts are already in canonical order (the common
+/// case, and then nothing is cloned), else `w` relabelled in place.
 #[must_use]
-pub fn representative(w: &World) -> World {
+pub fn representative(mut w: World) -> World {
     let n = w.hosts.len();
     let mut order: Vec<(u64, usize)> = (0..n)
         .map(|i| {
             (
-                signature(w, HostId(u16::try_from(i).unwrap_or(u16::MAX))),
+                signature(&w, HostId(u16::try_from(i).unwrap_or(u16::MAX))),
                 i,
             )
         })
         .collect();
-    order.sort();
+    order.sort_unstable();
+    if order.iter().enumerate().all(|(new, (_, old))| new == *old) {
+        return w;
+    }
     // new_of[old] = new position.
     let mut new_of = vec![0u16; n];
     for (new, (_, old)) in order.iter().enumerate() {
@@ -83,24 +110,25 @@ pub fn representative(w: &World) -> World {
         }
     }
     let rename = |h: HostId| HostId(new_of.get(usize::from(h.0)).copied().unwrap_or(h.0));
-    let mut r = w.clone();
-    r.manager.rename_hosts(rename);
-    r.hosts = order
+    w.manager.rename_hosts(rename);
+    let mut old_hosts: Vec<Option<_>> =
+        std::mem::take(&mut w.hosts).into_iter().map(Some).collect();
+    w.hosts = order
         .iter()
-        .filter_map(|(_, old)| w.hosts.get(*old).cloned())
+        .filter_map(|(_, old)| old_hosts.get_mut(*old).and_then(Option::take))
         .collect();
-    for (i, hs) in r.hosts.iter_mut().enumerate() {
+    for (i, hs) in w.hosts.iter_mut().enumerate() {
         hs.agent
             .rename_host(HostId(u16::try_from(i).unwrap_or(u16::MAX)));
     }
-    for p in &mut r.processes {
+    for p in &mut w.processes {
         p.host = rename(p.host);
     }
-    r.processes.sort();
-    for m in &mut r.network {
+    w.processes.sort_unstable();
+    for m in &mut w.network {
         let h = rename(m.host());
         set_host(m, h);
     }
-    r.network.sort();
-    r
+    w.network.sort_unstable();
+    w
 }
