@@ -382,6 +382,20 @@ fn table(reports: &[ConfigReport], summary: &Summary) -> String {
                 .unwrap_or_default()
         );
     }
+    if reports.iter().any(|r| r.recovery.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nrecovery after the faults stop (ticks): longest seen / the bound T(cfg) that L1 proves"
+        );
+        for r in reports {
+            if let Some(rec) = r.recovery {
+                let seen = rec
+                    .longest_seen
+                    .map_or_else(|| "0".to_string(), |t| t.to_string());
+                let _ = writeln!(s, "  {:<28} {seen:>3} / {}", r.name, rec.bound);
+            }
+        }
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "{:<40} {:<10} result", "property", "kind");
     let _ = writeln!(s, "{}", "-".repeat(78));

@@ -37,7 +37,8 @@ const PINNED: &[(&str, &str, usize)] = &[
     ("probe-not-journaled", "S3 launch bound", 12),
     ("refill-on-revive", "S3 launch bound", 20),
     ("admission-counts-launching", "core invariants", 6),
-    ("breaker-never-half-opens", "L1 convergence", 49),
+    ("breaker-never-half-opens", "L1 convergence", 54),
+    ("margin-ignores-kill", "S2 no phantom", 9),
 ];
 
 fn out_dir(name: &str) -> PathBuf {

@@ -127,11 +127,13 @@ pub enum Mutation {
     AdmissionCountsLaunching,
     /// An open breaker never half-opens.
     BreakerNeverHalfOpens,
+    /// The manager's expiry margin covers drift but not the kill (shortcut 7).
+    MarginIgnoresKill,
 }
 
 impl Mutation {
     /// Every mutation, in declaration order.
-    pub const ALL: [Mutation; 17] = [
+    pub const ALL: [Mutation; 18] = [
         Mutation::TimeoutFreesSlot,
         Mutation::UnboundedRetries,
         Mutation::NoSelfFencing,
@@ -149,6 +151,7 @@ impl Mutation {
         Mutation::RefillOnRevive,
         Mutation::AdmissionCountsLaunching,
         Mutation::BreakerNeverHalfOpens,
+        Mutation::MarginIgnoresKill,
     ];
 
     /// The switch's name on the command line (`timeout-frees-slot`).
@@ -172,6 +175,7 @@ impl Mutation {
             Mutation::RefillOnRevive => "refill-on-revive",
             Mutation::AdmissionCountsLaunching => "admission-counts-launching",
             Mutation::BreakerNeverHalfOpens => "breaker-never-half-opens",
+            Mutation::MarginIgnoresKill => "margin-ignores-kill",
         }
     }
 
@@ -194,7 +198,7 @@ impl Mutation {
 // Every switch has a bit of the `u32` set, and `ALL` lists each one in the
 // order of its discriminant (so `ALL.len()` is the next discriminant).
 const _: () = assert!(Mutation::ALL.len() <= u32::BITS as usize);
-const _: () = assert!(Mutation::BreakerNeverHalfOpens as usize + 1 == Mutation::ALL.len());
+const _: () = assert!(Mutation::MarginIgnoresKill as usize + 1 == Mutation::ALL.len());
 
 impl std::fmt::Display for Mutation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -512,16 +516,22 @@ impl Config {
 
     /// Manager-side wait after a grant before a lease is certainly expired:
     /// `duration * (1 + drift) + margin`, or `duration` alone under
-    /// `expiry-ignores-drift`.
+    /// `expiry-ignores-drift`, or without the margin under
+    /// `margin-ignores-kill`.
     #[must_use]
     pub fn lease_expiry_ticks(&self) -> u64 {
         let t = &self.timing;
         if self.mutations.has(Mutation::ExpiryIgnoresDrift) {
             return t.lease_ticks;
         }
+        let margin = if self.mutations.has(Mutation::MarginIgnoresKill) {
+            0
+        } else {
+            t.margin_ticks
+        };
         t.lease_ticks
             .saturating_add(self.drift_ticks_per_lease())
-            .saturating_add(t.margin_ticks)
+            .saturating_add(margin)
     }
 
     /// `ceil(duration * drift)`: how far an agent's clock may fall behind
@@ -545,6 +555,54 @@ impl Config {
         self.timing
             .report_interval_ticks
             .saturating_add(self.timing.report_delivery_ticks)
+    }
+
+    /// `T(cfg)`, the recovery bound: once faults stop (and commands with
+    /// them), every slot has its desired count of instances up, and nothing
+    /// else runs, within this many ticks. The model checker proves it for
+    /// each configuration it checks (DESIGN.md, L1); this is its one
+    /// definition. Derived phase by phase, each a worst case:
+    ///
+    /// 1. *Settle*: every instance launched before the faults stopped is
+    ///    either alive and renewed or out of the ledger within
+    ///    `lease_expiry_ticks` (its last grant, or a restart, came before);
+    ///    the last boot timeout of such a launch comes within
+    ///    `boot_timeout_ticks`, and the breaker it may open half-opens
+    ///    `cooldown_ticks` later, while the backoff it sets ends within
+    ///    `backoff_max_ticks + jitter_max_ticks`. A stop sent then takes
+    ///    `kill_ticks`.
+    /// 2. *First report*: launches ride on replies, so one report interval.
+    /// 3. *Relaunch, slot by slot*: each of the `N` slots (every type at its
+    ///    `count_max`) may have to wait for a probe credit
+    ///    (`probe_cooldown_ticks`, when the budget is empty) or for the boot
+    ///    before it on its host to be confirmed (`boots_in_flight_max` ends
+    ///    there): the reply's delivery, the boot, the next report and its
+    ///    delivery. Sequential, so it holds for any number of hosts.
+    #[must_use]
+    pub fn recovery_bound_ticks(&self) -> u64 {
+        let t = &self.timing;
+        let b = &self.budget;
+        let after_timeout = self
+            .breaker
+            .cooldown_ticks
+            .max(b.backoff_max_ticks.saturating_add(b.jitter_max_ticks));
+        let settle = self
+            .lease_expiry_ticks()
+            .max(t.boot_timeout_ticks.saturating_add(after_timeout))
+            .saturating_add(t.kill_ticks);
+        let boot_cycle = t
+            .report_delivery_ticks
+            .saturating_mul(2)
+            .saturating_add(t.boot_ticks)
+            .saturating_add(t.report_interval_ticks);
+        let slots: u64 = self
+            .process_types
+            .iter()
+            .map(|p| u64::from(p.count_max))
+            .sum();
+        settle
+            .saturating_add(t.report_interval_ticks)
+            .saturating_add(slots.saturating_mul(b.probe_cooldown_ticks.max(boot_cycle)))
     }
 
     /// The process type `id`, if configured.

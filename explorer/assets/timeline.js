@@ -84,7 +84,7 @@
     if (!p) return null;
     const agent = s.agents.find((a) => a.host === h);
     const local = agent && agent.instances.find((x) => x[0] === name);
-    if (local && local[1] === 'killing') return 'stopping';
+    if (p.dying || (local && local[1] === 'killing')) return 'stopping';
     return p.booting ? 'booting' : 'up';
   }
   function ledgerAt(i, h, name) {

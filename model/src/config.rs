@@ -142,6 +142,15 @@ pub enum ModelConfigError {
 }
 
 impl ModelConfig {
+    /// The tick by which every behaviour has converged: `calm_at` plus the
+    /// core's recovery bound `T(cfg)`. L1 is decided only over a horizon
+    /// that reaches it.
+    #[must_use]
+    pub fn recovery_deadline(&self) -> u64 {
+        self.calm_at
+            .saturating_add(self.core.recovery_bound_ticks())
+    }
+
     /// Checks the core config and the environment.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         self.core.validate()?;
@@ -314,6 +323,17 @@ pub fn model_core(singletons: u16, scalable: u16) -> Config {
     }
 }
 
+/// The timing of the presets with kills that take a tick: the margin covers
+/// the kill (DESIGN.md rule 7), reports may take a tick to arrive, and the
+/// boot timeout grows to keep exceeding boot + report interval + delivery.
+pub fn timed_kills(core: &mut Config) {
+    let t = &mut core.timing;
+    t.kill_ticks = 1;
+    t.margin_ticks = 1;
+    t.report_delivery_ticks = 1;
+    t.boot_timeout_ticks = 5;
+}
+
 fn base(name: &str, hosts: u16, core: Config) -> ModelConfig {
     ModelConfig {
         name: name.into(),
@@ -359,8 +379,8 @@ pub fn preset(name: &str) -> Result<Preset, ModelConfigError> {
 #[must_use]
 pub fn smoke() -> Preset {
     let mut c = base("smoke", 2, model_core(1, 0));
-    c.horizon = 12;
     c.calm_at = 3;
+    c.horizon = c.recovery_deadline();
     c.faults = FaultBudget {
         message_loss: 1,
         boot_failure: 1,
@@ -403,17 +423,41 @@ pub fn ci() -> Preset {
     };
     dynos.script = lockdown_script();
     dynos.calm_at = 4;
-    dynos.horizon = 17;
     // Two hosts and a later calm: long enough for reordered reports, so a
     // phantom is reaped and every safety action is seen under lockdown.
     let mut lockdown = base("ci-lockdown-reordering", 2, model_core(1, 2));
     lockdown.faults = dynos.faults;
     lockdown.script = lockdown_script();
     lockdown.calm_at = 5;
-    lockdown.horizon = 16;
+    // Kills take a tick, reports may take one to arrive, and the margin
+    // covers the kill (rule 7); a clock stall and a partition long enough
+    // for a lease to run out (two hosts keep it small), and a host crash.
+    let mut timed = base("ci-timed-kills", 2, model_core(1, 2));
+    timed_kills(&mut timed.core);
+    timed.calm_at = 6;
+    timed.faults = FaultBudget {
+        clock_stall: 1,
+        host_partition: 1,
+        host_crash: 1,
+        ..FaultBudget::default()
+    };
+    // Message faults together with a manager restart and a partition.
+    let mut mixed = base("ci-messages-restart-partition", 3, model_core(1, 2));
+    mixed.faults = FaultBudget {
+        message_loss: 1,
+        manager_restart: 1,
+        host_partition: 1,
+        ..FaultBudget::default()
+    };
+    let mut configs = vec![network, crashes, dynos, lockdown, timed, mixed];
+    // Every horizon reaches the recovery bound: L1 proves convergence
+    // within T(cfg), and no recovery is cut short by the horizon.
+    for c in &mut configs {
+        c.horizon = c.recovery_deadline();
+    }
     Preset {
         name: "ci".into(),
-        configs: vec![network, crashes, dynos, lockdown],
+        configs,
         complete: true,
     }
 }

@@ -65,6 +65,18 @@ pub struct Process {
     pub instance: InstanceId,
     /// `Some(start)` while booting, `None` once up.
     pub booting_since: Option<Tick>,
+    /// `Some(t)` once its agent killed it at real time `t`: it runs on,
+    /// still counting for every property, until its exit, which comes at
+    /// the latest as real time reaches `t + kill_ticks` (see `World::tick`).
+    pub killed_at: Option<Tick>,
+}
+
+impl Process {
+    /// Being killed: the agent's kill has not taken effect yet.
+    #[must_use]
+    pub fn dying(&self) -> bool {
+        self.killed_at.is_some()
+    }
 }
 
 /// Counters the properties need that no machine keeps.
@@ -125,6 +137,8 @@ pub enum Action {
     BootFails(InstanceId, HostId),
     /// A dyno crashes after boot.
     DynoCrashes(InstanceId, HostId),
+    /// A killed process exits before its kill's deadline.
+    KillCompletes(InstanceId, HostId),
     /// A host crashes: its processes die, its agent restarts.
     HostCrashes(HostId),
     /// A host is cut off.
@@ -201,9 +215,12 @@ impl World {
         true
     }
 
+    /// A boot that must complete before time advances. A process being
+    /// killed never completes its boot: it is on its way out.
     fn boot_due(&self, cfg: &ModelConfig, p: &Process) -> bool {
-        p.booting_since
-            .is_some_and(|s| self.now.since(s) >= cfg.core.timing.boot_ticks)
+        !p.dying()
+            && p.booting_since
+                .is_some_and(|s| self.now.since(s) >= cfg.core.timing.boot_ticks)
     }
 
     /// Every action enabled in this state.
@@ -234,6 +251,10 @@ impl World {
             }
         }
         for p in &self.processes {
+            if p.dying() {
+                actions.push(Action::KillCompletes(p.instance, p.host));
+                continue;
+            }
             match p.booting_since {
                 Some(_) if self.boot_due(cfg, p) => {
                     actions.push(Action::BootCompletes(p.instance, p.host));
@@ -307,6 +328,13 @@ impl World {
             }
             Action::DynoCrashes(instance, h) => {
                 w.faults_left.dyno_crash = w.faults_left.dyno_crash.checked_sub(1)?;
+                w.process_exits(cfg, h, instance)?;
+            }
+            Action::KillCompletes(instance, h) => {
+                w.processes
+                    .iter()
+                    .find(|p| p.instance == instance && p.host == h)
+                    .filter(|p| p.dying())?;
                 w.process_exits(cfg, h, instance)?;
             }
             Action::HostCrashes(h) => {
@@ -385,6 +413,20 @@ impl World {
 
     fn tick(&mut self, cfg: &ModelConfig, stalled: Option<HostId>) {
         self.now = self.now.plus(1);
+        // A kill takes at most `kill_ticks`: a process killed at `t` is gone
+        // when real time reaches `t + kill_ticks`, before any machine steps
+        // at that instant (so a margin equal to the kill time suffices, as
+        // DESIGN.md rule 7 says, and a smaller one is refuted).
+        let kill = cfg.core.timing.kill_ticks;
+        let overdue: Vec<Process> = self
+            .processes
+            .iter()
+            .filter(|p| p.killed_at.is_some_and(|t| self.now.since(t) >= kill))
+            .copied()
+            .collect();
+        for p in overdue {
+            let _ = self.process_exits(cfg, p.host, p.instance);
+        }
         for i in 0..self.hosts.len() {
             let h = host(i);
             if stalled == Some(h) {
@@ -396,6 +438,23 @@ impl World {
             self.agent_step(cfg, h, AgentInput::Tick);
         }
         self.manager_step(cfg, ManagerInput::Tick);
+    }
+
+    /// The agent kills `instance`: with `kill_ticks` zero it is gone at
+    /// once (and its exit reported back); otherwise it runs on, dying.
+    fn kill(&mut self, cfg: &ModelConfig, h: HostId, instance: InstanceId) {
+        if cfg.core.timing.kill_ticks == 0 {
+            let _ = self.process_exits(cfg, h, instance);
+            return;
+        }
+        let now = self.now;
+        if let Some(p) = self
+            .processes
+            .iter_mut()
+            .find(|p| p.instance == instance && p.host == h)
+        {
+            p.killed_at.get_or_insert(now);
+        }
     }
 
     fn process_exits(&mut self, cfg: &ModelConfig, h: HostId, instance: InstanceId) -> Option<()> {
@@ -495,15 +554,12 @@ impl World {
                         host: h,
                         instance,
                         booting_since: Some(self.now),
+                        killed_at: None,
                     };
                     let at = self.processes.partition_point(|x| *x <= p);
                     self.processes.insert(at, p);
                 }
-                AgentEffect::KillProcess { instance } => {
-                    // Kills are instantaneous in the model; the exit is
-                    // reported back to the agent at once.
-                    let _ = self.process_exits(cfg, h, instance);
-                }
+                AgentEffect::KillProcess { instance } => self.kill(cfg, h, instance),
                 AgentEffect::Send(report) => self.send(cfg, Message::Report(report)),
                 AgentEffect::Note(AgentNote::SelfFenced { .. }) => {
                     self.ghost.last |= witness::SELF_FENCED;

@@ -303,6 +303,7 @@ fn observe(m: Mutation, cfg: &Config) -> String {
         Mutation::RefillOnRevive => format!("{:?}", tokens_after_revival(cfg)),
         Mutation::AdmissionCountsLaunching => format!("{:?}", boots_after_timeouts(cfg)),
         Mutation::BreakerNeverHalfOpens => format!("{:?}", breaker_after_cooldown(cfg)),
+        Mutation::MarginIgnoresKill => format!("{:?}", released_at(cfg)),
     }
 }
 
@@ -444,6 +445,19 @@ fn expiry_ignores_drift_releases_after_duration_alone() {
     );
     assert_eq!(released_at(&Config::example()), 13);
     assert_eq!(released_at(&mutated(Mutation::ExpiryIgnoresDrift)), 10);
+}
+
+#[test]
+fn margin_ignores_kill_releases_before_the_kill_is_done() {
+    let cfg = Config::example();
+    let t = &cfg.timing;
+    assert!(t.margin_ticks >= t.kill_ticks && t.kill_ticks > 0);
+    let without = 13 - t.margin_ticks;
+    assert_eq!(
+        mutated(Mutation::MarginIgnoresKill).lease_expiry_ticks(),
+        without
+    );
+    assert_eq!(released_at(&mutated(Mutation::MarginIgnoresKill)), without);
 }
 
 #[test]

@@ -140,10 +140,23 @@ pub struct ConfigReport {
     pub liveness_states: Option<usize>,
     /// Wall time of the L1 check.
     pub liveness_seconds: f64,
+    /// L1's recovery bound and the longest recovery seen, when L1 was checked.
+    pub recovery: Option<Recovery>,
     /// Every property's result.
     pub results: Vec<PropertyResult>,
     /// Traces written.
     pub traces: Vec<PathBuf>,
+}
+
+/// How long recoveries took, against the bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// `T(cfg)`.
+    pub bound: u64,
+    /// The most ticks after `calm_at` at which some reachable calm state
+    /// was still unconverged (so some behaviour took that long, and none
+    /// longer); `None` when every calm state was converged.
+    pub longest_seen: Option<u64>,
 }
 
 impl ConfigReport {
@@ -177,6 +190,23 @@ pub enum CheckError {
         /// Why.
         source: std::io::Error,
     },
+    /// L1 asked over a horizon that ends before the recovery bound: the
+    /// horizon would cut recoveries short and call that a liveness bug.
+    #[error(
+        "{name}: the horizon ({horizon}) ends before calm_at ({calm_at}) + T ({bound}), the recovery bound the core derives from this configuration's timing: set horizon >= {deadline}, or pass --no-liveness to check safety only"
+    )]
+    HorizonBeforeRecovery {
+        /// The configuration.
+        name: String,
+        /// Its horizon.
+        horizon: u64,
+        /// When its faults stop.
+        calm_at: u64,
+        /// `T(cfg)`.
+        bound: u64,
+        /// `calm_at + T`.
+        deadline: u64,
+    },
     /// The configuration's script names a host.
     #[error(
         "hosts are not interchangeable in this configuration (its script names a host): drop --symmetry"
@@ -195,6 +225,15 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
         return Err(CheckError::SymmetryNeedsDfs);
     }
     let inner = TallyModel::new(cfg.clone())?;
+    if opts.liveness && cfg.horizon < cfg.recovery_deadline() {
+        return Err(CheckError::HorizonBeforeRecovery {
+            name: cfg.name.clone(),
+            horizon: cfg.horizon,
+            calm_at: cfg.calm_at,
+            bound: cfg.core.recovery_bound_ticks(),
+            deadline: cfg.recovery_deadline(),
+        });
+    }
     if opts.symmetry && !crate::symmetry::usable(cfg) {
         return Err(CheckError::SymmetryBroken);
     }
@@ -247,6 +286,10 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
         }
         report.liveness_seconds = t.elapsed().as_secs_f64();
         report.liveness_states = Some(outcome.states);
+        report.recovery = Some(Recovery {
+            bound: cfg.core.recovery_bound_ticks(),
+            longest_seen: model.longest_recovery_seen(),
+        });
         let verdict = if let Some(path) = &outcome.counterexample {
             Verdict::Counterexample {
                 steps: path.len().saturating_sub(1),
@@ -340,6 +383,7 @@ fn collect<C: Checker<SearchModel>>(
         seconds,
         liveness_states: None,
         liveness_seconds: 0.0,
+        recovery: None,
         results,
         traces: Vec::new(),
     }

@@ -27,11 +27,12 @@ pub fn expected(m: Mutation) -> &'static [&'static str] {
         // admission invariant, counted by the shipped rule, catches it.
         Mutation::AdmissionCountsLaunching => &["S4 admission", "core invariants"],
         Mutation::BreakerNeverHalfOpens => &["L1 convergence"],
+        Mutation::MarginIgnoresKill => &["S1 singleton", "S2 no phantom"],
     }
 }
 
 use tally_core::{TypeId, UserCommand};
-use tally_model::config::{FaultBudget, ModelConfig, ScriptedCommand, model_core};
+use tally_model::config::{FaultBudget, ModelConfig, ScriptedCommand, model_core, timed_kills};
 
 /// The small configuration in which the checker refutes `m`: the fewest
 /// hosts and faults that still reach its counterexample, so that BFS finds
@@ -120,8 +121,16 @@ pub fn hunt_config(m: Mutation) -> ModelConfig {
         }
         Mutation::BreakerNeverHalfOpens => {
             c.calm_at = 5;
-            c.horizon = 16;
             f.boot_failure = 2;
+            // L1 is decided only up to the recovery bound.
+            c.horizon = c.recovery_deadline();
+        }
+        Mutation::MarginIgnoresKill => {
+            // Kills take a tick, and a stalled clock fences a tick late:
+            // the kill ends after an expiry that left out the margin.
+            timed_kills(&mut c.core);
+            f.host_partition = 1;
+            f.clock_stall = 1;
         }
     }
     c.with_mutation(m)

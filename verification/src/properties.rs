@@ -111,6 +111,15 @@ pub fn converged(cfg: &ModelConfig, w: &World) -> bool {
     true
 }
 
+/// L1's bound: no calm state more than `T(cfg)` ticks after the faults
+/// stopped is unconverged (`ModelConfig::recovery_deadline`). With the
+/// horizon at or past that deadline (`check` refuses shorter ones), the
+/// graph check's "every behaviour ends converged" and this together say
+/// "every behaviour converges within `T`, and stays converged".
+pub fn l1_recovery_bound(cfg: &ModelConfig, w: &World) -> bool {
+    !w.is_calm(cfg) || w.now.0 <= cfg.recovery_deadline() || converged(cfg, w)
+}
+
 macro_rules! witnessed {
     ($name:ident, $bit:expr) => {
         /// A `sometimes` witness: the last action caused this event.
@@ -136,6 +145,9 @@ witnessed!(saw_fencing_in_lockdown, witness::SELF_FENCED_IN_LOCKDOWN);
 
 /// Name of the liveness property.
 pub const L1: &str = "L1 convergence";
+
+/// Name of L1's recovery bound, checked on every state.
+pub const L1_BOUND: &str = "L1 recovery bound";
 
 /// Every safety and reachability property, in report order.
 pub const PROPERTIES: &[PropertyDef] = &[
@@ -180,6 +192,12 @@ pub const PROPERTIES: &[PropertyDef] = &[
         kind: Kind::Always,
         holds: core_invariants,
         explanation: "a check_invariants function of the core failed",
+    },
+    PropertyDef {
+        name: L1_BOUND,
+        kind: Kind::Always,
+        holds: l1_recovery_bound,
+        explanation: "a slot is still not converged T(cfg) ticks after the faults stopped",
     },
     PropertyDef {
         name: "sometimes boot timeout",

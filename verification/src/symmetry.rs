@@ -41,7 +41,7 @@ fn signature(w: &World, h: HostId) -> u64 {
         hs.partitioned.hash(&mut s);
     }
     for p in w.processes.iter().filter(|p| p.host == h) {
-        (p.instance, p.booting_since).hash(&mut s);
+        (p.instance, p.booting_since, p.killed_at).hash(&mut s);
     }
     for (id, d, l) in w.manager.ledger().filter(|(_, d, _)| d.host == h) {
         (id, d.boot_seen_done, d.stop, l).hash(&mut s);

@@ -72,6 +72,8 @@ pub struct ProcessRow {
     pub host: u16,
     /// Booting or up.
     pub booting: bool,
+    /// Killed by its agent, still running until the kill takes effect.
+    pub dying: bool,
 }
 
 /// One agent.
@@ -349,6 +351,7 @@ fn process_rows(cfg: &ModelConfig, state: &World) -> Vec<ProcessRow> {
             instance: instance_name(cfg, p.instance),
             host: p.host.0,
             booting: p.booting_since.is_some(),
+            dying: p.dying(),
         })
         .collect()
 }

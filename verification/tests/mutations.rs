@@ -100,5 +100,38 @@ refuted!(
 refuted!(
     breaker_never_half_opens_is_refuted,
     Mutation::BreakerNeverHalfOpens,
-    49
+    54
 );
+refuted!(
+    margin_ignores_kill_is_refuted,
+    Mutation::MarginIgnoresKill,
+    9
+);
+
+/// A refutation means something only if the same configuration holds
+/// without the mutation: every hunting configuration, unmutated, is proved
+/// (every `always`, and L1 where the mutation breaks L1), so each
+/// counterexample above is the mutation's. (A safety hunt's configuration
+/// may be too short for recovery: a long probe cool-down, say.)
+#[test]
+fn every_hunting_configuration_holds_without_its_mutation() {
+    use tally_verification::check::{CheckOptions, Search, check_config};
+    for m in Mutation::ALL {
+        let mut cfg = hunt_config(m);
+        cfg.core.mutations = tally_core::Mutations::NONE;
+        let opts = CheckOptions {
+            threads: 2,
+            search: Search::Dfs,
+            symmetry: tally_verification::symmetry::usable(&cfg),
+            liveness: tally_verification::mutations::breaks_liveness(m),
+            ..CheckOptions::default()
+        };
+        let report = check_config(&cfg, &opts).unwrap();
+        assert!(
+            report.safe(),
+            "{}: fails without the mutation: {:?}",
+            cfg.name,
+            report.results
+        );
+    }
+}

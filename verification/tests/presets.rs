@@ -54,10 +54,12 @@ fn ci_preset_proves_every_property_and_reaches_every_sometimes() {
     assert_eq!(
         counts,
         [
-            ("ci-network-drift", 691_932, 1_985_743),
-            ("ci-crashes-restarts", 2_754_440, 7_806_606),
-            ("ci-dyno-faults-lockdown", 1_664_279, 5_378_697),
-            ("ci-lockdown-reordering", 723_263, 2_182_945),
+            ("ci-network-drift", 864_151, 2_290_227),
+            ("ci-crashes-restarts", 3_554_745, 9_370_649),
+            ("ci-dyno-faults-lockdown", 1_823_824, 5_695_910),
+            ("ci-lockdown-reordering", 797_890, 2_288_032),
+            ("ci-timed-kills", 4_622_384, 8_115_070),
+            ("ci-messages-restart-partition", 1_130_888, 2_773_293),
         ]
     );
     for r in &reports {
@@ -81,5 +83,5 @@ fn smoke_state_counts_are_pinned() {
         .iter()
         .map(|r| (r.name.as_str(), r.unique_states, r.total_states))
         .collect();
-    assert_eq!(counts, [("smoke", 1_235, 2_355)]);
+    assert_eq!(counts, [("smoke", 1_463, 2_679)]);
 }
