@@ -44,10 +44,10 @@ fn check_proves_smoke_with_l1_decided_in_the_same_pass() {
     // The counts pinned in verification/tests/presets.rs, and an L1 graph
     // of exactly the states the search found (no second exploration).
     assert!(
-        row.contains(" 1235 unique ") && row.contains(" 2355 total "),
+        row.contains(" 1463 unique ") && row.contains(" 2679 total "),
         "{row}"
     );
-    assert!(row.contains("L1 graph 1235 states"), "{row}");
+    assert!(row.contains("L1 graph 1463 states"), "{row}");
     let l1 = stdout
         .lines()
         .find(|l| l.starts_with("L1 convergence"))
