@@ -21,9 +21,13 @@
 //!   `now >= calm_at`, time advances only when every message has been
 //!   delivered, every partition healed, every scripted command issued and
 //!   every due boot completed.
-//! - **Kills** are instantaneous: an agent fences in the tick its lease ends,
-//!   before the manager's tick of the same instant, so the model's margin may
-//!   be zero; real deployments set `margin_ticks >= kill_ticks`.
+//! - **Kills** take up to `kill_ticks`: a killed process runs on (and
+//!   counts for every property) until it exits, at the latest when real time
+//!   reaches its kill time plus `kill_ticks`, before any machine steps at
+//!   that instant. With `kill_ticks = 0` (most presets) the exit is at once;
+//!   `ci-timed-kills` and `margin-ignores-kill` exercise rule 7.
+//! - **Recovery**: L1 is decided over a horizon of at least
+//!   `calm_at + T(cfg)` (`Config::recovery_bound_ticks`).
 //!
 //! Symmetry: hosts start identical and the core treats host ids only as
 //! names (placement is "the reporting host", no id is compared by order), so
