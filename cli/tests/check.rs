@@ -122,3 +122,26 @@ fn mutations_against_a_preset_tells_refuted_from_gaps() {
         "{stdout}"
     );
 }
+
+/// A horizon that ends before `calm_at + T(cfg)` is refused when L1 is
+/// checked (exit 2, a message naming the horizon needed), and accepted for
+/// safety alone with --no-liveness.
+#[test]
+fn a_horizon_short_of_the_recovery_bound_is_refused() {
+    let (out, stdout, _) = tally(&["show-preset", "smoke"]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut cfgs: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    cfgs[0]["horizon"] = serde_json::json!(12);
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("short-horizon.json");
+    std::fs::write(&file, cfgs.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+    let (out, _, stderr) = tally(&["check", "--config", path]);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the horizon (12) ends before calm_at (3) + T (12)")
+            && stderr.contains("set horizon >= 15"),
+        "{stderr}"
+    );
+    let (out, stdout, stderr) = tally(&["check", "--config", path, "--no-liveness"]);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+}

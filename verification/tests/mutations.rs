@@ -135,3 +135,27 @@ fn every_hunting_configuration_holds_without_its_mutation() {
         );
     }
 }
+
+/// The recovery bound is not vacuous: past `calm_at + T` it catches, as a
+/// safety violation found by BFS, a breaker that never half-opens.
+#[test]
+fn the_recovery_bound_catches_a_breaker_that_never_half_opens() {
+    use tally_verification::check::{CheckOptions, Verdict, check_config};
+    use tally_verification::properties::L1_BOUND;
+    let mut cfg = hunt_config(Mutation::BreakerNeverHalfOpens);
+    cfg.horizon = cfg.recovery_deadline() + 2;
+    let opts = CheckOptions {
+        liveness: false,
+        ..CheckOptions::default()
+    };
+    let report = check_config(&cfg, &opts).unwrap();
+    let r = report.result(L1_BOUND).unwrap();
+    assert!(
+        matches!(r.verdict, Verdict::Counterexample { .. }),
+        "{:?}",
+        r.verdict
+    );
+    let path = r.path.as_ref().unwrap();
+    let last = &path.last().unwrap().0;
+    assert!(last.now.0 > cfg.recovery_deadline());
+}
