@@ -177,6 +177,67 @@ impl World {
         Some(w)
     }
 
+    /// A measure that every action strictly increases (compared
+    /// lexicographically), so that no behaviour returns to a state: time;
+    /// then faults spent (a partition counts until it heals); then scripted
+    /// commands run; then messages consumed (a report, answered by at most
+    /// one reply, weighs two); then boots completed; then kills completed.
+    /// Agents send only on ticks, so delivering a reply or a boot sends
+    /// nothing. The checker verifies the increase on every edge it
+    /// generates, which proves the state graph acyclic: with it, L1 needs no
+    /// graph (see `tally_verification::engine`).
+    #[must_use]
+    pub fn progress(&self) -> [u64; 6] {
+        // Destructured, so that a new fault class cannot be left out.
+        let FaultBudget {
+            message_loss,
+            message_duplication,
+            host_crash,
+            host_partition,
+            manager_restart,
+            boot_failure,
+            dyno_crash,
+            clock_stall,
+            slow_boots: _,
+        } = self.faults_left;
+        let faults_left = [
+            message_loss,
+            message_duplication,
+            host_crash,
+            host_partition,
+            manager_restart,
+            boot_failure,
+            dyno_crash,
+            clock_stall,
+        ]
+        .iter()
+        .map(|n| u64::from(*n))
+        .sum::<u64>();
+        let partitioned = self.hosts.iter().filter(|h| h.partitioned).count() as u64;
+        let messages: u64 = self
+            .network
+            .iter()
+            .map(|m| match m {
+                Message::Report(_) => 2,
+                Message::Reply(_) => 1,
+            })
+            .sum();
+        let booting = self
+            .processes
+            .iter()
+            .filter(|p| p.booting_since.is_some() && !p.dying())
+            .count() as u64;
+        let dying = self.processes.iter().filter(|p| p.dying()).count() as u64;
+        [
+            self.now.0,
+            u64::MAX - (2 * faults_left + partitioned),
+            u64::from(self.script_next),
+            u64::MAX - messages,
+            u64::MAX - booting,
+            u64::MAX - dying,
+        ]
+    }
+
     /// Whether faults have stopped: calm time reached and the script done.
     #[must_use]
     pub fn is_calm(&self, cfg: &ModelConfig) -> bool {

@@ -4,7 +4,7 @@
 
 use crate::graph::GraphLog;
 use crate::liveness;
-use crate::properties::{Kind, L1, PROPERTIES};
+use crate::properties::{Kind, L1, PROPERTIES, PropertyDef};
 use crate::search::SearchModel;
 use crate::trace;
 use stateright::{Checker, HasDiscoveries, Model};
@@ -237,32 +237,24 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
     if opts.symmetry && !crate::symmetry::usable(cfg) {
         return Err(CheckError::SymmetryBroken);
     }
-    // Symmetry is applied by the model (each state it returns is its
-    // representative), so the graph it records is the quotient graph.
-    let graph = opts.liveness.then(|| Arc::new(GraphLog::new()));
+    // The depth-first search decides L1 as it goes (see `engine`); the
+    // breadth-first one records the graph for `liveness::decide`. Symmetry
+    // is applied by the model (each state it returns is its
+    // representative), so that graph is the quotient graph.
+    let graph = (opts.liveness && opts.search == Search::Bfs).then(|| Arc::new(GraphLog::new()));
     let model = SearchModel::new(inner, opts.symmetry, graph.clone());
-    let mut builder = model.clone().checker().threads(opts.threads.max(1));
-    if let Some(stop) = &opts.stop_at {
-        builder = builder.finish_when(HasDiscoveries::AnyOf(stop.clone()));
-    }
     let started = Instant::now();
-    let mut report = match opts.search {
-        Search::Dfs => collect(cfg, builder.spawn_dfs(), opts, started),
-        Search::Bfs => collect(cfg, builder.spawn_bfs(), opts, started),
-    };
-    if opts.symmetry {
-        // Paths through representatives, replayed as real behaviours.
-        for r in &mut report.results {
-            if let Some(path) = &mut r.path {
-                let want: Vec<u64> = path
-                    .iter()
-                    .skip(1)
-                    .map(|(w, _)| crate::graph::fingerprint(w))
-                    .collect();
-                *path = liveness::realize(&model, &want);
+    let report = match opts.search {
+        Search::Dfs => explore(cfg, &model, opts, started),
+        Search::Bfs => {
+            let mut builder = model.clone().checker().threads(opts.threads.max(1));
+            if let Some(stop) = &opts.stop_at {
+                builder = builder.finish_when(HasDiscoveries::AnyOf(stop.clone()));
             }
+            collect(cfg, builder.spawn_bfs(), opts, started)
         }
-    }
+    };
+    let mut report = report;
     if let Some(graph) = &graph {
         let t = Instant::now();
         // stateright stops expanding states once every property has a
@@ -319,6 +311,103 @@ pub fn check_config(cfg: &ModelConfig, opts: &CheckOptions) -> Result<ConfigRepo
     Ok(report)
 }
 
+/// The depth-first proof search ([`crate::engine`]), its discoveries
+/// already replayed as real behaviours.
+fn explore(
+    cfg: &ModelConfig,
+    model: &SearchModel,
+    opts: &CheckOptions,
+    started: Instant,
+) -> ConfigReport {
+    let tell = |states: usize, unique: usize, depth: usize| {
+        if let Some(Progress(progress)) = &opts.progress {
+            progress(
+                &cfg.name,
+                CheckProgress::Search {
+                    states,
+                    unique,
+                    depth,
+                    seconds: started.elapsed().as_secs_f64(),
+                },
+            );
+        }
+    };
+    let out = crate::engine::explore(
+        model,
+        opts.threads,
+        opts.liveness,
+        opts.stop_at.as_ref(),
+        &tell,
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let decided = opts.stop_at.is_none();
+    let mut results: Vec<PropertyResult> = PROPERTIES
+        .iter()
+        .zip(out.found)
+        .map(|(p, found)| result(p, found, decided))
+        .collect();
+    let mut recovery = None;
+    if let Some(l) = out.liveness {
+        // Every behaviour ends at the horizon, which is at least
+        // `calm_at + T` (checked above): ending converged is converging
+        // within T.
+        let verdict = match &l.stuck {
+            Some(path) => Verdict::Counterexample {
+                steps: path.len().saturating_sub(1),
+            },
+            None if out.stopped_early || !l.acyclic || !l.calm_seen => Verdict::Undecided,
+            None => Verdict::Holds,
+        };
+        results.push(PropertyResult {
+            name: L1,
+            kind: Kind::Liveness,
+            verdict,
+            path: l.stuck,
+        });
+        recovery = Some(Recovery {
+            bound: cfg.core.recovery_bound_ticks(),
+            longest_seen: model.longest_recovery_seen(),
+        });
+    }
+    ConfigReport {
+        name: cfg.name.clone(),
+        unique_states: out.unique,
+        total_states: out.total,
+        max_depth: out.max_depth,
+        seconds,
+        liveness_seconds: 0.0,
+        liveness_states: None,
+        recovery,
+        results,
+        traces: Vec::new(),
+    }
+}
+
+/// A property's result from its discovery (a path to the state that
+/// breaks or reaches it), in a search that expanded every state when
+/// `decided`.
+fn result(
+    p: &PropertyDef,
+    found: Option<Vec<(World, Option<Action>)>>,
+    decided: bool,
+) -> PropertyResult {
+    let verdict = match (p.kind, &found) {
+        (Kind::Sometimes, Some(_)) => Verdict::Reachable,
+        (Kind::Sometimes, None) if decided => Verdict::NotReached,
+        (_, Some(path)) => Verdict::Counterexample {
+            steps: path.len().saturating_sub(1),
+        },
+        (_, None) if decided => Verdict::Holds,
+        (_, None) => Verdict::Undecided,
+    };
+    PropertyResult {
+        name: p.name,
+        kind: p.kind,
+        verdict,
+        path: found,
+    }
+}
+
 fn collect<C: Checker<SearchModel>>(
     cfg: &ModelConfig,
     checker: C,
@@ -358,21 +447,7 @@ fn collect<C: Checker<SearchModel>>(
                 let steps = path.clone().into_vec();
                 steps.into_iter().map(|(s, a)| (s.world, a)).collect()
             });
-            let verdict = match (p.kind, &found) {
-                (Kind::Sometimes, Some(_)) => Verdict::Reachable,
-                (Kind::Sometimes, None) if decided => Verdict::NotReached,
-                (_, Some(path)) => Verdict::Counterexample {
-                    steps: path.len().saturating_sub(1),
-                },
-                (_, None) if decided => Verdict::Holds,
-                (_, None) => Verdict::Undecided,
-            };
-            PropertyResult {
-                name: p.name,
-                kind: p.kind,
-                verdict,
-                path: found,
-            }
+            result(p, found, decided)
         })
         .collect();
     ConfigReport {

@@ -118,7 +118,7 @@ impl GraphLog {
 
     /// Everything recorded: the roots, and the edges of every shard.
     #[must_use]
-    pub fn take(&self) -> (Vec<(u64, u8)>, Vec<Edge>) {
+    pub fn take(&self) -> (Vec<(u64, u8)>, Vec<Vec<Edge>>) {
         let roots = self
             .roots
             .lock()
@@ -127,13 +127,32 @@ impl GraphLog {
         let mut edges = Vec::new();
         for s in &self.shards {
             if let Ok(mut v) = s.lock() {
-                if edges.is_empty() {
-                    edges = std::mem::take(&mut *v);
-                } else {
-                    edges.append(&mut v);
-                }
+                edges.push(std::mem::take(&mut *v));
             }
         }
         (roots, edges)
     }
 }
+
+/// Hashes a fingerprint by itself, its two always-clear low bits refilled
+/// from higher ones (a hash table indexes by the low bits).
+#[derive(Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n ^ (n >> 29);
+    }
+}
+
+/// A map keyed by fingerprints, which are hashes already.
+pub type FingerprintMap<V> =
+    std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<FingerprintHasher>>;

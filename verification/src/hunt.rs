@@ -30,8 +30,6 @@ use crate::mutations::expected;
 use crate::properties::{self, L1, PropertyDef};
 use crate::trace;
 use stateright::Model;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tally_core::Mutation;
@@ -266,25 +264,7 @@ fn refutation(
     }
 }
 
-/// Hashes a fingerprint as itself.
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Parents = HashMap<u64, u64, BuildHasherDefault<Identity>>;
+type Parents = crate::graph::FingerprintMap<u64>;
 
 fn fp(w: &World) -> u64 {
     crate::graph::fingerprint(w)

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod checked;
+pub mod engine;
 pub mod graph;
 pub mod hunt;
 pub mod liveness;

@@ -20,9 +20,9 @@
 //! symmetry is bisimilar to the full one for these symmetric predicates,
 //! and acyclic exactly when it is.
 
-use crate::graph::{CALM, CONVERGED, Edge, GraphLog, fingerprint};
+use crate::graph::{CALM, CONVERGED, Edge, FingerprintMap, GraphLog};
 use crate::search::SearchModel;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use tally_model::{Action, World};
 
 /// The outcome of the liveness check.
@@ -108,7 +108,9 @@ fn build(log: &GraphLog) -> Graph {
     let mut fps: Vec<u64> = Vec::new();
     let mut marks: Vec<u8> = Vec::new();
     let (mut roots, src, dst) = {
-        let mut index: HashMap<u64, u32> = HashMap::with_capacity(edges.len() / 2 + 1);
+        let total: usize = edges.iter().map(Vec::len).sum();
+        let mut index: FingerprintMap<u32> =
+            FingerprintMap::with_capacity_and_hasher(total / 2 + 1, Default::default());
         let mut intern = |fp: u64, m: u8, fps: &mut Vec<u64>, marks: &mut Vec<u8>| -> u32 {
             *index.entry(fp).or_insert_with(|| {
                 fps.push(fp);
@@ -124,10 +126,12 @@ fn build(log: &GraphLog) -> Graph {
         // targets are numbered first and each source is then found.
         let dst: Vec<u32> = edges
             .iter()
+            .flatten()
             .map(|e| intern(e.to(), e.marks(), &mut fps, &mut marks))
             .collect();
         let src: Vec<u32> = edges
             .iter()
+            .flatten()
             .map(|e: &Edge| intern(e.from, 0, &mut fps, &mut marks))
             .collect();
         (roots, src, dst)
@@ -244,8 +248,9 @@ fn breadth_first(g: &Graph) -> (Vec<u32>, Vec<Option<u32>>) {
 }
 
 /// A real (not relabelled) path from the initial state through states
-/// whose representatives have the fingerprints `want`, in order: at each
-/// step, the action whose successor's representative is the next one.
+/// whose fingerprints in `model`'s search (of their classes, under host
+/// symmetry) are `want`, in order: at each step, the action whose
+/// successor's is the next one.
 pub fn realize(model: &SearchModel, want: &[u64]) -> Vec<(World, Option<Action>)> {
     let mut path = Vec::new();
     let Some(mut w) = model.inner().init_states().into_iter().next() else {
@@ -257,7 +262,7 @@ pub fn realize(model: &SearchModel, want: &[u64]) -> Vec<(World, Option<Action>)
         model.inner().actions(&w, &mut actions);
         let step = actions.iter().find_map(|a| {
             let next = model.inner().next_state(&w, *a)?;
-            (fingerprint(&model.canon(next.clone())) == *fp).then_some((*a, next))
+            (model.fingerprint(&next) == *fp).then_some((*a, next))
         });
         let Some((a, next)) = step else { break };
         path.push((w, Some(a)));

@@ -25,7 +25,9 @@ pub struct Stamped {
 }
 
 impl Stamped {
-    fn new(world: World) -> Stamped {
+    /// `world`, stamped with its fingerprint.
+    #[must_use]
+    pub fn new(world: World) -> Stamped {
         let fp = fingerprint(&world);
         Stamped { world, fp }
     }
@@ -91,20 +93,47 @@ impl SearchModel {
         &self.checked.inner
     }
 
-    /// `w`, or its representative under host symmetry.
+    /// The fingerprint of `w` in this search: of its class under host
+    /// relabelling when the search uses host symmetry.
     #[must_use]
-    pub fn canon(&self, w: World) -> World {
+    pub fn fingerprint(&self, w: &World) -> u64 {
         if self.symmetry {
-            crate::symmetry::representative(w)
+            crate::symmetry::orbit_fingerprint(w)
         } else {
-            w
+            fingerprint(w)
         }
+    }
+
+    fn stamp(&self, world: World) -> Stamped {
+        Stamped {
+            fp: self.fingerprint(&world),
+            world,
+        }
+    }
+
+    /// The successor of `state` by `action`, stamped, with its marks for
+    /// the graph (0 when no graph is recorded).
+    pub fn step(&self, state: &Stamped, action: Action) -> Option<(Stamped, u8)> {
+        let next = self.stamp(self.inner().next_state(&state.world, action)?);
+        let marks = if self.graph.is_some() {
+            self.marks(&next.world)
+        } else {
+            0
+        };
+        Some((next, marks))
+    }
+
+    /// The initial states, stamped, with their marks (recorded as roots of
+    /// the graph when one is recorded).
+    #[must_use]
+    pub fn roots(&self) -> Vec<Stamped> {
+        <Self as Model>::init_states(self)
     }
 
     /// `CALM`, and `CONVERGED` for a calm state: L1 asks only whether a
     /// calm state reaches a converged one, and a calm state's successors
     /// are calm, so no other state's convergence is ever read.
-    fn marks(&self, w: &World) -> u8 {
+    pub fn marks(&self, w: &World) -> u8 {
         let cfg = self.cfg();
         if !w.is_calm(cfg) {
             return 0;
@@ -131,7 +160,7 @@ impl Model for SearchModel {
             .inner()
             .init_states()
             .into_iter()
-            .map(|w| Stamped::new(self.canon(w)))
+            .map(|w| self.stamp(w))
             .collect();
         if let Some(g) = &self.graph {
             for s in &states {
@@ -149,9 +178,9 @@ impl Model for SearchModel {
     }
 
     fn next_state(&self, state: &Stamped, action: Action) -> Option<Stamped> {
-        let next = Stamped::new(self.canon(self.inner().next_state(&state.world, action)?));
+        let (next, marks) = self.step(state, action)?;
         if let Some(g) = &self.graph {
-            g.edge(next.fp, self.marks(&next.world));
+            g.edge(next.fp, marks);
         }
         Some(next)
     }

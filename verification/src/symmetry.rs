@@ -11,9 +11,20 @@
 //! is then merely less reduced): sound either way, since the representative
 //! is always a relabelling of the state itself.
 //!
+//! The search does not relabel states: it fingerprints each state's class
+//! directly ([`orbit_fingerprint`]): everything that belongs to one host is
+//! hashed into that host's signature with the host's id left out, the
+//! signatures are sorted, and they are hashed with everything that belongs
+//! to no host. Nothing refers to two hosts (instances name no host; a
+//! message, process, ledger entry or agent names only its own), so two
+//! states have equal fingerprints exactly when one is a relabelling of the
+//! other, up to hash collisions, as with any fingerprint. [`representative`]
+//! relabels explicitly; the tests use it to check that the two agree.
+//!
 //! A scripted command that names a host breaks the symmetry; `usable` says so.
 
 use std::hash::{Hash, Hasher};
+use tally_model::world::Ghost;
 use tally_core::message::{AgentReport, ManagerReply};
 use tally_core::{HostId, Message};
 use tally_model::config::ScriptedCommand;
@@ -43,13 +54,114 @@ fn signature(w: &World, h: HostId) -> u64 {
     for p in w.processes.iter().filter(|p| p.host == h) {
         (p.instance, p.booting_since, p.killed_at).hash(&mut s);
     }
-    for (id, d, l) in w.manager.ledger().filter(|(_, d, _)| d.host == h) {
+    for (id, d, l) in w.manager.ledger_on(h) {
         (id, d.boot_seen_done, d.stop, l).hash(&mut s);
     }
     for m in w.network.iter().filter(|m| m.host() == h) {
         hash_without_host(m, &mut s);
     }
     s.finish()
+}
+
+/// The fingerprint of `w`'s class under host relabelling (see the module's
+/// documentation), its two low bits clear like `graph::fingerprint`'s.
+#[must_use]
+pub fn orbit_fingerprint(w: &World) -> u64 {
+    let n = w.hosts.len();
+    let mut sig: Vec<ahash::AHasher> = (0..n).map(|_| crate::graph::hasher()).collect();
+    // Items per host in each section, hashed last so that sections cannot
+    // run into each other.
+    let mut counts: Vec<[u32; 4]> = vec![[0; 4]; n];
+    let paused = &w.manager.durable().paused_hosts;
+    for (i, hs) in w.hosts.iter().enumerate() {
+        if let Some(s) = sig.get_mut(i) {
+            hs.agent.hash_without_host(s);
+            hs.lag.hash(s);
+            hs.partitioned.hash(s);
+            paused
+                .contains(&HostId(u16::try_from(i).unwrap_or(u16::MAX)))
+                .hash(s);
+        }
+    }
+    for p in &w.processes {
+        if let Some(s) = at(&mut sig, &mut counts, p.host, 0) {
+            (p.instance, p.booting_since, p.killed_at).hash(s);
+        }
+    }
+    for (id, d) in &w.manager.durable().instances {
+        if let Some(s) = at(&mut sig, &mut counts, d.host, 1) {
+            (id, d.boot_seen_done, d.stop).hash(s);
+        }
+    }
+    for m in &w.network {
+        if let Some(s) = at(&mut sig, &mut counts, m.host(), 2) {
+            hash_without_host(m, s);
+        }
+    }
+    for i in 0..n {
+        let h = HostId(u16::try_from(i).unwrap_or(u16::MAX));
+        for (id, d, l) in w.manager.ledger_on(h) {
+            if let Some(s) = at(&mut sig, &mut counts, h, 3) {
+                (id, d.boot_seen_done, d.stop, l).hash(s);
+            }
+        }
+    }
+    let mut sigs: Vec<u64> = sig
+        .into_iter()
+        .zip(&counts)
+        .map(|(mut s, c)| {
+            c.hash(&mut s);
+            s.finish()
+        })
+        .collect();
+    sigs.sort_unstable();
+    let mut out = crate::graph::hasher();
+    // Destructured, so that a new field cannot be left out silently.
+    let World {
+        now,
+        manager,
+        hosts: _,
+        processes: _,
+        network: _,
+        faults_left,
+        script_next,
+        ghost,
+    } = w;
+    let Ghost {
+        launches,
+        boots,
+        launched_high_water,
+        generation_reused,
+        expired_slots,
+        last,
+    } = ghost;
+    (now, faults_left, script_next).hash(&mut out);
+    (
+        launches,
+        boots,
+        launched_high_water,
+        generation_reused,
+        expired_slots,
+        last,
+    )
+        .hash(&mut out);
+    manager.hash_without_hosts(&mut out);
+    sigs.hash(&mut out);
+    out.finish() & !3
+}
+
+/// Host `h`'s signature hasher, counting one more item of `section`.
+fn at<'a>(
+    sig: &'a mut [ahash::AHasher],
+    counts: &mut [[u32; 4]],
+    h: HostId,
+    section: usize,
+) -> Option<&'a mut ahash::AHasher> {
+    let i = usize::from(h.0);
+    if let Some(c) = counts.get_mut(i).and_then(|c| c.get_mut(section)) {
+        *c += 1;
+    }
+    sig.get_mut(i)
 }
 
 /// Hashes a message with its host id left out (destructured, so that a new

@@ -161,6 +161,57 @@ impl Manager {
             .filter_map(|(id, d)| self.ledger.entry(d.host, *id).map(|e| (*id, d, &e.live)))
     }
 
+    /// The ledger's instances on `host`, in instance order: what
+    /// [`Manager::ledger`] yields for that host, without visiting the others.
+    pub fn ledger_on(
+        &self,
+        host: HostId,
+    ) -> impl Iterator<Item = (InstanceId, &DurableInstance, &Liveness)> {
+        self.ledger
+            .entries_on(host)
+            .iter()
+            .map(|e| (e.id, &e.d, &e.live))
+    }
+
+    /// Hashes everything but what belongs to one host (its instances in
+    /// the durable state and the ledger, and whether it is paused): with
+    /// those hashed host by host, a model checker fingerprints a state's
+    /// class under host relabelling without relabelling it.
+    pub fn hash_without_hosts<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        // Destructured, so that a new field cannot be left out silently.
+        let Manager {
+            durable,
+            ledger,
+            rng,
+        } = self;
+        let Durable {
+            formation,
+            instances: _,
+            high_water,
+            free_launches,
+            free_launches_granted,
+            budget,
+            breaker,
+            lockdown,
+            paused_all,
+            paused_hosts: _,
+        } = durable;
+        (
+            formation,
+            high_water,
+            free_launches,
+            free_launches_granted,
+            budget,
+            breaker,
+            lockdown,
+            paused_all,
+            rng,
+        )
+            .hash(state);
+        ledger.hash_without_hosts(state);
+    }
+
     /// Number of instances in the ledger.
     #[must_use]
     pub fn ledger_len(&self) -> usize {

@@ -71,6 +71,13 @@ impl std::hash::Hash for Ledger {
 }
 
 impl Ledger {
+    /// Hashes what [`Hash`](std::hash::Hash) does but the entries, which
+    /// belong to hosts (see `Manager::hash_without_hosts`).
+    pub(crate) fn hash_without_hosts<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        self.backoff.hash(state);
+    }
+
     /// The ledger of `durable`'s instances, each with liveness `live`.
     pub(crate) fn recovered(cfg: &Config, durable: &Durable, live: Liveness) -> Ledger {
         let mut by_host: Vec<Vec<Entry>> = Vec::new();
@@ -398,13 +405,18 @@ impl Ledger {
 
     /// Renames every host id through `rename` (a permutation).
     pub(crate) fn rename_hosts(&mut self, rename: impl Fn(HostId) -> HostId) {
+        // `rename` is a bijection, so each host's list moves whole and stays
+        // sorted by instance.
         let by_host = std::mem::take(&mut self.by_host);
-        for mut e in by_host.into_iter().flatten() {
-            e.d.host = rename(e.d.host);
-            host_list(&mut self.by_host, e.d.host).push(e);
-        }
-        for v in &mut self.by_host {
-            v.sort_unstable_by_key(|e| e.id);
+        for (old, mut list) in by_host.into_iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let h = rename(host_id(old));
+            for e in &mut list {
+                e.d.host = h;
+            }
+            *host_list(&mut self.by_host, h) = list;
         }
         self.host_due = self
             .host_due
