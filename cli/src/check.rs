@@ -71,8 +71,8 @@ pub struct Target {
 /// the hunt runs in the mutation's small hunting configuration; with them,
 /// in each configuration in turn, stopping at the first that refutes it
 /// (shortest within that configuration). A mutation that breaks only L1
-/// needs the whole state space and the L1 graph check (still BFS, one
-/// thread). --threads and --bfs do not apply to a hunt.
+/// needs the whole state space and the L1 check over its graph (still
+/// BFS, one thread). --threads and --bfs do not apply to a hunt.
 #[derive(clap::Args)]
 pub struct CheckArgs {
     #[command(flatten)]
@@ -86,7 +86,8 @@ pub struct CheckArgs {
     /// exhaustive proof: depth-first with host symmetry reduction.
     #[arg(long)]
     bfs: bool,
-    /// Skip the L1 convergence graph check.
+    /// Skip L1 (convergence within the recovery bound T once faults stop),
+    /// and with it the rule that the horizon reach calm_at + T.
     #[arg(long)]
     no_liveness: bool,
     /// Write each counterexample as a JSON trace into this directory.

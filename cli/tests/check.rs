@@ -41,13 +41,13 @@ fn check_proves_smoke_with_l1_decided_in_the_same_pass() {
         .lines()
         .find(|l| l.starts_with("smoke "))
         .unwrap_or_else(|| panic!("no smoke row in:\n{stdout}"));
-    // The counts pinned in verification/tests/presets.rs, and an L1 graph
-    // of exactly the states the search found (no second exploration).
+    // The counts pinned in verification/tests/presets.rs, and no L1 graph:
+    // L1 is decided by the search itself.
     assert!(
         row.contains(" 1463 unique ") && row.contains(" 2679 total "),
         "{row}"
     );
-    assert!(row.contains("L1 graph 1463 states"), "{row}");
+    assert!(!row.contains("L1 graph"), "{row}");
     let l1 = stdout
         .lines()
         .find(|l| l.starts_with("L1 convergence"))
@@ -57,7 +57,7 @@ fn check_proves_smoke_with_l1_decided_in_the_same_pass() {
 }
 
 /// L1 is not vacuous under the proof's own search: with a liveness bug on,
-/// DFS with symmetry finds the counterexample over the recorded graph and
+/// DFS with symmetry finds a behaviour that ends unconverged and
 /// writes its trace.
 #[test]
 fn the_proof_search_refutes_a_liveness_bug_and_writes_its_trace() {
@@ -111,7 +111,13 @@ fn mutations_against_a_preset_tells_refuted_from_gaps() {
             .unwrap_or_else(|| panic!("no {m} row in:\n{stdout}"))
             .to_string()
     };
-    assert!(row("timeout-frees-slot").contains("smoke (S1)"), "{stdout}");
+    // The proof's search is depth-first on two threads: whichever of the
+    // two expected properties it meets first refutes the mutation.
+    let refuted = row("timeout-frees-slot");
+    assert!(
+        refuted.contains("smoke (S1)") || refuted.contains("smoke (S2)"),
+        "{stdout}"
+    );
     assert!(
         row("breaker-never-half-opens").contains("NOT REFUTED"),
         "{stdout}"

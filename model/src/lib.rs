@@ -28,6 +28,11 @@
 //!   `ci-timed-kills` and `margin-ignores-kill` exercise rule 7.
 //! - **Recovery**: L1 is decided over a horizon of at least
 //!   `calm_at + T(cfg)` (`Config::recovery_bound_ticks`).
+//! - **No cycles**: every action strictly increases `World::progress`
+//!   (time, faults spent, commands run, messages consumed, boots and kills
+//!   completed), so every behaviour ends, at the horizon; the checker
+//!   verifies this on every edge and then decides L1 as "every behaviour
+//!   from a calm state ends converged".
 //!
 //! Symmetry: hosts start identical and the core treats host ids only as
 //! names (placement is "the reporting host", no id is compared by order), so
@@ -35,7 +40,9 @@
 //! so: the network's capacity is per host, agents step in host order only
 //! within one atomic tick (their effects commute), and a scripted command
 //! that names a host turns symmetry off. `tally_verification::symmetry`
-//! sorts hosts into a canonical order for `spawn_dfs` and the L1 graph.
+//! fingerprints a state's class under host relabelling for the proof's
+//! search. The manager, each host and each message sit behind an `Arc`,
+//! so a step copies only what it changes.
 
 pub mod config;
 pub mod model;

@@ -7,6 +7,7 @@
 use crate::config::{FaultBudget, ModelConfig, ScriptedCommand};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tally_core::agent::AgentNote;
 use tally_core::{
     Agent, AgentEffect, AgentInput, Counters, Effect, Generation, HostId, Incarnation, InstanceId,
@@ -101,14 +102,17 @@ pub struct Ghost {
 pub struct World {
     /// Real time (the manager's clock).
     pub now: Tick,
-    /// The core's manager.
-    pub manager: Manager,
-    /// Hosts, indexed by `HostId`.
-    pub hosts: Vec<HostState>,
+    /// The core's manager. Shared with the states it came from until a
+    /// step changes it: most steps change one machine, and a successor
+    /// then copies only that one.
+    pub manager: Arc<Manager>,
+    /// Hosts, indexed by `HostId` (each shared until changed, as the
+    /// manager is).
+    pub hosts: Vec<Arc<HostState>>,
     /// Ground truth, sorted.
     pub processes: Vec<Process>,
     /// Messages in flight, a sorted multiset: any may be delivered next.
-    pub network: Vec<Message>,
+    pub network: Vec<Arc<Message>>,
     /// Faults left.
     pub faults_left: FaultBudget,
     /// Next scripted command.
@@ -157,15 +161,17 @@ impl World {
         let mut out = Vec::new();
         let manager = Manager::new(&cfg.core, Tick(0), &mut out).ok()?;
         let hosts = crate::config::host_ids(cfg.hosts)
-            .map(|h| HostState {
-                agent: Agent::new(h, Incarnation(0), Tick(0)),
-                lag: 0,
-                partitioned: false,
+            .map(|h| {
+                Arc::new(HostState {
+                    agent: Agent::new(h, Incarnation(0), Tick(0)),
+                    lag: 0,
+                    partitioned: false,
+                })
             })
             .collect();
         let mut w = World {
             now: Tick(0),
-            manager,
+            manager: Arc::new(manager),
             hosts,
             processes: Vec::new(),
             network: Vec::new(),
@@ -217,7 +223,7 @@ impl World {
         let messages: u64 = self
             .network
             .iter()
-            .map(|m| match m {
+            .map(|m| match &**m {
                 Message::Report(_) => 2,
                 Message::Reply(_) => 1,
             })
@@ -367,7 +373,7 @@ impl World {
             Action::DeliverDuplicate(i) => {
                 w.faults_left.message_duplication =
                     w.faults_left.message_duplication.checked_sub(1)?;
-                let m = w.network.get(i)?.clone();
+                let m = Arc::clone(w.network.get(i)?);
                 w.deliver(cfg, m);
             }
             Action::Lose(i) => {
@@ -402,19 +408,27 @@ impl World {
                 w.faults_left.host_crash = w.faults_left.host_crash.checked_sub(1)?;
                 w.processes.retain(|p| p.host != h);
                 let now = w.agent_now(h);
-                let hs = w.hosts.get_mut(usize::from(h.0))?;
+                let hs = w.hosts.get_mut(usize::from(h.0)).map(Arc::make_mut)?;
                 let inc = Incarnation(hs.agent.incarnation().0.saturating_add(1));
                 hs.agent = Agent::new(h, inc, now);
             }
             Action::Partition(h) => {
                 w.faults_left.host_partition = w.faults_left.host_partition.checked_sub(1)?;
-                w.hosts.get_mut(usize::from(h.0))?.partitioned = true;
+                w.hosts
+                    .get_mut(usize::from(h.0))
+                    .map(Arc::make_mut)?
+                    .partitioned = true;
             }
-            Action::Heal(h) => w.hosts.get_mut(usize::from(h.0))?.partitioned = false,
+            Action::Heal(h) => {
+                w.hosts
+                    .get_mut(usize::from(h.0))
+                    .map(Arc::make_mut)?
+                    .partitioned = false;
+            }
             Action::ManagerRestarts => {
                 w.faults_left.manager_restart = w.faults_left.manager_restart.checked_sub(1)?;
                 let durable = w.manager.durable().compacted(&cfg.core);
-                w.manager = Manager::recover(&cfg.core, durable, w.now).ok()?;
+                w.manager = Arc::new(Manager::recover(&cfg.core, durable, w.now).ok()?);
             }
             Action::Command => {
                 let c = *cfg.script.get(usize::from(w.script_next))?;
@@ -429,12 +443,12 @@ impl World {
         Some(w)
     }
 
-    fn take_message(&mut self, i: usize) -> Option<Message> {
+    fn take_message(&mut self, i: usize) -> Option<Arc<Message>> {
         (i < self.network.len()).then(|| self.network.remove(i))
     }
 
-    fn deliver(&mut self, cfg: &ModelConfig, m: Message) {
-        match m {
+    fn deliver(&mut self, cfg: &ModelConfig, m: Arc<Message>) {
+        match Arc::unwrap_or_clone(m) {
             Message::Report(r) => self.manager_step(cfg, ManagerInput::ReportReceived(r)),
             Message::Reply(r) => {
                 let h = r.host;
@@ -454,8 +468,8 @@ impl World {
         if cut || full {
             return;
         }
-        let at = self.network.partition_point(|x| *x <= m);
-        self.network.insert(at, m);
+        let at = self.network.partition_point(|x| **x <= m);
+        self.network.insert(at, Arc::new(m));
     }
 
     /// Messages in flight to or from `h`. The capacity is per host, so the
@@ -491,7 +505,7 @@ impl World {
         for i in 0..self.hosts.len() {
             let h = host(i);
             if stalled == Some(h) {
-                if let Some(s) = self.hosts.get_mut(i) {
+                if let Some(s) = self.hosts.get_mut(i).map(Arc::make_mut) {
                     s.lag = s.lag.saturating_add(1);
                 }
                 continue;
@@ -531,7 +545,7 @@ impl World {
     fn manager_step(&mut self, cfg: &ModelConfig, input: ManagerInput) {
         let mut out = Vec::new();
         // A refusal is an expected outcome (lockdown), visible as a note.
-        let _refused = self.manager.step(&cfg.core, self.now, input, &mut out);
+        let _refused = Arc::make_mut(&mut self.manager).step(&cfg.core, self.now, input, &mut out);
         self.apply_manager_effects(cfg, out);
     }
 
@@ -603,7 +617,7 @@ impl World {
     fn agent_step(&mut self, cfg: &ModelConfig, h: HostId, input: AgentInput) {
         let now = self.agent_now(h);
         let mut out = Vec::new();
-        let Some(hs) = self.hosts.get_mut(usize::from(h.0)) else {
+        let Some(hs) = self.hosts.get_mut(usize::from(h.0)).map(Arc::make_mut) else {
             return;
         };
         hs.agent.step(&cfg.core, now, input, &mut out);

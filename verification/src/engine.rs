@@ -18,9 +18,9 @@
 //! convergence comes within `T` (see `check`). An edge that does not
 //! increase the measure leaves L1 undecided (nothing is assumed).
 //!
-//! Threads share work by donation: a thread that runs dry waits on the
-//! pool, and a busy thread that sees a waiting one gives it the older half
-//! of its stack (the shallower states, whose subtrees are larger). The
+//! Threads share work by donation: a busy thread keeps a pool stocked with
+//! the older half of its stack (the shallower states, whose subtrees are
+//! larger), and gives again at once when it sees a thread waiting. The
 //! search ends when every thread waits and the pool is empty, or when a
 //! property asked for in `stop_at` is decided.
 
@@ -41,13 +41,18 @@ const ROOT: u64 = 1;
 const SHARDS: usize = 64;
 
 /// States a thread expands between looks at the shared counters.
-const BATCH: usize = 512;
+const BATCH: usize = 64;
 
 type Parents = FingerprintMap<u64>;
 
+/// One shard, alone on its cache lines: two threads locking neighbouring
+/// shards must not bounce one line between them.
+#[repr(align(128))]
+struct Shard(Mutex<Parents>);
+
 /// Every state found, by fingerprint, with its parent's fingerprint.
 struct Visited {
-    shards: Vec<Mutex<Parents>>,
+    shards: Vec<Shard>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,14 +64,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Visited {
     fn new() -> Visited {
         Visited {
-            shards: (0..SHARDS).map(|_| Mutex::new(Parents::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Shard(Mutex::new(Parents::default())))
+                .collect(),
         }
     }
 
     fn shard(&self, fp: u64) -> Option<&Mutex<Parents>> {
         // Bits the table itself does not index by (it uses the low ones
         // for the bucket and the top seven for its tags).
-        self.shards.get((fp >> 32) as usize % SHARDS)
+        self.shards.get((fp >> 32) as usize % SHARDS).map(|s| &s.0)
     }
 
     /// Inserts `fp` with `parent`; whether it is new.
@@ -88,6 +95,9 @@ impl Visited {
     }
 }
 
+/// A behaviour: each state with the action taken from it (none at the end).
+pub type Behaviour = Vec<(World, Option<Action>)>;
+
 /// A pending state and its depth.
 type Job = (Stamped, u32);
 
@@ -107,6 +117,8 @@ struct Shared<'a> {
     wake: Condvar,
     /// Threads waiting for work (read without the lock, to decide to give).
     hungry: AtomicUsize,
+    /// Stacks in the pool (read without the lock, to keep it stocked).
+    pooled: AtomicUsize,
     stop: AtomicBool,
     /// Per property: 0, or the fingerprint (or-ed with 1) of the first
     /// state found that breaks it (always) or reaches it (sometimes).
@@ -128,7 +140,7 @@ struct Shared<'a> {
 /// L1 as the search decided it.
 pub struct LivenessFound {
     /// A behaviour that ends calm and unconverged, if any.
-    pub stuck: Option<Vec<(World, Option<Action>)>>,
+    pub stuck: Option<Behaviour>,
     /// Every edge increased the progress measure: no cycle.
     pub acyclic: bool,
     /// Some state was calm (else L1 would hold vacuously).
@@ -145,7 +157,7 @@ pub struct Explored {
     pub max_depth: usize,
     /// Per entry of `PROPERTIES`: the path to the first state found that
     /// breaks it (always) or reaches it (sometimes), as a real behaviour.
-    pub found: Vec<Option<Vec<(World, Option<Action>)>>>,
+    pub found: Vec<Option<Behaviour>>,
     /// The search stopped before expanding every state (a property in
     /// `stop_at` was decided, or every property was).
     pub stopped_early: bool,
@@ -177,6 +189,7 @@ pub fn explore(
         }),
         wake: Condvar::new(),
         hungry: AtomicUsize::new(0),
+        pooled: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         found: PROPERTIES.iter().map(|_| AtomicU64::new(0)).collect(),
         unique: AtomicUsize::new(0),
@@ -189,6 +202,8 @@ pub fn explore(
     };
     let mut first: Vec<Job> = Vec::new();
     for s in model.roots() {
+        // Counted as generated, as stateright counts them.
+        shared.total.fetch_add(1, Ordering::Relaxed);
         if shared.visited.insert(s.fp, ROOT) {
             shared.unique.fetch_add(1, Ordering::Relaxed);
             first.push((s, 0));
@@ -208,7 +223,10 @@ pub fn explore(
             .collect();
         // This thread tells progress (which need not be `Sync`).
         let mut last = Instant::now();
-        while !workers.iter().all(std::thread::ScopedJoinHandle::is_finished) {
+        while !workers
+            .iter()
+            .all(std::thread::ScopedJoinHandle::is_finished)
+        {
             std::thread::sleep(Duration::from_millis(20));
             if last.elapsed() >= Duration::from_secs(2) {
                 last = Instant::now();
@@ -249,7 +267,7 @@ pub fn explore(
 }
 
 /// The real behaviour from the initial state to the state `fp`.
-fn path_to(shared: &Shared<'_>, fp: u64) -> Vec<(World, Option<Action>)> {
+fn path_to(shared: &Shared<'_>, fp: u64) -> Behaviour {
     let mut want = Vec::new();
     let mut at = fp;
     while let Some(parent) = shared.visited.parent(at) {
@@ -336,12 +354,10 @@ fn work(shared: &Shared<'_>, mut stack: Vec<Job>) {
         }
         total += successors;
         if successors == 0 && marks & (CALM | CONVERGED) == CALM {
-            let _ = shared.stuck.compare_exchange(
-                0,
-                s.fp | 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ =
+                shared
+                    .stuck
+                    .compare_exchange(0, s.fp | 1, Ordering::Relaxed, Ordering::Relaxed);
             if shared
                 .stop_at
                 .is_some_and(|names| names.contains(crate::properties::L1))
@@ -356,9 +372,14 @@ fn work(shared: &Shared<'_>, mut stack: Vec<Job>) {
             if shared.stop.load(Ordering::Relaxed) {
                 break;
             }
-            if shared.hungry.load(Ordering::Relaxed) > 0 && stack.len() >= 2 {
+            // Give before anyone runs dry: a thread that waits for the
+            // next batch boundary of another wastes its time.
+            let hungry = shared.hungry.load(Ordering::Relaxed) > 0;
+            let stocked = shared.pooled.load(Ordering::Relaxed) > 0;
+            if (hungry && stack.len() >= 2) || (!stocked && stack.len() >= 4 * BATCH) {
                 let give: Vec<Job> = stack.drain(..stack.len() / 2).collect();
                 lock(&shared.pool).stacks.push(give);
+                shared.pooled.fetch_add(1, Ordering::Relaxed);
                 shared.wake.notify_one();
             }
         }
@@ -374,8 +395,12 @@ fn work(shared: &Shared<'_>, mut stack: Vec<Job>) {
 }
 
 fn flush(shared: &Shared<'_>, unique: &mut usize, total: &mut usize, depth: usize) {
-    shared.unique.fetch_add(std::mem::take(unique), Ordering::Relaxed);
-    shared.total.fetch_add(std::mem::take(total), Ordering::Relaxed);
+    shared
+        .unique
+        .fetch_add(std::mem::take(unique), Ordering::Relaxed);
+    shared
+        .total
+        .fetch_add(std::mem::take(total), Ordering::Relaxed);
     shared.depth.fetch_max(depth, Ordering::Relaxed);
 }
 
@@ -387,10 +412,10 @@ fn wait_for_work(shared: &Shared<'_>) -> Option<Vec<Job>> {
     shared.hungry.fetch_add(1, Ordering::Relaxed);
     let got = loop {
         if let Some(more) = pool.stacks.pop() {
+            shared.pooled.fetch_sub(1, Ordering::Relaxed);
             break Some(more);
         }
-        if pool.finished || pool.waiting == shared.threads || shared.stop.load(Ordering::Relaxed)
-        {
+        if pool.finished || pool.waiting == shared.threads || shared.stop.load(Ordering::Relaxed) {
             pool.finished = true;
             break None;
         }

@@ -142,7 +142,11 @@ impl SearchModel {
             CALM | CONVERGED
         } else {
             let late = w.now.0.saturating_sub(cfg.calm_at).saturating_add(1);
-            self.recovery.fetch_max(late, Ordering::Relaxed);
+            // Read first: a write on every such state would bounce the
+            // line between the search threads.
+            if self.recovery.load(Ordering::Relaxed) < late {
+                self.recovery.fetch_max(late, Ordering::Relaxed);
+            }
             CALM
         }
     }

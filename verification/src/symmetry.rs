@@ -23,11 +23,14 @@
 //!
 //! A scripted command that names a host breaks the symmetry; `usable` says so.
 
+use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
-use tally_model::world::Ghost;
+use std::sync::Arc;
+use tally_core::Manager;
 use tally_core::message::{AgentReport, ManagerReply};
 use tally_core::{HostId, Message};
 use tally_model::config::ScriptedCommand;
+use tally_model::world::{Ghost, HostState};
 use tally_model::{ModelConfig, World};
 
 /// Whether host symmetry holds for `cfg`: no scripted command names a host.
@@ -65,95 +68,189 @@ fn signature(w: &World, h: HostId) -> u64 {
 
 /// The fingerprint of `w`'s class under host relabelling (see the module's
 /// documentation), its two low bits clear like `graph::fingerprint`'s.
+///
+/// The manager's and each host's parts are hashed once per shared copy:
+/// successors share the parts a step did not change (`World` keeps them
+/// behind `Arc`s), and a per-thread memo keyed by that sharing finds them.
 #[must_use]
 pub fn orbit_fingerprint(w: &World) -> u64 {
-    let n = w.hosts.len();
+    MEMO.with(|m| match m.try_borrow_mut() {
+        Ok(mut memo) => memo.fingerprint(w),
+        // Only if this were reentered: correct, just without the memo.
+        Err(_) => Memo::default().fingerprint(w),
+    })
+}
+
+/// What one manager contributes: a hash of all that belongs to no host,
+/// and per host a hash of its instances (durable and ledger) and pause.
+struct ManagerPart {
+    hostless: u64,
+    per_host: Vec<u64>,
+}
+
+/// Parts of recently fingerprinted states, kept with the `Arc`s they were
+/// computed from (so a pointer seen again is the same unchanged value).
+#[derive(Default)]
+struct Memo {
+    managers: Vec<(Arc<Manager>, Arc<ManagerPart>)>,
+    hosts: Vec<(Arc<HostState>, u64)>,
+    next_manager: usize,
+    next_host: usize,
+    locals: Vec<u64>,
+    sig: Vec<ahash::AHasher>,
+    counts: Vec<[u32; 2]>,
+    sigs: Vec<u64>,
+}
+
+/// Entries kept: enough for the parts a state shares with its siblings.
+const MEMO_MANAGERS: usize = 4;
+const MEMO_HOSTS: usize = 16;
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::default();
+}
+
+impl Memo {
+    fn manager(&mut self, m: &Arc<Manager>, n: usize) -> Arc<ManagerPart> {
+        if let Some((_, part)) = self.managers.iter().find(|(k, _)| Arc::ptr_eq(k, m)) {
+            return Arc::clone(part);
+        }
+        let part = Arc::new(manager_part(m, n));
+        let entry = (Arc::clone(m), Arc::clone(&part));
+        if self.managers.len() < MEMO_MANAGERS {
+            self.managers.push(entry);
+        } else if let Some(slot) = self.managers.get_mut(self.next_manager % MEMO_MANAGERS) {
+            *slot = entry;
+            self.next_manager += 1;
+        }
+        part
+    }
+
+    fn host(&mut self, h: &Arc<HostState>) -> u64 {
+        if let Some((_, v)) = self.hosts.iter().find(|(k, _)| Arc::ptr_eq(k, h)) {
+            return *v;
+        }
+        let mut s = crate::graph::hasher();
+        h.agent.hash_without_host(&mut s);
+        h.lag.hash(&mut s);
+        h.partitioned.hash(&mut s);
+        let v = s.finish();
+        if self.hosts.len() < MEMO_HOSTS {
+            self.hosts.push((Arc::clone(h), v));
+        } else if let Some(slot) = self.hosts.get_mut(self.next_host % MEMO_HOSTS) {
+            *slot = (Arc::clone(h), v);
+            self.next_host += 1;
+        }
+        v
+    }
+
+    fn fingerprint(&mut self, w: &World) -> u64 {
+        let n = w.hosts.len();
+        let manager = self.manager(&w.manager, n);
+        let mut locals = std::mem::take(&mut self.locals);
+        locals.clear();
+        for h in &w.hosts {
+            locals.push(self.host(h));
+        }
+        self.sig.clear();
+        self.sig.extend((0..n).map(|_| crate::graph::hasher()));
+        // Items per host in each section, hashed last so that sections
+        // cannot run into each other.
+        self.counts.clear();
+        self.counts.resize(n, [0; 2]);
+        for ((s, local), shared) in self.sig.iter_mut().zip(&locals).zip(&manager.per_host) {
+            (local, shared).hash(s);
+        }
+        self.locals = locals;
+        for p in &w.processes {
+            if let Some(s) = at(&mut self.sig, &mut self.counts, p.host, 0) {
+                (p.instance, p.booting_since, p.killed_at).hash(s);
+            }
+        }
+        for m in &w.network {
+            if let Some(s) = at(&mut self.sig, &mut self.counts, m.host(), 1) {
+                hash_without_host(m, s);
+            }
+        }
+        self.sigs.clear();
+        self.sigs
+            .extend(self.sig.iter_mut().zip(&self.counts).map(|(s, c)| {
+                c.hash(s);
+                s.finish()
+            }));
+        self.sigs.sort_unstable();
+        let mut out = crate::graph::hasher();
+        // Destructured, so that a new field cannot be left out silently.
+        let World {
+            now,
+            manager: _,
+            hosts: _,
+            processes: _,
+            network: _,
+            faults_left,
+            script_next,
+            ghost,
+        } = w;
+        let Ghost {
+            launches,
+            boots,
+            launched_high_water,
+            generation_reused,
+            expired_slots,
+            last,
+        } = ghost;
+        (now, faults_left, script_next).hash(&mut out);
+        (
+            launches,
+            boots,
+            launched_high_water,
+            generation_reused,
+            expired_slots,
+            last,
+        )
+            .hash(&mut out);
+        manager.hostless.hash(&mut out);
+        self.sigs.hash(&mut out);
+        out.finish() & !3
+    }
+}
+
+/// `m`'s part of the fingerprint of a world with `n` hosts.
+fn manager_part(m: &Manager, n: usize) -> ManagerPart {
+    let mut hostless = crate::graph::hasher();
+    m.hash_without_hosts(&mut hostless);
     let mut sig: Vec<ahash::AHasher> = (0..n).map(|_| crate::graph::hasher()).collect();
-    // Items per host in each section, hashed last so that sections cannot
-    // run into each other.
-    let mut counts: Vec<[u32; 4]> = vec![[0; 4]; n];
-    let paused = &w.manager.durable().paused_hosts;
-    for (i, hs) in w.hosts.iter().enumerate() {
-        if let Some(s) = sig.get_mut(i) {
-            hs.agent.hash_without_host(s);
-            hs.lag.hash(s);
-            hs.partitioned.hash(s);
-            paused
-                .contains(&HostId(u16::try_from(i).unwrap_or(u16::MAX)))
-                .hash(s);
-        }
-    }
-    for p in &w.processes {
-        if let Some(s) = at(&mut sig, &mut counts, p.host, 0) {
-            (p.instance, p.booting_since, p.killed_at).hash(s);
-        }
-    }
-    for (id, d) in &w.manager.durable().instances {
-        if let Some(s) = at(&mut sig, &mut counts, d.host, 1) {
+    let mut counts: Vec<[u32; 2]> = vec![[0; 2]; n];
+    for (id, d) in &m.durable().instances {
+        if let Some(s) = at(&mut sig, &mut counts, d.host, 0) {
             (id, d.boot_seen_done, d.stop).hash(s);
         }
     }
-    for m in &w.network {
-        if let Some(s) = at(&mut sig, &mut counts, m.host(), 2) {
-            hash_without_host(m, s);
-        }
-    }
-    for i in 0..n {
+    for (i, (s, c)) in sig.iter_mut().zip(&mut counts).enumerate() {
         let h = HostId(u16::try_from(i).unwrap_or(u16::MAX));
-        for (id, d, l) in w.manager.ledger_on(h) {
-            if let Some(s) = at(&mut sig, &mut counts, h, 3) {
-                (id, d.boot_seen_done, d.stop, l).hash(s);
-            }
+        for (id, d, l) in m.ledger_on(h) {
+            (id, d.boot_seen_done, d.stop, l).hash(s);
+            c[1] += 1;
         }
+        m.durable().paused_hosts.contains(&h).hash(s);
     }
-    let mut sigs: Vec<u64> = sig
-        .into_iter()
-        .zip(&counts)
-        .map(|(mut s, c)| {
-            c.hash(&mut s);
-            s.finish()
-        })
-        .collect();
-    sigs.sort_unstable();
-    let mut out = crate::graph::hasher();
-    // Destructured, so that a new field cannot be left out silently.
-    let World {
-        now,
-        manager,
-        hosts: _,
-        processes: _,
-        network: _,
-        faults_left,
-        script_next,
-        ghost,
-    } = w;
-    let Ghost {
-        launches,
-        boots,
-        launched_high_water,
-        generation_reused,
-        expired_slots,
-        last,
-    } = ghost;
-    (now, faults_left, script_next).hash(&mut out);
-    (
-        launches,
-        boots,
-        launched_high_water,
-        generation_reused,
-        expired_slots,
-        last,
-    )
-        .hash(&mut out);
-    manager.hash_without_hosts(&mut out);
-    sigs.hash(&mut out);
-    out.finish() & !3
+    ManagerPart {
+        hostless: hostless.finish(),
+        per_host: sig
+            .into_iter()
+            .zip(&counts)
+            .map(|(mut s, c)| {
+                c.hash(&mut s);
+                s.finish()
+            })
+            .collect(),
+    }
 }
 
 /// Host `h`'s signature hasher, counting one more item of `section`.
-fn at<'a>(
+fn at<'a, const N: usize>(
     sig: &'a mut [ahash::AHasher],
-    counts: &mut [[u32; 4]],
+    counts: &mut [[u32; N]],
     h: HostId,
     section: usize,
 ) -> Option<&'a mut ahash::AHasher> {
@@ -222,7 +319,7 @@ pub fn representative(mut w: World) -> World {
         }
     }
     let rename = |h: HostId| HostId(new_of.get(usize::from(h.0)).copied().unwrap_or(h.0));
-    w.manager.rename_hosts(rename);
+    std::sync::Arc::make_mut(&mut w.manager).rename_hosts(rename);
     let mut old_hosts: Vec<Option<_>> =
         std::mem::take(&mut w.hosts).into_iter().map(Some).collect();
     w.hosts = order
@@ -230,7 +327,8 @@ pub fn representative(mut w: World) -> World {
         .filter_map(|(_, old)| old_hosts.get_mut(*old).and_then(Option::take))
         .collect();
     for (i, hs) in w.hosts.iter_mut().enumerate() {
-        hs.agent
+        std::sync::Arc::make_mut(hs)
+            .agent
             .rename_host(HostId(u16::try_from(i).unwrap_or(u16::MAX)));
     }
     for p in &mut w.processes {
@@ -239,7 +337,7 @@ pub fn representative(mut w: World) -> World {
     w.processes.sort_unstable();
     for m in &mut w.network {
         let h = rename(m.host());
-        set_host(m, h);
+        set_host(std::sync::Arc::make_mut(m), h);
     }
     w.network.sort_unstable();
     w

@@ -56,7 +56,7 @@ pub struct Step<'a> {
     /// Agents, by host.
     pub agents: Vec<AgentRow>,
     /// Messages in flight (indexes of `Deliver`, `Lose`, ...).
-    pub network: &'a [Message],
+    pub network: &'a [std::sync::Arc<Message>],
     /// The same messages, one line each, in the same order.
     pub messages: Vec<MessageRow>,
     /// Manager: budget, breaker, lockdown, formation.

@@ -38,28 +38,37 @@ pub(crate) fn slot_is_vacant(cfg: &Config, durable: &Durable, slot: SlotId) -> b
 /// Every slot for which `slot_is_vacant` holds, in one walk of the
 /// formation and the ledger together (both in slot order).
 pub(crate) fn compute_vacant(cfg: &Config, durable: &Durable) -> BTreeSet<SlotId> {
+    // Sorted already: built in bulk.
+    vacant_slots(cfg, durable).collect()
+}
+
+/// [`compute_vacant`]'s slots in order, without collecting them (a check
+/// compares them with the index as they come).
+pub(crate) fn vacant_slots<'a>(
+    cfg: &'a Config,
+    durable: &'a Durable,
+) -> impl Iterator<Item = SlotId> + 'a {
     let mut occupied = durable
         .instances
         .iter()
         .filter(|(id, d)| cfg.is_singleton(id.slot.process_type) || d.stop.is_none())
         .map(|(id, _)| id.slot)
         .peekable();
-    let mut v = Vec::new();
-    for (t, count) in durable.formation.iter().enumerate() {
-        let process_type = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
-        for index in 0..*count {
-            let slot = SlotId {
+    durable
+        .formation
+        .iter()
+        .enumerate()
+        .flat_map(|(t, count)| {
+            let process_type = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
+            (0..*count).map(move |index| SlotId {
                 process_type,
                 index,
-            };
-            while occupied.next_if(|s| *s < slot).is_some() {}
-            if occupied.peek() != Some(&slot) {
-                v.push(slot);
-            }
-        }
-    }
-    // Sorted already: built in bulk.
-    v.into_iter().collect()
+            })
+        })
+        .filter(move |slot| {
+            while occupied.next_if(|s| s < slot).is_some() {}
+            occupied.peek() != Some(slot)
+        })
 }
 
 /// A value derived from the rest of a state, kept for speed: equal to any

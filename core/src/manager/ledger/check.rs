@@ -3,9 +3,9 @@
 
 use super::{Ledger, vacancy};
 use crate::config::Config;
-use crate::ids::{InstanceId, SlotId};
+use crate::ids::SlotId;
 use crate::invariants::Violation;
-use crate::journal::{Durable, DurableInstance};
+use crate::journal::Durable;
 use std::collections::BTreeSet;
 
 impl Ledger {
@@ -21,13 +21,25 @@ impl Ledger {
                 .deadlines
                 .iter()
                 .all(|(t, h)| self.host_due.get(h) == Some(t));
-        if !same_deadlines || self.host_due != self.compute_host_due(cfg) {
+        // Compared as they are recomputed: no set is built.
+        if !same_deadlines
+            || !self
+                .host_due
+                .iter()
+                .map(|(h, t)| (*h, *t))
+                .eq(self.host_dues(cfg))
+        {
             return stale("deadlines");
         }
-        if self.vacant != vacancy::compute_vacant(cfg, durable) {
+        if !self
+            .vacant
+            .iter()
+            .copied()
+            .eq(vacancy::vacant_slots(cfg, durable))
+        {
             return stale("vacant");
         }
-        if self.crowded != compute_crowded(durable) {
+        if !self.crowded.iter().copied().eq(crowded_slots(durable)) {
             return stale("crowded");
         }
         if !self
@@ -41,51 +53,57 @@ impl Ledger {
     }
 
     fn check_entries(&self, durable: &Durable) -> Result<(), Violation> {
-        let mut all: Vec<(InstanceId, DurableInstance)> = Vec::new();
+        let mut entries = 0usize;
         for (host, v) in self.hosts() {
             let sorted = v.windows(2).all(|w| matches!(w, [a, b] if a.id < b.id));
             if !sorted || v.iter().any(|e| e.d.host != host) {
                 return Err(Violation::IndexStale { index: "by_host" });
             }
-            all.extend(v.iter().map(|e| (e.id, e.d)));
+            entries += v.len();
         }
         if self.by_host.last().is_some_and(Vec::is_empty) {
             return Err(Violation::IndexStale { index: "by_host" });
         }
-        // One sorted walk against `durable` rather than a lookup per entry.
-        all.sort_unstable_by_key(|(id, _)| *id);
-        let first_difference = all
-            .iter()
-            .map(|(id, _)| id)
-            .zip(durable.instances.keys())
-            .find_map(|(a, b)| (a != b).then_some(*b));
-        if let Some(instance) = first_difference.or_else(|| {
-            (all.len() != durable.instances.len())
-                .then(|| durable.instances.keys().next().copied().unwrap_or_default())
-        }) {
-            return Err(Violation::LedgerHalvesDisagree { instance });
+        // Each durable instance found, equal, on the host it names; and as
+        // many entries as instances (ids are unique per host list, and each
+        // list holds only its host's): the two halves are the same set.
+        for (id, d) in &durable.instances {
+            match self.entry(d.host, *id) {
+                None => return Err(Violation::LedgerHalvesDisagree { instance: *id }),
+                Some(e) if e.d != *d => {
+                    return Err(Violation::IndexStale { index: "by_host" });
+                }
+                Some(_) => {}
+            }
         }
-        let same = all
-            .iter()
-            .zip(&durable.instances)
-            .all(|((_, da), (_, db))| da == db);
-        if same {
-            Ok(())
-        } else {
-            Err(Violation::IndexStale { index: "by_host" })
+        if entries != durable.instances.len() {
+            let extra = self
+                .hosts()
+                .flat_map(|(_, v)| v.iter())
+                .find(|e| !durable.instances.contains_key(&e.id))
+                .map(|e| e.id)
+                .unwrap_or_default();
+            return Err(Violation::LedgerHalvesDisagree { instance: extra });
         }
+        Ok(())
     }
 }
 
 /// Slots with two or more instances in `durable`.
 pub(super) fn compute_crowded(durable: &Durable) -> BTreeSet<SlotId> {
-    let mut c = BTreeSet::new();
+    crowded_slots(durable).collect()
+}
+
+/// [`compute_crowded`]'s slots in order, each once, without collecting.
+fn crowded_slots(durable: &Durable) -> impl Iterator<Item = SlotId> + '_ {
     let mut last: Option<SlotId> = None;
-    for id in durable.instances.keys() {
-        if last == Some(id.slot) {
-            c.insert(id.slot);
-        }
+    let mut reported: Option<SlotId> = None;
+    durable.instances.keys().filter_map(move |id| {
+        let again = last == Some(id.slot) && reported != Some(id.slot);
         last = Some(id.slot);
-    }
-    c
+        again.then(|| {
+            reported = Some(id.slot);
+            id.slot
+        })
+    })
 }

@@ -441,9 +441,13 @@ impl Ledger {
     }
 
     fn compute_host_due(&self, cfg: &Config) -> BTreeMap<HostId, Tick> {
+        self.host_dues(cfg).collect()
+    }
+
+    /// [`Ledger::compute_host_due`]'s pairs in host order, not collected.
+    fn host_dues<'a>(&'a self, cfg: &'a Config) -> impl Iterator<Item = (HostId, Tick)> + 'a {
         self.hosts()
             .filter_map(|(h, v)| Some((h, min_due(cfg, v)?)))
-            .collect()
     }
 }
 
