@@ -89,57 +89,89 @@ struct ManagerPart {
 }
 
 /// Parts of recently fingerprinted states, kept with the `Arc`s they were
-/// computed from (so a pointer seen again is the same unchanged value).
+/// computed from (so a pointer seen again is the same unchanged value), in
+/// direct-mapped slots chosen by the pointer.
 #[derive(Default)]
 struct Memo {
-    managers: Vec<(Arc<Manager>, Arc<ManagerPart>)>,
-    hosts: Vec<(Arc<HostState>, u64)>,
-    next_manager: usize,
-    next_host: usize,
+    managers: Vec<Option<(Arc<Manager>, Arc<ManagerPart>)>>,
+    hosts: Vec<Option<(Arc<HostState>, u64)>>,
+    messages: Vec<Option<(Arc<Message>, u64)>>,
     locals: Vec<u64>,
     sig: Vec<ahash::AHasher>,
     counts: Vec<[u32; 2]>,
     sigs: Vec<u64>,
 }
 
-/// Entries kept: enough for the parts a state shares with its siblings.
-const MEMO_MANAGERS: usize = 4;
-const MEMO_HOSTS: usize = 16;
+/// Slots: enough for the parts a state shares with its siblings and
+/// nearby states on the stack.
+const MEMO_MANAGERS: usize = 64;
+const MEMO_HOSTS: usize = 256;
+const MEMO_MESSAGES: usize = 1024;
 
 thread_local! {
     static MEMO: RefCell<Memo> = RefCell::default();
 }
 
+/// The slot of the value behind `a` in a table of `slots` (a power of two).
+fn slot_of<T>(a: &Arc<T>, slots: usize) -> usize {
+    // Allocations are at least 16-byte aligned: skip the low bits.
+    ((Arc::as_ptr(a) as usize) >> 4).wrapping_mul(0x9E37_79B9) >> 8 & (slots - 1)
+}
+
 impl Memo {
     fn manager(&mut self, m: &Arc<Manager>, n: usize) -> Arc<ManagerPart> {
-        if let Some((_, part)) = self.managers.iter().find(|(k, _)| Arc::ptr_eq(k, m)) {
-            return Arc::clone(part);
+        if self.managers.is_empty() {
+            self.managers.resize_with(MEMO_MANAGERS, || None);
+        }
+        let i = slot_of(m, MEMO_MANAGERS);
+        if let Some(Some((k, part))) = self.managers.get(i) {
+            if Arc::ptr_eq(k, m) {
+                return Arc::clone(part);
+            }
         }
         let part = Arc::new(manager_part(m, n));
-        let entry = (Arc::clone(m), Arc::clone(&part));
-        if self.managers.len() < MEMO_MANAGERS {
-            self.managers.push(entry);
-        } else if let Some(slot) = self.managers.get_mut(self.next_manager % MEMO_MANAGERS) {
-            *slot = entry;
-            self.next_manager += 1;
+        if let Some(slot) = self.managers.get_mut(i) {
+            *slot = Some((Arc::clone(m), Arc::clone(&part)));
         }
         part
     }
 
     fn host(&mut self, h: &Arc<HostState>) -> u64 {
-        if let Some((_, v)) = self.hosts.iter().find(|(k, _)| Arc::ptr_eq(k, h)) {
-            return *v;
+        if self.hosts.is_empty() {
+            self.hosts.resize_with(MEMO_HOSTS, || None);
+        }
+        let i = slot_of(h, MEMO_HOSTS);
+        if let Some(Some((k, v))) = self.hosts.get(i) {
+            if Arc::ptr_eq(k, h) {
+                return *v;
+            }
         }
         let mut s = crate::graph::hasher();
         h.agent.hash_without_host(&mut s);
         h.lag.hash(&mut s);
         h.partitioned.hash(&mut s);
         let v = s.finish();
-        if self.hosts.len() < MEMO_HOSTS {
-            self.hosts.push((Arc::clone(h), v));
-        } else if let Some(slot) = self.hosts.get_mut(self.next_host % MEMO_HOSTS) {
-            *slot = (Arc::clone(h), v);
-            self.next_host += 1;
+        if let Some(slot) = self.hosts.get_mut(i) {
+            *slot = Some((Arc::clone(h), v));
+        }
+        v
+    }
+
+    fn message(&mut self, m: &Arc<Message>) -> u64 {
+        if self.messages.is_empty() {
+            self.messages.resize_with(MEMO_MESSAGES, || None);
+        }
+        let i = slot_of(m, MEMO_MESSAGES);
+        if let Some(Some((k, v))) = self.messages.get(i) {
+            if Arc::ptr_eq(k, m) {
+                return *v;
+            }
+        }
+        let mut s = crate::graph::hasher();
+        hash_without_host(m, &mut s);
+        let v = s.finish();
+        if let Some(slot) = self.messages.get_mut(i) {
+            *slot = Some((Arc::clone(m), v));
         }
         v
     }
@@ -168,8 +200,9 @@ impl Memo {
             }
         }
         for m in &w.network {
+            let v = self.message(m);
             if let Some(s) = at(&mut self.sig, &mut self.counts, m.host(), 1) {
-                hash_without_host(m, s);
+                v.hash(s);
             }
         }
         self.sigs.clear();
