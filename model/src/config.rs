@@ -449,7 +449,25 @@ pub fn ci() -> Preset {
         host_partition: 1,
         ..FaultBudget::default()
     };
-    let mut configs = vec![network, crashes, dynos, lockdown, timed, mixed];
+    // A restart after failed boots and a duplicated reply, and a user
+    // restart of a singleton: what `tally mutations --against ci` found no
+    // other configuration combines (refuse-only-older,
+    // stop-without-tombstone, journal-forgets-generations,
+    // budget-not-journaled are refuted here and nowhere else in `ci`).
+    let mut restart = base("ci-restart-failures", 2, model_core(1, 2));
+    restart.calm_at = 5;
+    restart.faults = FaultBudget {
+        boot_failure: 2,
+        manager_restart: 1,
+        message_duplication: 1,
+        ..FaultBudget::default()
+    };
+    restart.script = vec![ScriptedCommand::User {
+        command: UserCommand::Restart {
+            process_type: Some(TypeId(0)),
+        },
+    }];
+    let mut configs = vec![network, crashes, dynos, lockdown, timed, mixed, restart];
     // Every horizon reaches the recovery bound: L1 proves convergence
     // within T(cfg), and no recovery is cut short by the horizon.
     for c in &mut configs {

@@ -60,6 +60,7 @@ fn ci_preset_proves_every_property_and_reaches_every_sometimes() {
             ("ci-lockdown-reordering", 797_890, 2_288_032),
             ("ci-timed-kills", 4_622_384, 8_115_070),
             ("ci-messages-restart-partition", 1_130_888, 2_773_293),
+            ("ci-restart-failures", 4_114_952, 9_679_790),
         ]
     );
     for r in &reports {
