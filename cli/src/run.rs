@@ -19,6 +19,12 @@ pub struct RunArgs {
     /// defaults apply without it. `tally.toml` is read if present.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The dynos' environment: `KEY=value` lines, as foreman and `heroku
+    /// local` read them. Without it, `.env` beside the Procfile if present.
+    /// Tally's own variables (DYNO, PORT, TALLY_*) win over the file, and the
+    /// file over the environment `tally run` was started in.
+    #[arg(long, value_name = "FILE")]
+    env: Option<PathBuf>,
     /// Local agents to start as threads (hosts 0..N); 0 to attach agents
     /// with `tally agent` instead.
     #[arg(long, default_value_t = 2)]
@@ -107,6 +113,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         allow_remote_api: args.allow_remote_api,
         allow_remote_agents: args.allow_remote_agents,
         journal_segment_bytes: args.journal_segment_bytes,
+        env_file: args.env.clone(),
     };
     let deployment = opts.deployment()?;
     process::init_logging();
@@ -127,6 +134,24 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
             format!("{}{kind}", t.name)
         })
         .collect();
+    if !deployment.env.is_empty() {
+        let overridden = deployment.env_overridden();
+        eprintln!(
+            "tally: {} variable(s) from {} for every dyno{}",
+            deployment.env.len(),
+            args.env
+                .as_deref()
+                .map_or_else(|| ".env".to_string(), |p| p.display().to_string()),
+            if overridden.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} set by tally for each dyno instead)",
+                    overridden.join(", ")
+                )
+            }
+        );
+    }
     eprintln!(
         "tally: managing {} with {} local host(s); data in {}\n  agents: {}  (more: tally agent --manager {} --host N)\n  API:    http://{}  (token: {})\n  try:    tally ps | tally scale web=3 | tally restart | tally lockdown on",
         types.join(", "),

@@ -704,3 +704,106 @@ fn ctrl_c_stops_every_dyno_and_says_so() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `.env` beside the Procfile reaches every dyno: its values win over the
+/// environment `tally run` was started in, and lose to the variables tally
+/// sets for each dyno (a Heroku `.env` often sets `PORT`), which the start
+/// line says.
+#[test]
+fn dotenv_beside_the_procfile_reaches_every_dyno_below_tallys_own_variables() {
+    let dir = std::env::temp_dir().join(format!("tally-test-dotenv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Procfile"),
+        "clock: sh -c 'echo \"$GREETING|$QUOTED|$OVERRIDE|$PORT|$DYNO\" > \"$OUT\"; exec sleep 100000'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "# the app's settings\nGREETING=hello world # not part of it\nexport QUOTED=\"a \\\"b\\\"\"\nOVERRIDE=from-dotenv\nPORT=1\nDYNO=nope\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tally.toml"),
+        SETTINGS.replace("[types.web]\ncount = 1\nready = \"started\"\n", ""),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let mut run = Command::new(TALLY)
+        .args(["run", "--hosts", "1", "--procfile"])
+        .arg(dir.join("Procfile"))
+        .arg("--config")
+        .arg(dir.join("tally.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("OUT", &out)
+        .env("OVERRIDE", "from-the-shell")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        if let Some(line) = std::fs::read_to_string(&out)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+        {
+            break line;
+        }
+        assert!(Instant::now() < until, "the clock never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    signal_pids(&[run.id()], "INT");
+    wait_exit(&mut run, 10).expect("tally run ignored Ctrl-C");
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let fields: Vec<&str> = seen.trim_end().split('|').collect();
+    assert_eq!(
+        fields[..3],
+        ["hello world", "a \"b\"", "from-dotenv"],
+        "{seen}"
+    );
+    assert_ne!(fields[3], "1", "tally's PORT must win: {seen}");
+    assert_eq!(fields[4], "clock.1", "{seen}");
+    assert!(
+        err.contains("5 variable(s) from .env for every dyno (PORT, DYNO set by tally"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--env FILE` replaces `.env`, must exist, and a bad line is refused
+/// before anything starts, with the file and the line.
+#[test]
+fn an_env_file_that_is_missing_or_malformed_is_refused_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("tally-test-badenv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Procfile"), "web: sleep 100\n").unwrap();
+    std::fs::write(dir.join("bad.env"), "A=1\nthis is not a pair\n").unwrap();
+    let run = |env: &str| {
+        Command::new(TALLY)
+            .args(["run", "--hosts", "1", "--procfile"])
+            .arg(dir.join("Procfile"))
+            .arg("--env")
+            .arg(dir.join(env))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .output()
+            .unwrap()
+    };
+    let bad = run("bad.env");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("bad.env line 2: no `=`"), "{err}");
+    let missing = run("missing.env");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        err.contains("cannot read") && err.contains("missing.env"),
+        "{err}"
+    );
+    assert!(!dir.join("data").exists(), "nothing may start");
+    let _ = std::fs::remove_dir_all(&dir);
+}

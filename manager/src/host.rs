@@ -486,6 +486,8 @@ impl Shell {
             .arg(grace_ms.to_string())
             .arg("--")
             .args(crate::fence::argv_of(&spec.command))
+            // `.env` first: the variables below win over it.
+            .envs(d.env.iter().map(|(k, v)| (k, v)))
             .env("DYNO", &dyno_name)
             .env("PORT", port.to_string())
             .env("TALLY_GENERATION", instance.generation.0.to_string())

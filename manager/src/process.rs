@@ -130,6 +130,8 @@ pub struct RunOptions {
     pub allow_remote_agents: bool,
     /// Journal segment size that triggers compaction.
     pub journal_segment_bytes: u64,
+    /// The dynos' environment file (`.env` beside the Procfile without it).
+    pub env_file: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -149,7 +151,11 @@ impl RunOptions {
             Some(p) => Some(p.clone()),
             None => Some(PathBuf::from("tally.toml")).filter(|p| p.exists()),
         };
-        Ok(crate::settings::load(&self.procfile, config.as_deref())?)
+        Ok(crate::settings::load(
+            &self.procfile,
+            config.as_deref(),
+            self.env_file.as_deref(),
+        )?)
     }
 }
 

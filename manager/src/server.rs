@@ -270,7 +270,7 @@ fn open_core(
     let meta_path = dir.join("meta.json");
     if meta_path.exists() {
         let meta = read_meta(&meta_path)?;
-        if meta.deployment != *deployment {
+        if !meta.deployment.same_core(deployment) {
             return Err(ServerError::DeploymentChanged(dir.to_path_buf()));
         }
         let clock = Clock::start(meta.genesis_unix_ms, deployment.tick_ms);

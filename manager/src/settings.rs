@@ -49,7 +49,29 @@ pub enum SettingsError {
     /// The core refused the resulting configuration.
     #[error("invalid configuration: {0}")]
     Core(#[from] ConfigError),
+    /// A `.env` line is not `KEY=value`.
+    #[error(
+        "{path} line {line}: {why} (expected `KEY=value`, as foreman and `heroku local` read it)"
+    )]
+    Env {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
 }
+
+/// Variables `tally` sets for each dyno: they win over `.env` (see
+/// [`Deployment::env`]).
+pub const DYNO_VARIABLES: [&str; 5] = [
+    "DYNO",
+    "PORT",
+    "TALLY_GENERATION",
+    "TALLY_READY_FILE",
+    "TALLY_HOST",
+];
 
 /// Time the margin keeps for a fence to be scheduled and a SIGKILLed group
 /// to be gone, beyond the grace and the ticks.
@@ -268,9 +290,34 @@ pub struct Deployment {
     pub types: Vec<TypeSpec>,
     /// Length of one core tick, in milliseconds.
     pub tick_ms: u64,
+    /// Variables from `.env` (or `--env FILE`) for every dyno, in file
+    /// order. Precedence, highest first: the variables `tally` sets for
+    /// each dyno ([`DYNO_VARIABLES`]), then these, then the environment the
+    /// agent was started in. Not part of what a data dir is bound to (see
+    /// [`Deployment::same_core`]): a new `.env` needs no new journal.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 impl Deployment {
+    /// Whether `other` runs the same core configuration, commands and tick:
+    /// everything a journal depends on, `env` aside.
+    #[must_use]
+    pub fn same_core(&self, other: &Deployment) -> bool {
+        self.config == other.config && self.types == other.types && self.tick_ms == other.tick_ms
+    }
+
+    /// The `.env` keys that `tally` overrides for each dyno (told once at
+    /// start: a Heroku `.env` often sets `PORT`).
+    #[must_use]
+    pub fn env_overridden(&self) -> Vec<&str> {
+        self.env
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| DYNO_VARIABLES.contains(k))
+            .collect()
+    }
+
     /// The type id of `name`.
     #[must_use]
     pub fn type_id(&self, name: &str) -> Option<tally_core::TypeId> {
@@ -377,6 +424,87 @@ pub fn parse_procfile(text: &str) -> Result<Vec<(String, String)>, SettingsError
     Ok(out)
 }
 
+/// Parses a `.env` file the way foreman and `heroku local` read it:
+/// `KEY=value` per line, `export ` allowed before the key, `#` comments and
+/// blank lines. A value in single quotes is taken as it is; one in double
+/// quotes may span nothing more than its line and understands `\n`, `\"`
+/// and `\\`; an unquoted value is trimmed, and ` #` starts a comment in
+/// it. A key is letters, digits and `_`, not starting with a digit; a key
+/// given twice keeps its last value.
+///
+/// # Errors
+/// The 1-based line number and what is wrong with it.
+pub fn parse_env(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+        let err = |why: String| (i + 1, why);
+        let (key, value) = line.split_once('=').ok_or_else(|| err("no `=`".into()))?;
+        let key = key.trim();
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(err(format!(
+                "`{}` is not a variable name (letters, digits and `_`, not starting with a digit)",
+                shown(key)
+            )));
+        }
+        let value = env_value(value.trim()).map_err(err)?;
+        out.retain(|(k, _)| k != key);
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// One `.env` value, quotes and escapes resolved (see [`parse_env`]).
+fn env_value(v: &str) -> Result<String, String> {
+    if let Some(rest) = v.strip_prefix('\'') {
+        let (inner, after) = rest
+            .split_once('\'')
+            .ok_or_else(|| "a single quote is not closed".to_string())?;
+        return trailing(after).map(|()| inner.to_string());
+    }
+    if let Some(rest) = v.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return trailing(chars.as_str()).map(|()| out),
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some(e @ ('"' | '\\')) => out.push(e),
+                    Some(e) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                    None => break,
+                },
+                c => out.push(c),
+            }
+        }
+        return Err("a double quote is not closed".into());
+    }
+    let v = v.split_once(" #").map_or(v, |(v, _)| v);
+    Ok(v.trim_end().to_string())
+}
+
+/// Nothing but a comment may follow a quoted value.
+fn trailing(after: &str) -> Result<(), String> {
+    let after = after.trim();
+    if after.is_empty() || after.starts_with('#') {
+        Ok(())
+    } else {
+        Err(format!("`{}` after the closing quote", shown(after)))
+    }
+}
+
 /// Parses `tally.toml`.
 ///
 /// # Errors
@@ -385,11 +513,17 @@ pub fn parse_settings(text: &str) -> Result<FileSettings, SettingsError> {
     toml::from_str(text).map_err(|e| SettingsError::Toml(e.to_string().trim().to_string()))
 }
 
-/// Reads and validates a Procfile and an optional `tally.toml`.
+/// Reads and validates a Procfile, an optional `tally.toml` and the
+/// dynos' environment: `env_file`, or else `.env` beside the Procfile if
+/// there is one.
 ///
 /// # Errors
-/// Unreadable or invalid files.
-pub fn load(procfile: &Path, settings: Option<&Path>) -> Result<Deployment, SettingsError> {
+/// Unreadable or invalid files (an `env_file` that is missing too).
+pub fn load(
+    procfile: &Path,
+    settings: Option<&Path>,
+    env_file: Option<&Path>,
+) -> Result<Deployment, SettingsError> {
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|source| SettingsError::Read {
             path: p.display().to_string(),
@@ -401,7 +535,21 @@ pub fn load(procfile: &Path, settings: Option<&Path>) -> Result<Deployment, Sett
         Some(p) => parse_settings(&read(p)?)?,
         None => FileSettings::default(),
     };
-    build(&procs, &file)
+    let beside = procfile
+        .parent()
+        .map(|d| d.join(".env"))
+        .filter(|p| p.is_file());
+    let env = match env_file.map(Path::to_path_buf).or(beside) {
+        Some(p) => parse_env(&read(&p)?).map_err(|(line, why)| SettingsError::Env {
+            path: p.display().to_string(),
+            line,
+            why,
+        })?,
+        None => Vec::new(),
+    };
+    let mut deployment = build(&procs, &file)?;
+    deployment.env = env;
+    Ok(deployment)
 }
 
 /// Builds a validated deployment from a parsed Procfile and settings.
@@ -492,6 +640,7 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         config,
         types,
         tick_ms: file.tick_ms,
+        env: Vec::new(),
     })
 }
 
@@ -664,6 +813,32 @@ mod tests {
     use super::*;
 
     const PROCFILE: &str = "web: w\nclock: c\nworker: k\n";
+
+    #[test]
+    fn env_files_read_as_foreman_reads_them() {
+        let text = "# a comment\n\nGREETING=hello world # not part of it\nexport QUOTED=\"a \\\"b\\\"\\nc\"\nRAW='$HOME \\n # kept'\n  SPACED = x  \nEMPTY=\nGREETING=again\n";
+        let env = parse_env(text).unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("GREETING"), Some("again"));
+        assert_eq!(get("QUOTED"), Some("a \"b\"\nc"));
+        assert_eq!(get("RAW"), Some("$HOME \\n # kept"));
+        assert_eq!(get("SPACED"), Some("x"));
+        assert_eq!(get("EMPTY"), Some(""));
+        assert_eq!(env.len(), 5, "{env:?}");
+        // Each error names its line.
+        for (bad, line, says) in [
+            ("A=1\nnot a pair\n", 2, "no `=`"),
+            ("1A=x\n", 1, "not a variable name"),
+            ("A-B=x\n", 1, "not a variable name"),
+            ("A=\"open\n", 1, "not closed"),
+            ("A='open\n", 1, "not closed"),
+            ("A=\"x\" y\n", 1, "after the closing quote"),
+        ] {
+            let (l, why) = parse_env(bad).unwrap_err();
+            assert_eq!(l, line, "{bad:?}");
+            assert!(why.contains(says), "{bad:?}: {why}");
+        }
+    }
 
     /// Builds `toml` over [`PROCFILE`]. `says` empty: accepted. Otherwise
     /// refused with [`SettingsError::Invalid`] (the shell, not the core,
