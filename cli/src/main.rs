@@ -54,8 +54,13 @@ enum Command {
     Ps(ops::PsArgs),
     /// Set desired counts, all or none: `tally scale web=4 clock=1`.
     Scale(ops::ScaleArgs),
-    /// Replace the dynos of one type, or all (refused under lockdown).
+    /// Replace one dyno (`web.1`), the dynos of one type, or all (refused
+    /// under lockdown).
     Restart(ops::RestartArgs),
+    /// Stop one dyno (`web.1`): the formation, which still asks for it,
+    /// replaces it, as on Heroku (scale down to remove it; refused under
+    /// lockdown).
+    Stop(ops::StopArgs),
     /// App-management lockdown on or off.
     Lockdown(ops::LockdownArgs),
     /// Open or close the launch breaker by hand.
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => ops::ps(args),
         Command::Scale(args) => ops::scale(args),
         Command::Restart(args) => ops::restart(args),
+        Command::Stop(args) => ops::stop(args),
         Command::Lockdown(args) => ops::lockdown(args),
         Command::Breaker(args) => ops::breaker(args),
         Command::Pause(args) => ops::pause(args),

@@ -49,11 +49,24 @@ pub struct ScaleArgs {
     target: ApiTarget,
 }
 
-/// `tally restart [TYPE]`.
+/// `tally restart [TYPE | TYPE.N]`.
 #[derive(clap::Args)]
 pub struct RestartArgs {
-    /// Only this type (all types without it).
-    process_type: Option<String>,
+    /// One dyno (`web.1`), or every dyno of one type (`web`); every dyno
+    /// without it.
+    #[arg(value_name = "TYPE|TYPE.N")]
+    what: Option<String>,
+    /// Where.
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+/// `tally stop TYPE.N`.
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// The dyno, as `$DYNO` names it: `web.1`.
+    #[arg(value_name = "TYPE.N")]
+    dyno: String,
     /// Where.
     #[command(flatten)]
     target: ApiTarget,
@@ -308,12 +321,29 @@ fn parse_scale(pair: &str) -> Result<ScalePair, ScaleError> {
     Ok(ScalePair::Relative(name.to_string(), delta))
 }
 
-/// `tally restart`: one type's dynos, or all.
+/// `tally restart`: one dyno, one type's dynos, or all.
 pub fn restart(args: &RestartArgs) -> Result<ExitCode, CliError> {
-    args.target.client().restart(args.process_type.as_deref())?;
+    let client = args.target.client();
+    match args.what.as_deref() {
+        Some(dyno) if dyno.contains('.') => {
+            client.restart_dyno(dyno)?;
+            println!("Restarting {dyno}");
+        }
+        what => {
+            client.restart(what)?;
+            println!("Restarting {}", what.unwrap_or("all dynos"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally stop`: one dyno, replaced since the formation still asks for it.
+pub fn stop(args: &StopArgs) -> Result<ExitCode, CliError> {
+    args.target.client().stop_dyno(&args.dyno)?;
+    let process_type = args.dyno.rsplit_once('.').map_or("TYPE", |(t, _)| t);
     println!(
-        "Restarting {}",
-        args.process_type.as_deref().unwrap_or("all dynos")
+        "Stopping {}: the formation still asks for it, so it is replaced (`tally scale {process_type}-1` removes one)",
+        args.dyno
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -807,3 +807,71 @@ fn an_env_file_that_is_missing_or_malformed_is_refused_with_its_line() {
     assert!(!dir.join("data").exists(), "nothing may start");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tally restart web.2` and `tally stop web.1` (Heroku's `ps:restart` and
+/// `ps:stop`): each replaces that one dyno and no other, through the core;
+/// a dyno the formation lacks, a name that is not a dyno, and lockdown are
+/// refused with the reason.
+#[test]
+fn one_dyno_is_restarted_or_stopped_by_name_and_no_other() {
+    let c = Cluster::start("onedyno", &procfile(), SETTINGS, 2);
+    c.wait_for("convergence", 30, converged);
+    assert!(c.tally(&["scale", "web=2"]).status.success());
+    let generation = |ps: &Value, dyno: &str| -> u64 {
+        ps["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["dyno"] == dyno)
+            .filter_map(|i| i["generation"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let before = c.wait_for("web=2", 30, |ps| {
+        converged(ps) && generation(ps, "web.2") > 0
+    });
+    let out = c.tally(&["restart", "web.2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Restarting web.2"));
+    let after = c.wait_for("web.2 replaced", 30, |ps| {
+        converged(ps) && generation(ps, "web.2") > generation(&before, "web.2")
+    });
+    assert_eq!(generation(&after, "web.1"), generation(&before, "web.1"));
+    assert_eq!(
+        generation(&after, "clock.1"),
+        generation(&before, "clock.1")
+    );
+    let out = c.tally(&["stop", "web.1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("so it is replaced"),
+        "{out:?}"
+    );
+    let stopped = c.wait_for("web.1 replaced", 30, |ps| {
+        converged(ps) && generation(ps, "web.1") > generation(&after, "web.1")
+    });
+    assert_eq!(generation(&stopped, "web.2"), generation(&after, "web.2"));
+    for (args, says) in [
+        (
+            &["restart", "web.5"][..],
+            "no dyno web.5: the formation runs web.1 to web.2",
+        ),
+        (&["stop", "web"][..], "`web` is not a dyno name"),
+        (&["stop", "nope.1"][..], "unknown process type `nope`"),
+    ] {
+        let out = c.tally(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(c.tally(&["lockdown", "on"]).status.success());
+    for args in [&["restart", "web.1"][..], &["stop", "web.1"][..]] {
+        let out = c.tally(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} was accepted under lockdown"
+        );
+        assert!(err.contains("locked down"), "{args:?}: {err}");
+    }
+}

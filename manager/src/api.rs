@@ -7,7 +7,8 @@
 //! | `GET /health` | | liveness, no token |
 //! | `GET /ps` | | formation, instances, budget, breaker, history |
 //! | `POST /scale` | `{"web": 4, "clock": 1}` | all or nothing |
-//! | `POST /restart` | `{"type": "web"}` or `{}` | |
+//! | `POST /restart` | `{"type": "web"}`, `{"dyno": "web.1"}` or `{}` | |
+//! | `POST /stop` | `{"dyno": "web.1"}` | replaced unless the formation changes |
 //! | `POST /lockdown` | `{"on": true}` | |
 //! | `POST /breaker` | `{"open": true}` | |
 //! | `POST /pause`, `POST /resume` | `{"host": 1}` or `{}` | |
@@ -193,6 +194,13 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
 struct RestartBody {
     #[serde(rename = "type")]
     process_type: Option<String>,
+    dyno: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DynoBody {
+    dyno: String,
 }
 
 #[derive(Deserialize)]
@@ -320,12 +328,27 @@ fn route(
         }
         ("POST", "/scale") => scale_inputs(body, core),
         ("POST", "/restart") => parse::<RestartBody>(body).and_then(|b| {
-            let process_type = match b.process_type {
-                None => None,
-                Some(name) => Some(type_id(core, &name)?),
+            let command = match (b.process_type, b.dyno) {
+                (Some(_), Some(_)) => {
+                    return Err(error(400, "give `type` or `dyno`, not both"));
+                }
+                (None, Some(dyno)) => UserCommand::RestartDyno {
+                    slot: slot_id(core, &dyno)?,
+                },
+                (process_type, None) => UserCommand::Restart {
+                    process_type: match process_type {
+                        None => None,
+                        Some(name) => Some(type_id(core, &name)?),
+                    },
+                },
             };
-            Ok(vec![ManagerInput::User(UserCommand::Restart {
-                process_type,
+            Ok(vec![ManagerInput::User(command)])
+        }),
+        // Heroku's `ps:stop`: the dyno stops, and the formation, which
+        // still asks for it, replaces it: the core's one-dyno restart.
+        ("POST", "/stop") => parse::<DynoBody>(body).and_then(|b| {
+            Ok(vec![ManagerInput::User(UserCommand::RestartDyno {
+                slot: slot_id(core, &b.dyno)?,
             })])
         }),
         ("POST", "/lockdown") => parse::<OnBody>(body).map(|b| {
@@ -350,7 +373,11 @@ fn route(
                 host,
             })]
         }),
-        (_, "/ps" | "/scale" | "/restart" | "/lockdown" | "/breaker" | "/pause" | "/resume") => {
+        (
+            _,
+            "/ps" | "/scale" | "/restart" | "/stop" | "/lockdown" | "/breaker" | "/pause"
+            | "/resume",
+        ) => {
             return error(405, format!("{method} is not allowed on {path}"));
         }
         _ => return error(404, format!("no such endpoint: {method} {path}")),
@@ -409,6 +436,22 @@ fn type_id(core: &Core, name: &str) -> Result<tally_core::TypeId, Answer> {
     .unwrap_or_else(|e| Err(error(500, e.to_string())))
 }
 
+/// The slot of a dyno name, `web.1` (numbered from 1, as `$DYNO` is).
+fn slot_id(core: &Core, dyno: &str) -> Result<tally_core::SlotId, Answer> {
+    let bad = || {
+        error(
+            422,
+            format!("`{dyno}` is not a dyno name: give TYPE.N, e.g. web.1"),
+        )
+    };
+    let (name, n) = dyno.rsplit_once('.').ok_or_else(bad)?;
+    let n: u16 = n.parse().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
+    Ok(tally_core::SlotId {
+        process_type: type_id(core, name)?,
+        index: n - 1,
+    })
+}
+
 fn scale_inputs(body: &str, core: &Core) -> Result<Vec<ManagerInput>, Answer> {
     let counts: BTreeMap<String, u16> = parse(body)?;
     if counts.is_empty() {
@@ -449,6 +492,18 @@ fn describe(core: &Core, rejected: &Rejected) -> String {
             } => {
                 let n = name(*process_type);
                 format!("cannot scale {n} to {requested}: {n} is a singleton and runs at most 1")
+            }
+            Rejected::NoSuchDyno { slot, desired } => {
+                let n = name(slot.process_type);
+                let runs = match desired {
+                    0 => format!("the formation runs no {n}"),
+                    1 => format!("the formation runs {n}.1 only"),
+                    d => format!("the formation runs {n}.1 to {n}.{d}"),
+                };
+                format!(
+                    "no dyno {}: {runs}",
+                    m.deployment.slot_name(*slot)
+                )
             }
             Rejected::LockedDown { .. } => rejected.to_string(),
         }

@@ -154,6 +154,29 @@ impl Client {
         self.accepted("POST", "/restart", Some(body)).map(drop)
     }
 
+    /// Replaces one dyno (`web.1`).
+    ///
+    /// # Errors
+    /// No manager, or a refusal (lockdown, no such dyno).
+    pub fn restart_dyno(&self, dyno: &str) -> Result<(), ClientError> {
+        self.accepted(
+            "POST",
+            "/restart",
+            Some(serde_json::json!({ "dyno": dyno })),
+        )
+        .map(drop)
+    }
+
+    /// Stops one dyno (`web.1`); the formation, which still asks for it,
+    /// replaces it.
+    ///
+    /// # Errors
+    /// No manager, or a refusal (lockdown, no such dyno).
+    pub fn stop_dyno(&self, dyno: &str) -> Result<(), ClientError> {
+        self.accepted("POST", "/stop", Some(serde_json::json!({ "dyno": dyno })))
+            .map(drop)
+    }
+
     /// App-management lockdown on or off.
     ///
     /// # Errors

@@ -17,7 +17,8 @@ use tally_core::journal::{DurableInstance, StopReason};
 use tally_core::manager::CommandKind;
 use tally_core::{
     Alert, Breaker, Config, Durable, Effect, ExitOutcome, HostId, JournalRecord, LiveView, Manager,
-    ManagerInput, Note, OperatorCommand, Phase, Rejected, RunPhase, Tick, TypeId, UserCommand,
+    ManagerInput, Note, OperatorCommand, Phase, Rejected, RunPhase, SlotId, Tick, TypeId,
+    UserCommand,
 };
 
 /// A deployment with one host after its first exchange at tick 0: the
@@ -972,6 +973,63 @@ fn restart_replaces_instances_with_free_launches() {
     assert_eq!(n.manager.phase(inst(1, 0, 2)), Some(Phase::Up));
     assert_eq!(n.manager.phase(inst(1, 1, 2)), Some(Phase::Up));
     assert_eq!(n.manager.durable().budget.tokens_milli, tokens);
+}
+
+#[test]
+fn restarting_one_dyno_replaces_that_slot_only() {
+    let mut n = launched();
+    n.boot_all();
+    n.run_healthy(6);
+    let tokens = n.manager.durable().budget.tokens_milli;
+    n.user(UserCommand::RestartDyno { slot: slot(1, 1) })
+        .unwrap();
+    assert_eq!(
+        n.manager.phase(inst(1, 1, 1)),
+        Some(Phase::Stopping(StopReason::UserRequested))
+    );
+    assert_eq!(n.manager.phase(inst(1, 0, 1)), Some(Phase::Up));
+    assert_eq!(n.manager.phase(inst(0, 0, 1)), Some(Phase::Up));
+    n.run_healthy(10);
+    assert_eq!(n.manager.phase(inst(1, 1, 1)), Some(Phase::Stopped));
+    assert_eq!(n.manager.phase(inst(1, 1, 2)), Some(Phase::Up));
+    assert_eq!(n.manager.phase(inst(1, 0, 1)), Some(Phase::Up));
+    // A formation change, not a retry: no token spent.
+    assert_eq!(n.manager.durable().budget.tokens_milli, tokens);
+}
+
+#[test]
+fn restarting_a_dyno_the_formation_lacks_or_under_lockdown_is_refused() {
+    let mut n = launched();
+    n.boot_all();
+    n.run_healthy(6);
+    let before = n.manager.clone();
+    assert_eq!(
+        n.user(UserCommand::RestartDyno { slot: slot(1, 2) }),
+        Err(Rejected::NoSuchDyno {
+            slot: slot(1, 2),
+            desired: 2
+        })
+    );
+    let bad = TypeId(9);
+    assert_eq!(
+        n.user(UserCommand::RestartDyno {
+            slot: SlotId {
+                process_type: bad,
+                index: 0
+            }
+        }),
+        Err(Rejected::UnknownProcessType { process_type: bad })
+    );
+    assert_eq!(n.manager, before);
+    n.operator(OperatorCommand::Lockdown { on: true });
+    let before = n.manager.clone();
+    assert_eq!(
+        n.user(UserCommand::RestartDyno { slot: slot(0, 0) }),
+        Err(Rejected::LockedDown {
+            command: CommandKind::Restart
+        })
+    );
+    assert_eq!(n.manager, before);
 }
 
 #[test]

@@ -340,7 +340,7 @@ fn explore(
         &tell,
     );
     let seconds = started.elapsed().as_secs_f64();
-    let decided = opts.stop_at.is_none();
+    let decided = !out.stopped_early;
     let mut results: Vec<PropertyResult> = PROPERTIES
         .iter()
         .zip(out.found)
@@ -348,9 +348,8 @@ fn explore(
         .collect();
     let mut recovery = None;
     if let Some(l) = out.liveness {
-        // Every behaviour ends at the horizon, which is at least
-        // `calm_at + T` (checked above): ending converged is converging
-        // within T.
+        // Every behaviour ends converged (the engine's L1); within T is
+        // `L1 recovery bound`, an always-property checked with the others.
         let verdict = match &l.stuck {
             Some(path) => Verdict::Counterexample {
                 steps: path.len().saturating_sub(1),

@@ -13,9 +13,11 @@
 //! increases: then the state graph has no cycle, so every behaviour is
 //! finite and ends in a state with no successor. It also checks that every
 //! such end state that is calm is converged. Together: every behaviour
-//! from every calm state ends converged, which is L1. And since every end
-//! state lies at the horizon, and the horizon is at least `calm_at + T`,
-//! convergence comes within `T` (see `check`). An edge that does not
+//! from every calm state ends converged, which is L1. That it comes within
+//! `T` is the property `L1 recovery bound`, checked on every state with the
+//! others (no calm state past `calm_at + T` unconverged); every end state
+//! lies at the horizon, which is at least `calm_at + T`, so a horizon of
+//! exactly `calm_at + T` makes the two one check. An edge that does not
 //! increase the measure leaves L1 undecided (nothing is assumed).
 //!
 //! Threads share work by donation: a busy thread keeps a pool stocked with
@@ -218,7 +220,12 @@ pub fn explore(
                 } else {
                     Vec::new()
                 };
-                scope.spawn(move || work(shared, stack))
+                scope.spawn(move || {
+                    // Whatever happens to this thread, the others must not
+                    // wait for it (see `Abandon`).
+                    let _abandon = Abandon(shared);
+                    work(shared, stack);
+                })
             })
             .collect();
         // This thread tells progress (which need not be `Sync`).
@@ -237,9 +244,16 @@ pub fn explore(
                 );
             }
         }
+        let mut panic = None;
         for w in workers {
-            // A worker that panicked has stopped; what it found stands.
-            let _ = w.join();
+            if let Err(payload) = w.join() {
+                panic.get_or_insert(payload);
+            }
+        }
+        // A search thread panicked (a bug the core asserts against): the
+        // search is incomplete, and the check must fail as loudly.
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
     });
     let found = shared
@@ -278,7 +292,17 @@ fn path_to(shared: &Shared<'_>, fp: u64) -> Behaviour {
         at = parent;
     }
     want.reverse();
-    crate::liveness::realize(shared.model, &want)
+    let path = crate::liveness::realize(shared.model, &want);
+    if path.len() != want.len() + 1 {
+        // Replay is deterministic, so this is a bug in the search: say so
+        // rather than hand over a trace that ends elsewhere.
+        eprintln!(
+            "tally: warning: the replay of a path stopped after {} of {} steps; its trace is incomplete (please report this)",
+            path.len().saturating_sub(1),
+            want.len()
+        );
+    }
+    path
 }
 
 /// Checks every undecided property on `s`; whether the search must stop.
@@ -305,6 +329,21 @@ fn check(shared: &Shared<'_>, s: &Stamped) -> bool {
         }
     }
     stop || all
+}
+
+/// Dropped when a search thread ends, normally or by a panic: if by a
+/// panic, stops the search and wakes every waiting thread, which would
+/// otherwise wait for the dead one forever.
+struct Abandon<'a, 'b>(&'a Shared<'b>);
+
+impl Drop for Abandon<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop.store(true, Ordering::Relaxed);
+            lock(&self.0.pool).finished = true;
+            self.0.wake.notify_all();
+        }
+    }
 }
 
 fn work(shared: &Shared<'_>, mut stack: Vec<Job>) {

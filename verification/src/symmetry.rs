@@ -27,8 +27,10 @@ use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tally_core::Manager;
+use tally_core::journal::DurableInstance;
 use tally_core::message::{AgentReport, ManagerReply};
 use tally_core::{HostId, Message};
+use tally_model::Process;
 use tally_model::config::ScriptedCommand;
 use tally_model::world::{Ghost, HostState};
 use tally_model::{ModelConfig, World};
@@ -86,6 +88,8 @@ pub fn orbit_fingerprint(w: &World) -> u64 {
 struct ManagerPart {
     hostless: u64,
     per_host: Vec<u64>,
+    /// Some instance or pause names a host the world does not have.
+    strays: bool,
 }
 
 /// Parts of recently fingerprinted states, kept with the `Arc`s they were
@@ -125,7 +129,8 @@ impl Memo {
         }
         let i = slot_of(m, MEMO_MANAGERS);
         if let Some(Some((k, part))) = self.managers.get(i) {
-            if Arc::ptr_eq(k, m) {
+            // The part depends on the host count too.
+            if Arc::ptr_eq(k, m) && part.per_host.len() == n {
                 return Arc::clone(part);
             }
         }
@@ -179,6 +184,15 @@ impl Memo {
     fn fingerprint(&mut self, w: &World) -> u64 {
         let n = w.hosts.len();
         let manager = self.manager(&w.manager, n);
+        // Nothing the model builds names a host it lacks; if something did,
+        // the signatures could not hold it: fingerprint that state whole.
+        let stray = |h: HostId| usize::from(h.0) >= n;
+        if manager.strays
+            || w.processes.iter().any(|p| stray(p.host))
+            || w.network.iter().any(|m| stray(m.host()))
+        {
+            return crate::graph::fingerprint(w);
+        }
         let mut locals = std::mem::take(&mut self.locals);
         locals.clear();
         for h in &w.hosts {
@@ -195,8 +209,14 @@ impl Memo {
         }
         self.locals = locals;
         for p in &w.processes {
-            if let Some(s) = at(&mut self.sig, &mut self.counts, p.host, 0) {
-                (p.instance, p.booting_since, p.killed_at).hash(s);
+            let Process {
+                host,
+                instance,
+                booting_since,
+                killed_at,
+            } = *p;
+            if let Some(s) = at(&mut self.sig, &mut self.counts, host, 0) {
+                (instance, booting_since, killed_at).hash(s);
             }
         }
         for m in &w.network {
@@ -255,19 +275,35 @@ fn manager_part(m: &Manager, n: usize) -> ManagerPart {
     let mut sig: Vec<ahash::AHasher> = (0..n).map(|_| crate::graph::hasher()).collect();
     let mut counts: Vec<[u32; 2]> = vec![[0; 2]; n];
     for (id, d) in &m.durable().instances {
-        if let Some(s) = at(&mut sig, &mut counts, d.host, 0) {
-            (id, d.boot_seen_done, d.stop).hash(s);
+        let DurableInstance {
+            host,
+            boot_seen_done,
+            stop,
+        } = *d;
+        if let Some(s) = at(&mut sig, &mut counts, host, 0) {
+            (id, boot_seen_done, stop).hash(s);
         }
     }
     for (i, (s, c)) in sig.iter_mut().zip(&mut counts).enumerate() {
         let h = HostId(u16::try_from(i).unwrap_or(u16::MAX));
         for (id, d, l) in m.ledger_on(h) {
-            (id, d.boot_seen_done, d.stop, l).hash(s);
+            let DurableInstance {
+                host,
+                boot_seen_done,
+                stop,
+            } = *d;
+            // Whether the entry names its own list's host: only a broken
+            // ledger's does not, and it must not look like a sound one.
+            (id, boot_seen_done, stop, l, host == h).hash(s);
             c[1] += 1;
         }
         m.durable().paused_hosts.contains(&h).hash(s);
     }
+    let stray = |h: &HostId| usize::from(h.0) >= n;
+    let strays = m.durable().instances.values().any(|d| stray(&d.host))
+        || m.durable().paused_hosts.iter().any(stray);
     ManagerPart {
+        strays,
         hostless: hostless.finish(),
         per_host: sig
             .into_iter()

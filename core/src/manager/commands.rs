@@ -21,12 +21,25 @@ impl Step<'_> {
                         .ok_or(Rejected::UnknownProcessType { process_type: t })?;
                 }
                 self.refuse_in_lockdown(CommandKind::Restart)?;
-                self.replace(process_type);
+                self.replace(|s| process_type.is_none_or(|t| s.process_type == t));
+                Ok(())
+            }
+            UserCommand::RestartDyno { slot } => {
+                let t = slot.process_type;
+                self.cfg
+                    .process_type(t)
+                    .ok_or(Rejected::UnknownProcessType { process_type: t })?;
+                let desired = self.m.desired(t);
+                if slot.index >= desired {
+                    return Err(Rejected::NoSuchDyno { slot, desired });
+                }
+                self.refuse_in_lockdown(CommandKind::Restart)?;
+                self.replace(|s| s == slot);
                 Ok(())
             }
             UserCommand::Deploy => {
                 self.refuse_in_lockdown(CommandKind::Deploy)?;
-                self.replace(None);
+                self.replace(|_| true);
                 Ok(())
             }
         }
@@ -93,9 +106,10 @@ impl Step<'_> {
             .collect()
     }
 
-    /// Restart: every live instance of the type(s) is asked to stop, and
-    /// its slot gets a free launch (a formation change, not a retry).
-    fn replace(&mut self, process_type: Option<TypeId>) {
+    /// Restart: every live instance of the slots `which` selects is asked
+    /// to stop, and its slot gets a free launch (a formation change, not a
+    /// retry).
+    fn replace(&mut self, which: impl Fn(SlotId) -> bool) {
         let m = &*self.m;
         let targets: Vec<InstanceId> = m
             .durable
@@ -103,7 +117,7 @@ impl Step<'_> {
             .iter()
             .filter(|(id, d)| {
                 d.stop.is_none()
-                    && process_type.is_none_or(|t| id.slot.process_type == t)
+                    && which(id.slot)
                     && id.slot.index < m.desired(id.slot.process_type)
             })
             .map(|(id, _)| *id)

@@ -75,6 +75,13 @@ pub enum UserCommand {
         /// The type, or `None` for every type.
         process_type: Option<TypeId>,
     },
+    /// Replace the instance of one slot (`heroku ps:restart web.1`; also
+    /// `ps:stop web.1`, which on Heroku stops a dyno that the formation
+    /// then replaces).
+    RestartDyno {
+        /// The slot.
+        slot: SlotId,
+    },
     /// A new release: replace every instance.
     Deploy,
 }
@@ -245,6 +252,14 @@ pub enum Rejected {
         process_type: TypeId,
         /// The count asked for.
         requested: u16,
+    },
+    /// A slot the formation does not have.
+    #[error("no dyno {slot:?}: the formation runs {desired} of its type")]
+    NoSuchDyno {
+        /// The slot given.
+        slot: SlotId,
+        /// The type's desired count.
+        desired: u16,
     },
     /// Lockdown is on.
     #[error(
