@@ -51,17 +51,31 @@ pub enum SettingsError {
     Core(#[from] ConfigError),
     /// A `.env` line is not `KEY=value`.
     #[error(
-        "{path} line {line}: {why} (expected `KEY=value`, as foreman and `heroku local` read it)"
+        "{path}{}: {why} (expected `KEY=value` lines, as foreman and `heroku local` read them)", at_line(*line)
     )]
     Env {
         /// The file.
         path: String,
-        /// 1-based line number.
+        /// 1-based line number (0: the whole file).
         line: usize,
         /// What is wrong.
         why: String,
     },
 }
+
+/// ` line N`, or nothing for an error of the whole file (line 0).
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" line {line}")
+    }
+}
+
+/// The largest `.env` accepted. It travels to every agent and into each
+/// dyno's environment, which the kernel bounds together with the
+/// arguments (`ARG_MAX`, 2 MiB on Linux by default).
+pub const ENV_FILE_MAX: usize = 256 << 10;
 
 /// Variables `tally` sets for each dyno: they win over `.env` (see
 /// [`Deployment::env`]).
@@ -435,11 +449,24 @@ pub fn parse_procfile(text: &str) -> Result<Vec<(String, String)>, SettingsError
 /// # Errors
 /// The 1-based line number and what is wrong with it.
 pub fn parse_env(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    if text.len() > ENV_FILE_MAX {
+        return Err((
+            0,
+            format!(
+                "{} bytes, more than the {ENV_FILE_MAX} a dyno's environment can take",
+                text.len()
+            ),
+        ));
+    }
     let mut out: Vec<(String, String)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
+        }
+        if line.contains('\0') {
+            // No process can be given it: every launch would fail.
+            return Err((i + 1, "a NUL byte".into()));
         }
         let line = line.strip_prefix("export ").map_or(line, str::trim_start);
         let err = |why: String| (i + 1, why);
@@ -833,11 +860,14 @@ mod tests {
             ("A=\"open\n", 1, "not closed"),
             ("A='open\n", 1, "not closed"),
             ("A=\"x\" y\n", 1, "after the closing quote"),
+            ("A=1\nB=x\0y\n", 2, "NUL"),
         ] {
             let (l, why) = parse_env(bad).unwrap_err();
             assert_eq!(l, line, "{bad:?}");
             assert!(why.contains(says), "{bad:?}: {why}");
         }
+        let huge = "A=x\n".repeat(ENV_FILE_MAX / 4 + 1);
+        assert!(parse_env(&huge).unwrap_err().1.contains("more than"));
     }
 
     /// Builds `toml` over [`PROCFILE`]. `says` empty: accepted. Otherwise
