@@ -151,3 +151,17 @@ fn a_horizon_short_of_the_recovery_bound_is_refused() {
     let (out, stdout, stderr) = tally(&["check", "--config", path, "--no-liveness"]);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
 }
+
+/// A configuration file missing a field points to a complete one to start
+/// from.
+#[test]
+fn an_incomplete_configuration_points_to_a_template() {
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("incomplete.json");
+    std::fs::write(&file, r#"{"hosts": 2}"#).unwrap();
+    let (out, _, stderr) = tally(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("missing field `name`") && stderr.contains("tally show-preset smoke"),
+        "{stderr}"
+    );
+}

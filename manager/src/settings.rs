@@ -27,7 +27,7 @@ pub enum SettingsError {
         source: std::io::Error,
     },
     /// A Procfile line is not `name: command`.
-    #[error("Procfile line {line}: {why} (expected `name: command`)")]
+    #[error("Procfile line {line}: {why}")]
     Procfile {
         /// 1-based line number.
         line: usize,
@@ -404,33 +404,41 @@ fn in_settings_words(e: ConfigError, file: &FileSettings) -> SettingsError {
 /// A malformed line, a duplicate or invalid name, or no process at all.
 pub fn parse_procfile(text: &str) -> Result<Vec<(String, String)>, SettingsError> {
     let mut out: Vec<(String, String)> = Vec::new();
+    // Every bad line, not only the first: one edit fixes them all.
+    let mut bad: Vec<(usize, String)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        let err = |why: &str| SettingsError::Procfile {
-            line: i + 1,
-            why: why.into(),
-        };
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (name, command) = line.split_once(':').ok_or_else(|| err("no `:`"))?;
+        let Some((name, command)) = line.split_once(':') else {
+            bad.push((i + 1, "no `:` (expected `name: command`)".into()));
+            continue;
+        };
         let (name, command) = (name.trim(), command.trim());
         if name.is_empty()
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(err(&format!(
-                "process name `{name}` must be letters, digits, `_` or `-`"
-            )));
+            bad.push((
+                i + 1,
+                format!("process name `{name}` must be letters, digits, `_` or `-`"),
+            ));
+        } else if command.is_empty() {
+            bad.push((i + 1, format!("`{name}` has no command")));
+        } else if out.iter().any(|(n, _)| n == name) {
+            bad.push((i + 1, format!("`{name}` is named twice")));
+        } else {
+            out.push((name.to_string(), command.to_string()));
         }
-        if command.is_empty() {
-            return Err(err(&format!("`{name}` has no command")));
+    }
+    if let Some((line, first)) = bad.first() {
+        let mut why = first.clone();
+        for (l, w) in bad.iter().skip(1) {
+            why.push_str(&format!("\nProcfile line {l}: {w}"));
         }
-        if out.iter().any(|(n, _)| n == name) {
-            return Err(err(&format!("`{name}` is named twice")));
-        }
-        out.push((name.to_string(), command.to_string()));
+        return Err(SettingsError::Procfile { line: *line, why });
     }
     if out.is_empty() {
         return Err(SettingsError::EmptyProcfile);
@@ -840,6 +848,21 @@ mod tests {
     use super::*;
 
     const PROCFILE: &str = "web: w\nclock: c\nworker: k\n";
+
+    #[test]
+    fn every_bad_procfile_line_is_told_at_once() {
+        let e = parse_procfile("web: w\nbad line\n: c\nweb: again\nok: fine\nempty:\n")
+            .unwrap_err()
+            .to_string();
+        for says in [
+            "Procfile line 2: no `:` (expected `name: command`)",
+            "Procfile line 3: process name ``",
+            "Procfile line 4: `web` is named twice",
+            "Procfile line 6: `empty` has no command",
+        ] {
+            assert!(e.contains(says), "{says}: {e}");
+        }
+    }
 
     #[test]
     fn env_files_read_as_foreman_reads_them() {

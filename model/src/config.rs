@@ -126,7 +126,9 @@ pub enum ModelConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or JSON for a configuration.
-    #[error("cannot parse {path}: {reason}")]
+    #[error(
+        "cannot parse {path}: {reason}\n  a complete configuration to start from: `tally show-preset smoke > model.json` (or examples/model.json)"
+    )]
     Parse {
         /// The file.
         path: String,
