@@ -154,17 +154,21 @@ fn render_ps(ps: &Ps) -> String {
             .iter()
             .filter(|i| i.dyno.split('.').next() == Some(t.name.as_str()))
         {
+            let state = match i.phase_ms {
+                Some(ms) => format!("{} {}", i.phase, age(ms)),
+                None => i.phase.clone(),
+            };
             let _ = writeln!(
                 s,
-                "{:<12} g{:<5} host{:<4} {}",
-                i.dyno, i.generation, i.host, i.phase
+                "{:<12} g{:<5} host{:<4} {:<22} {}",
+                i.dyno, i.generation, i.host, state, i.command
             );
         }
         let _ = writeln!(s);
     }
     let _ = writeln!(
         s,
-        "breaker:  {}\nlockdown: {}\nbudget:   {:.1} of {} tokens, probe {}\nlaunches: {} (bound now {}: F={} free + B={} + r*S with S={} + probes)",
+        "breaker:  {}\nlockdown: {}\nbudget:   {:.1} of {} tokens, probe {} (a relaunch spends a token, or the probe once per cool-down; a first successful boot refills r)\nlaunches: {} so far; at most {} now = F {} first launches (free) + B {} + r*S (S = {} boots seen) + probes",
         ps.breaker,
         if ps.lockdown { "on" } else { "off" },
         ps.tokens,
@@ -213,6 +217,17 @@ fn render_ps(ps: &Ps) -> String {
         }
     }
     s
+}
+
+/// A duration as people read one: `4s`, `3m12s`, `2h5m`, `3d4h`.
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
 }
 
 /// A `tally scale` argument that cannot be applied.

@@ -841,6 +841,20 @@ fn one_dyno_is_restarted_or_stopped_by_name_and_no_other() {
         generation(&after, "clock.1"),
         generation(&before, "clock.1")
     );
+    // `ps` tells each dyno's age in its phase and its command.
+    let out = c.tally(&["ps"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("web.2 "))
+        .unwrap_or_else(|| panic!("no web.2 in:\n{text}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[3], "up", "{line}");
+    assert!(
+        words[4].ends_with('s') && words[4].trim_end_matches('s').parse::<u64>().is_ok(),
+        "an age such as `3s`: {line}"
+    );
+    assert!(line.ends_with("sleep 100000"), "{line}");
     let out = c.tally(&["stop", "web.1"]);
     assert!(out.status.success(), "{out:?}");
     assert!(

@@ -37,6 +37,13 @@ pub struct PsInstance {
     pub host: u16,
     /// `launching`, `up`, `stopping`, `unknown`.
     pub phase: String,
+    /// Milliseconds in this phase, as this manager saw it change (none if
+    /// it changed before this manager started).
+    #[serde(default)]
+    pub phase_ms: Option<u64>,
+    /// The Procfile command.
+    #[serde(default)]
+    pub command: String,
 }
 
 /// One process type in `ps`.
@@ -125,6 +132,16 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
                 Phase::Unknown => "unknown".into(),
                 Phase::Stopped => "stopped".into(),
             },
+            phase_ms: m
+                .stats
+                .since
+                .get(&id)
+                .map(|t| now.since(*t).saturating_mul(d.tick_ms)),
+            command: d
+                .types
+                .get(usize::from(id.slot.process_type.0))
+                .map(|t| t.command.clone())
+                .unwrap_or_default(),
         });
     }
     let types = cfg

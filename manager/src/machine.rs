@@ -48,6 +48,12 @@ pub struct Stats {
     pub slots: BTreeMap<String, SlotHistory>,
     /// The latest lifecycle lines, oldest first.
     pub recent: VecDeque<String>,
+    /// When each instance in the ledger last changed phase as this manager
+    /// saw it (launched, up, asked to stop): `ps` shows it as an age. Not
+    /// journaled: after a restart an instance's age counts from the first
+    /// change this manager sees.
+    #[serde(skip)]
+    pub since: BTreeMap<tally_core::InstanceId, Tick>,
 }
 
 /// The core's manager and its configuration.
@@ -155,6 +161,7 @@ impl ManagerMachine {
                 host,
                 free,
             } => {
+                self.stats.since.insert(*instance, now);
                 let h = self.slot(instance.slot);
                 h.launches += 1;
                 h.last = format!("{} launched on {host}", d.instance_name(*instance));
@@ -162,10 +169,12 @@ impl ManagerMachine {
                 self.log(now, line);
             }
             JournalRecord::StopRequested { instance, reason } => {
+                self.stats.since.insert(*instance, now);
                 let line = format!("{} reason={reason:?}", self.lifecycle("stop", *instance));
                 self.log(now, line);
             }
             JournalRecord::InstanceStopped { instance } => {
+                self.stats.since.remove(instance);
                 let line = self.lifecycle("stopped", *instance);
                 self.log(now, line);
             }
@@ -211,6 +220,7 @@ impl ManagerMachine {
     fn observe_note(&mut self, now: Tick, d: &Deployment, note: Note) {
         match note {
             Note::BootSucceeded { instance } => {
+                self.stats.since.insert(instance, now);
                 self.slot(instance.slot).last = format!("{} up", d.instance_name(instance));
                 let line = self.lifecycle("up", instance);
                 self.log(now, line);
