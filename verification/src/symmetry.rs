@@ -92,93 +92,91 @@ struct ManagerPart {
     strays: bool,
 }
 
-/// Parts of recently fingerprinted states, kept with the `Arc`s they were
+/// Values computed from shared parts, kept with the `Arc`s they were
 /// computed from (so a pointer seen again is the same unchanged value), in
-/// direct-mapped slots chosen by the pointer.
+/// `N` direct-mapped slots chosen by the pointer.
+struct Shared<T, V, const N: usize> {
+    slots: Vec<Option<(Arc<T>, V)>>,
+}
+
+impl<T, V, const N: usize> Default for Shared<T, V, N> {
+    fn default() -> Self {
+        Shared { slots: Vec::new() }
+    }
+}
+
+impl<T, V: Clone, const N: usize> Shared<T, V, N> {
+    /// The value for `key`, from its slot if `fresh` accepts it there, else
+    /// computed by `make` and kept.
+    fn get(&mut self, key: &Arc<T>, fresh: impl Fn(&V) -> bool, make: impl FnOnce() -> V) -> V {
+        if self.slots.is_empty() {
+            self.slots.resize_with(N, || None);
+        }
+        // Allocations are at least 16-byte aligned: skip the low bits.
+        let i = ((Arc::as_ptr(key) as usize) >> 4).wrapping_mul(0x9E37_79B9) >> 8 & (N - 1);
+        if let Some(Some((k, v))) = self.slots.get(i) {
+            if Arc::ptr_eq(k, key) && fresh(v) {
+                return v.clone();
+            }
+        }
+        let v = make();
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some((Arc::clone(key), v.clone()));
+        }
+        v
+    }
+}
+
+/// The per-thread memo of the fingerprint's parts, and scratch space.
 #[derive(Default)]
 struct Memo {
-    managers: Vec<Option<(Arc<Manager>, Arc<ManagerPart>)>>,
-    hosts: Vec<Option<(Arc<HostState>, u64)>>,
-    messages: Vec<Option<(Arc<Message>, u64)>>,
+    managers: Shared<Manager, Arc<ManagerPart>, 64>,
+    hosts: Shared<HostState, u64, 256>,
+    messages: Shared<Message, u64, 1024>,
     locals: Vec<u64>,
     sig: Vec<ahash::AHasher>,
     counts: Vec<[u32; 2]>,
     sigs: Vec<u64>,
 }
 
-/// Slots: enough for the parts a state shares with its siblings and
-/// nearby states on the stack.
-const MEMO_MANAGERS: usize = 64;
-const MEMO_HOSTS: usize = 256;
-const MEMO_MESSAGES: usize = 1024;
-
 thread_local! {
     static MEMO: RefCell<Memo> = RefCell::default();
 }
 
-/// The slot of the value behind `a` in a table of `slots` (a power of two).
-fn slot_of<T>(a: &Arc<T>, slots: usize) -> usize {
-    // Allocations are at least 16-byte aligned: skip the low bits.
-    ((Arc::as_ptr(a) as usize) >> 4).wrapping_mul(0x9E37_79B9) >> 8 & (slots - 1)
-}
-
 impl Memo {
     fn manager(&mut self, m: &Arc<Manager>, n: usize) -> Arc<ManagerPart> {
-        if self.managers.is_empty() {
-            self.managers.resize_with(MEMO_MANAGERS, || None);
-        }
-        let i = slot_of(m, MEMO_MANAGERS);
-        if let Some(Some((k, part))) = self.managers.get(i) {
-            // The part depends on the host count too.
-            if Arc::ptr_eq(k, m) && part.per_host.len() == n {
-                return Arc::clone(part);
-            }
-        }
-        let part = Arc::new(manager_part(m, n));
-        if let Some(slot) = self.managers.get_mut(i) {
-            *slot = Some((Arc::clone(m), Arc::clone(&part)));
-        }
-        part
+        // The part depends on the host count too.
+        self.managers.get(
+            m,
+            |part| part.per_host.len() == n,
+            || Arc::new(manager_part(m, n)),
+        )
     }
 
     fn host(&mut self, h: &Arc<HostState>) -> u64 {
-        if self.hosts.is_empty() {
-            self.hosts.resize_with(MEMO_HOSTS, || None);
-        }
-        let i = slot_of(h, MEMO_HOSTS);
-        if let Some(Some((k, v))) = self.hosts.get(i) {
-            if Arc::ptr_eq(k, h) {
-                return *v;
-            }
-        }
-        let mut s = crate::graph::hasher();
-        h.agent.hash_without_host(&mut s);
-        h.lag.hash(&mut s);
-        h.partitioned.hash(&mut s);
-        let v = s.finish();
-        if let Some(slot) = self.hosts.get_mut(i) {
-            *slot = Some((Arc::clone(h), v));
-        }
-        v
+        self.hosts.get(
+            h,
+            |_| true,
+            || {
+                let mut s = crate::graph::hasher();
+                h.agent.hash_without_host(&mut s);
+                h.lag.hash(&mut s);
+                h.partitioned.hash(&mut s);
+                s.finish()
+            },
+        )
     }
 
     fn message(&mut self, m: &Arc<Message>) -> u64 {
-        if self.messages.is_empty() {
-            self.messages.resize_with(MEMO_MESSAGES, || None);
-        }
-        let i = slot_of(m, MEMO_MESSAGES);
-        if let Some(Some((k, v))) = self.messages.get(i) {
-            if Arc::ptr_eq(k, m) {
-                return *v;
-            }
-        }
-        let mut s = crate::graph::hasher();
-        hash_without_host(m, &mut s);
-        let v = s.finish();
-        if let Some(slot) = self.messages.get_mut(i) {
-            *slot = Some((Arc::clone(m), v));
-        }
-        v
+        self.messages.get(
+            m,
+            |_| true,
+            || {
+                let mut s = crate::graph::hasher();
+                hash_without_host(m, &mut s);
+                s.finish()
+            },
+        )
     }
 
     fn fingerprint(&mut self, w: &World) -> u64 {
