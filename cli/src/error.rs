@@ -43,6 +43,9 @@ pub enum CliError {
     /// A hunt (`tally check --mutation`) asked for something it cannot do.
     #[error("{0}")]
     Hunt(String),
+    /// `tally logs` without a data dir to read.
+    #[error("no dyno logs in {0}: start `tally run` first, or give --data-dir")]
+    NoLogs(String),
     /// Writing to stdout.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -57,6 +57,9 @@ enum Command {
     /// Replace one dyno (`web.1`), the dynos of one type, or all (refused
     /// under lockdown).
     Restart(ops::RestartArgs),
+    /// Every dyno's output, interleaved by time, with its time and dyno;
+    /// `-f` follows (`--dyno web.1`, `--type web` to filter).
+    Logs(ops::LogsArgs),
     /// Stop one dyno (`web.1`): the formation, which still asks for it,
     /// replaces it, as on Heroku (scale down to remove it; refused under
     /// lockdown).
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Scale(args) => ops::scale(args),
         Command::Restart(args) => ops::restart(args),
         Command::Stop(args) => ops::stop(args),
+        Command::Logs(args) => ops::logs(args),
         Command::Lockdown(args) => ops::lockdown(args),
         Command::Breaker(args) => ops::breaker(args),
         Command::Pause(args) => ops::pause(args),

@@ -219,6 +219,116 @@ fn render_ps(ps: &Ps) -> String {
     s
 }
 
+/// `tally logs`.
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Keep printing lines as the dynos write them (Ctrl-C to stop), as
+    /// `heroku logs --tail` does.
+    #[arg(short = 'f', long, alias = "tail")]
+    follow: bool,
+    /// Only this dyno (`web.1`).
+    #[arg(long, value_name = "TYPE.N", conflicts_with = "process_type")]
+    dyno: Option<String>,
+    /// Only the dynos of this process type (`web`).
+    #[arg(long = "type", value_name = "TYPE")]
+    process_type: Option<String>,
+    /// Only the last N lines written so far (then new ones with -f).
+    #[arg(short = 'n', long, value_name = "N")]
+    num: Option<usize>,
+    /// The data dir of `tally run` (dyno output is under host-N/).
+    #[arg(long, default_value = DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+/// `tally logs`: every dyno's output, interleaved by time, each line with
+/// its time (UTC) and dyno, coloured by dyno on a terminal.
+pub fn logs(args: &LogsArgs) -> Result<ExitCode, CliError> {
+    use std::io::{IsTerminal, Write};
+    use tally_manager::logs::{Line, POLL_MS, Reader};
+    if !args.data_dir.is_dir() {
+        return Err(CliError::NoLogs(args.data_dir.display().to_string()));
+    }
+    let wanted = |l: &Line| {
+        args.dyno.as_deref().is_none_or(|d| l.dyno == d)
+            && args
+                .process_type
+                .as_deref()
+                .is_none_or(|t| l.process_type() == t)
+    };
+    let colour = std::io::stdout().is_terminal();
+    let mut reader = Reader::default();
+    let mut lines: Vec<Line> = reader
+        .poll(&args.data_dir)?
+        .into_iter()
+        .filter(wanted)
+        .collect();
+    if let Some(n) = args.num {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    loop {
+        let mut out = std::io::stdout().lock();
+        for l in &lines {
+            writeln!(out, "{}", log_line(l, colour))?;
+        }
+        out.flush()?;
+        drop(out);
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+        lines = reader
+            .poll(&args.data_dir)?
+            .into_iter()
+            .filter(wanted)
+            .collect();
+    }
+}
+
+/// Prints, from now on, every line the dynos under `data_dir` write, on a
+/// thread of its own (`tally run --logs`, as foreman does).
+pub(crate) fn stream_logs(data_dir: PathBuf) -> std::io::Result<()> {
+    use std::io::IsTerminal;
+    use tally_manager::logs::{POLL_MS, Reader};
+    let colour = std::io::stdout().is_terminal();
+    std::thread::Builder::new()
+        .name("logs-out".into())
+        .spawn(move || {
+            let mut reader = Reader::default();
+            // From now on: what an earlier run wrote is `tally logs`'.
+            let _ = reader.poll(&data_dir);
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+                for l in reader.poll(&data_dir).unwrap_or_default() {
+                    println!("{}", log_line(&l, colour));
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// `12:03:07.412 web.1 | text`, the dyno coloured on a terminal.
+pub(crate) fn log_line(l: &tally_manager::logs::Line, colour: bool) -> String {
+    let ms = l.ms % 86_400_000;
+    let time = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    );
+    if colour {
+        // One of six colours per dyno name, stable across runs.
+        let hue = l
+            .dyno
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % 6;
+        format!("{time} \x1b[3{}m{:<10}\x1b[0m| {}", hue + 1, l.dyno, l.text)
+    } else {
+        format!("{time} {:<10}| {}", l.dyno, l.text)
+    }
+}
+
 /// A duration as people read one: `4s`, `3m12s`, `2h5m`, `3d4h`.
 fn age(ms: u64) -> String {
     let s = ms / 1000;

@@ -25,6 +25,11 @@ pub struct RunArgs {
     /// file over the environment `tally run` was started in.
     #[arg(long, value_name = "FILE")]
     env: Option<PathBuf>,
+    /// Print every dyno's output here too, interleaved by time and prefixed
+    /// with its time and dyno, as foreman does (`tally logs -f` shows the
+    /// same from another terminal).
+    #[arg(long)]
+    logs: bool,
     /// Local agents to start as threads (hosts 0..N); 0 to attach agents
     /// with `tally agent` instead.
     #[arg(long, default_value_t = 2)]
@@ -121,6 +126,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         "stopping the manager and its local hosts: their fences kill every dyno at once; dynos of remote agents run out their leases",
     )?;
     let server = process::start(&opts, &deployment)?;
+    if args.logs {
+        crate::ops::stream_logs(args.data_dir.clone())?;
+    }
     let types: Vec<String> = deployment
         .types
         .iter()

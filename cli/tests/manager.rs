@@ -889,3 +889,90 @@ fn one_dyno_is_restarted_or_stopped_by_name_and_no_other() {
         assert!(err.contains("locked down"), "{args:?}: {err}");
     }
 }
+
+/// `tally logs` (and `tally run --logs`): every dyno's output, interleaved
+/// by time, each line with its time and dyno; `--dyno`, `--type` and `-n`
+/// filter, `-f` follows.
+#[test]
+fn logs_interleave_every_dyno_with_time_and_name_and_follow() {
+    let settings = SETTINGS
+        .replace("[types.clock]\nsingleton = true\nready = \"file\"\n", "")
+        .replace(
+            "[types.web]\ncount = 1\nready = \"started\"\n",
+            "[types.talker]\ncount = 2\nready = \"started\"\n",
+        );
+    let procfile = "talker: sh -c 'i=0; while true; do i=$((i+1)); echo \"hello $i from $DYNO\"; sleep 0.2; done'\n";
+    let c = Cluster::start_with("logs", procfile, &settings, 2, &["--logs"]);
+    let text = |args: &[&str]| {
+        let out = c.tally(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let all = text(&["logs"]);
+        if all.contains("from talker.1") && all.contains("from talker.2") {
+            break all;
+        }
+        assert!(Instant::now() < until, "no output of both dynos:\n{all}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut last = String::new();
+    for line in all.lines() {
+        // `12:03:07.412 talker.1  | hello 3 from talker.1`
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(time.len(), 12, "{line}");
+        assert!(
+            time >= last.as_str() || last.starts_with("23"),
+            "out of order: {all}"
+        );
+        last = time.to_string();
+        let (dyno, said) = rest.split_once('|').unwrap();
+        let dyno = dyno.trim();
+        assert!(said.trim().ends_with(&format!("from {dyno}")), "{line}");
+    }
+    let one = text(&["logs", "--dyno", "talker.2"]);
+    assert!(
+        !one.is_empty() && one.lines().all(|l| l.contains("talker.2 ")),
+        "{one}"
+    );
+    assert!(text(&["logs", "--type", "nope"]).is_empty());
+    assert_eq!(text(&["logs", "-n", "1"]).lines().count(), 1);
+    // -f: lines written after it started.
+    let mut follow = Command::new(TALLY)
+        .args(["logs", "-f", "-n", "0", "--dyno", "talker.1", "--data-dir"])
+        .arg(c.data())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("-f printed nothing");
+    assert!(
+        got.contains("talker.1 ") && got.contains("from talker.1"),
+        "{got}"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // `tally run --logs` printed them too.
+    let run = c.read_log("manager.log");
+    assert!(
+        run.contains("| hello") && run.contains("from talker.2"),
+        "{run}"
+    );
+    let out = Command::new(TALLY)
+        .args(["logs", "--data-dir", "/nonexistent/tally"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dyno logs in /nonexistent/tally"));
+}

@@ -240,6 +240,10 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|source| HostError::Io { path: p, source })?;
     }
+    crate::logs::spawn_tailer(&dir, Arc::clone(stop)).map_err(|source| HostError::Io {
+        path: dir.join(crate::logs::MERGED),
+        source,
+    })?;
     let (tx, rx) = mpsc::channel();
     let link: Link = Arc::new(Mutex::new(None));
     {

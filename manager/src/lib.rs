@@ -22,6 +22,7 @@ pub mod clock;
 pub mod fence;
 pub mod host;
 pub mod journal;
+pub mod logs;
 pub mod machine;
 pub mod process;
 pub mod server;
