@@ -267,10 +267,17 @@ pub fn logs(args: &LogsArgs) -> Result<ExitCode, CliError> {
     }
     loop {
         let mut out = std::io::stdout().lock();
-        for l in &lines {
-            writeln!(out, "{}", log_line(l, colour))?;
+        let written = lines
+            .iter()
+            .try_for_each(|l| writeln!(out, "{}", log_line(l, colour)))
+            .and_then(|()| out.flush());
+        match written {
+            // `tally logs | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(ExitCode::SUCCESS);
+            }
+            r => r?,
         }
-        out.flush()?;
         drop(out);
         if !args.follow {
             return Ok(ExitCode::SUCCESS);
@@ -287,7 +294,7 @@ pub fn logs(args: &LogsArgs) -> Result<ExitCode, CliError> {
 /// Prints, from now on, every line the dynos under `data_dir` write, on a
 /// thread of its own (`tally run --logs`, as foreman does).
 pub(crate) fn stream_logs(data_dir: PathBuf) -> std::io::Result<()> {
-    use std::io::IsTerminal;
+    use std::io::{IsTerminal, Write};
     use tally_manager::logs::{POLL_MS, Reader};
     let colour = std::io::stdout().is_terminal();
     std::thread::Builder::new()
@@ -298,8 +305,12 @@ pub(crate) fn stream_logs(data_dir: PathBuf) -> std::io::Result<()> {
             let _ = reader.poll(&data_dir);
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+                let mut out = std::io::stdout().lock();
                 for l in reader.poll(&data_dir).unwrap_or_default() {
-                    println!("{}", log_line(&l, colour));
+                    // A closed stdout ends the printing, not `tally run`.
+                    if writeln!(out, "{}", log_line(&l, colour)).is_err() {
+                        return;
+                    }
                 }
             }
         })

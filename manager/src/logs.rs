@@ -179,9 +179,16 @@ pub fn spawn_tailer(host_dir: &Path, stop: Arc<AtomicBool>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("logs".into())
         .spawn(move || {
+            let mut failing = false;
             while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = tailer.poll(unix_ms()) {
-                    tracing::warn!(error = %e, "tally logs: cannot copy dyno output");
+                match tailer.poll(unix_ms()) {
+                    // Said once per spell of failures, not ten times a second.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "tally logs: cannot copy dyno output");
+                    }
+                    Err(_) => {}
+                    Ok(()) => failing = false,
                 }
                 std::thread::sleep(Duration::from_millis(POLL_MS));
             }
