@@ -165,3 +165,32 @@ fn an_incomplete_configuration_points_to_a_template() {
         "{stderr}"
     );
 }
+
+/// `tally explore --trace-dir` on a directory that does not exist exits at
+/// once with the reason, instead of serving an empty list.
+#[test]
+fn explore_refuses_a_missing_trace_dir_at_once() {
+    let missing = dir("no-such-trace-dir").join("missing");
+    let mut child = Command::new(TALLY)
+        .args(["explore", "--trace-dir"])
+        .arg(&missing)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("tally explore served a missing --trace-dir");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+}

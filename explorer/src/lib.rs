@@ -77,6 +77,14 @@ pub enum ExploreError {
     /// Neither a configuration nor a trace.
     #[error("nothing to explore: give a configuration or a --trace")]
     Nothing,
+    /// `--trace-dir` is not a directory.
+    #[error(
+        "--trace-dir {path}: not a directory (create it, or point to the one `tally check --trace-out` wrote)"
+    )]
+    TraceDir {
+        /// The path given.
+        path: String,
+    },
 }
 
 /// An answer that is not the page asked for: a status and why.
@@ -203,6 +211,13 @@ pub struct Explorer {
 impl Explorer {
     /// Checks the `--trace` files and binds `addr` (port 0 picks one).
     pub fn bind(addr: impl ToSocketAddrs, opts: ExploreOptions) -> Result<Explorer, ExploreError> {
+        if let Some(dir) = opts.trace_dir.as_ref().filter(|d| !d.is_dir()) {
+            // An empty list from a mistyped path would look like "no
+            // counterexamples": say so instead.
+            return Err(ExploreError::TraceDir {
+                path: dir.display().to_string(),
+            });
+        }
         let mut first_config = None;
         for path in &opts.traces {
             let shown = path.display().to_string();
@@ -338,6 +353,9 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     let _ = request.respond(response);
 }
 
+/// The tab icon: a tally mark.
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><path d=\"M3 2v12M6 2v12M9 2v12M12 2v12M1 12L15 4\" stroke=\"#2a6\" stroke-width=\"1.6\"/></svg>";
+
 /// Answers one request: the whole routing table.
 pub fn handle(shared: &Shared, method: &str, url: &str, body: &[u8]) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -356,6 +374,8 @@ pub fn handle(shared: &Shared, method: &str, url: &str, body: &[u8]) -> Reply {
             None => timeline(shared, name, query),
         },
         ("GET", ["hunt", mutation]) => hunt(shared, mutation),
+        // Browsers ask for it on every page; a 404 there is noise.
+        ("GET", ["favicon.ico"]) => Ok(Reply::ok("image/svg+xml", FAVICON)),
         ("GET", ["assets", file]) => asset(file),
         ("GET", ["explorer", key]) => Ok(Reply::redirect(308, format!("/explorer/{key}/"))),
         (_, ["explorer", key, rest]) => explorer(shared, method, key, rest, query, body),

@@ -200,6 +200,9 @@ pub fn rewrite(file: &str, body: Vec<u8>) -> Vec<u8> {
                 r#"<span class="header-links-container"><a id="tally-traces" href="/traces">Tally counterexamples</a>"#,
             ),
         "app.js" => text
+            // Its pane prints the expectation before the name: our
+            // `sometimes` names would read "Sometimes sometimes ...".
+            .replace("name: p[1],", "name: p[1].replace(/^sometimes /, ''),")
             .replace("fetch('/.status')", "fetch('.status')")
             .replace("fetch(`/.states${", "fetch(`.states${")
             .replace("fetch('/.runtocompletion'", "fetch('.runtocompletion'"),

@@ -236,6 +236,11 @@ fn stateright_explorer_is_served_for_the_trace_configuration() {
         "stateright's UI changed: update upstream::rewrite"
     );
     assert!(!js.contains("fetch('/.") && !js.contains("fetch(`/."));
+    // No "Sometimes sometimes ..." in its property pane.
+    assert!(
+        js.contains("name: p[1].replace(/^sometimes /, ''),"),
+        "stateright's UI changed: update upstream::rewrite"
+    );
     // The broken step's link resolves: the Explorer reaches it from the
     // step before by the trace's action.
     let t = &fixture().trace;
@@ -256,5 +261,36 @@ fn stateright_explorer_is_served_for_the_trace_configuration() {
         taken["action"].as_str().unwrap(),
         t["steps"][at - 1]["action_label"].as_str().unwrap(),
         "the Explorer's action at the link's last index is the trace's"
+    );
+}
+
+/// Browsers ask every page's `/favicon.ico`: it is served, not a 404.
+#[test]
+fn the_favicon_is_served() {
+    let (status, body) = get("/favicon.ico");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("<svg"), "{body}");
+}
+
+/// A `--trace-dir` that is not a directory is refused at start, not
+/// served as an empty list.
+#[test]
+fn a_missing_trace_dir_is_refused() {
+    let missing = std::env::temp_dir().join("tally-explorer-no-such-dir");
+    let _ = std::fs::remove_dir_all(&missing);
+    let err = Explorer::bind(
+        ("127.0.0.1", 0),
+        ExploreOptions {
+            config: Some(hunt_config(Mutation::TimeoutFreesSlot)),
+            traces: Vec::new(),
+            trace_dir: Some(missing.clone()),
+        },
+    )
+    .err()
+    .expect("a missing --trace-dir was accepted");
+    let says = err.to_string();
+    assert!(
+        says.contains(&missing.display().to_string()) && says.contains("not a directory"),
+        "{says}"
     );
 }
