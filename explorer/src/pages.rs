@@ -57,6 +57,29 @@ pub fn problem(p: &Problem) -> String {
     )
 }
 
+/// What a trace shows, in one line for the list: the property, where it
+/// breaks, its length and configuration; or why it cannot be shown.
+fn summary(shared: &Shared, name: &str) -> String {
+    let checked = shared
+        .store
+        .text(name)
+        .map_err(|p| p.detail)
+        .and_then(|text| crate::store::check(&text));
+    match checked {
+        Ok(c) => format!(
+            "{} broken at step {} of {}, in {}",
+            c.json
+                .get("property")
+                .and_then(|p| p.as_str())
+                .unwrap_or("a property"),
+            c.broken_at,
+            c.steps.saturating_sub(1),
+            c.config.name
+        ),
+        Err(why) => format!("cannot be shown: {why}"),
+    }
+}
+
 /// The trace list, the file picker and the mutations to hunt.
 #[must_use]
 pub fn index(shared: &Shared) -> String {
@@ -65,7 +88,13 @@ pub fn index(shared: &Shared) -> String {
         .store
         .names()
         .iter()
-        .map(|n| format!("<li><a href=\"/trace/{0}\">{0}</a></li>", esc(n)))
+        .map(|n| {
+            format!(
+                "<li><a href=\"/trace/{0}\">{0}</a> <span class=\"muted\">{1}</span></li>",
+                esc(n),
+                esc(&summary(shared, n))
+            )
+        })
         .collect();
     let traces = if traces.is_empty() {
         "<p>No trace yet: open a file, hunt a mutation below, or start with \

@@ -294,3 +294,17 @@ fn a_missing_trace_dir_is_refused() {
         "{says}"
     );
 }
+
+/// `/traces` says what each trace shows, not only its file name.
+#[test]
+fn the_trace_list_tells_each_traces_property_and_breaking_step() {
+    let t = &fixture().trace;
+    let (status, page) = get("/traces");
+    assert_eq!(status, 200);
+    let want = format!(
+        "S1 singleton broken at step {} of {}, in hunt-timeout-frees-slot",
+        t["broken_at"].as_u64().unwrap(),
+        t["steps"].as_array().unwrap().len() - 1
+    );
+    assert!(page.contains(&want), "{want} in {page}");
+}
