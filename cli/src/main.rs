@@ -36,7 +36,8 @@ enum Command {
     /// Explorer for each configuration a trace was found in.
     Explore(check::ExploreArgs),
     /// Replay a fleet scenario (e.g. incident-2012) under the naive-2012 and
-    /// tally policies, print the comparison and write series and plots.
+    /// tally policies (noisy-neighbour adds fleet-wide and
+    /// tally-no-bad-apps), print the comparison and write series and plots.
     ///
     /// The policies run side by side, one thread each, when there is more
     /// than one core; every run is deterministic for its seed either way.

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally_manager::api::Ps;
+use tally_manager::api::{Ps, PsApp};
 use tally_manager::client::Client;
 use tally_manager::process::DATA_DIR;
 use thiserror::Error;
@@ -31,6 +31,10 @@ pub struct PsArgs {
     /// Print the raw JSON.
     #[arg(long)]
     json: bool,
+    /// Only this app's types, dynos, budget and breaker (with `tally run
+    /// --app`).
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
     /// Where.
     #[command(flatten)]
     target: ApiTarget,
@@ -44,6 +48,10 @@ pub struct ScaleArgs {
     /// `tally scale web+2`.
     #[arg(required = true, value_name = "TYPE=COUNT|TYPE+N|TYPE-N")]
     counts: Vec<String>,
+    /// The app whose types these are (with `tally run --app`; or write
+    /// `blog:web=2`).
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
     /// Where.
     #[command(flatten)]
     target: ApiTarget,
@@ -56,6 +64,10 @@ pub struct RestartArgs {
     /// without it.
     #[arg(value_name = "TYPE|TYPE.N")]
     what: Option<String>,
+    /// The app (with `tally run --app`): its dyno or type, or all its
+    /// dynos without one.
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
     /// Where.
     #[command(flatten)]
     target: ApiTarget,
@@ -67,6 +79,9 @@ pub struct StopArgs {
     /// The dyno, as `$DYNO` names it: `web.1`.
     #[arg(value_name = "TYPE.N")]
     dyno: String,
+    /// The app (with `tally run --app`; or write `blog:web.1`).
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
     /// Where.
     #[command(flatten)]
     target: ApiTarget,
@@ -126,7 +141,7 @@ pub struct PauseArgs {
 /// `tally ps`: the manager's view, drawn, or its JSON.
 pub fn ps(args: &PsArgs) -> Result<ExitCode, CliError> {
     let client = args.target.client();
-    if args.json {
+    if args.json && args.app.is_none() {
         let json = client.ps_json()?;
         println!(
             "{}",
@@ -134,8 +149,70 @@ pub fn ps(args: &PsArgs) -> Result<ExitCode, CliError> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render_ps(&client.ps()?));
+    let mut ps = client.ps()?;
+    if let Some(app) = &args.app {
+        only_app(&mut ps, app)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ps).unwrap_or_default());
+    } else {
+        print!("{}", render_ps(&ps));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ps` narrowed to one app: its types, their dynos, its budget row.
+fn only_app(ps: &mut Ps, app: &str) -> Result<(), ScaleError> {
+    if !ps.types.iter().any(|t| t.app == app) {
+        let mut apps: Vec<&str> = ps.types.iter().map(|t| t.app.as_str()).collect();
+        apps.dedup();
+        return Err(ScaleError::NoApp {
+            app: app.to_owned(),
+            apps: apps.join(", "),
+        });
+    }
+    ps.types.retain(|t| t.app == app);
+    let names: Vec<String> = ps.types.iter().map(|t| t.name.clone()).collect();
+    ps.instances.retain(|i| {
+        i.dyno
+            .rsplit_once('.')
+            .is_some_and(|(t, _)| names.iter().any(|n| n == t))
+    });
+    ps.apps.retain(|a| a.name == app);
+    ps.slots.retain(|dyno, _| {
+        dyno.rsplit_once('.')
+            .is_some_and(|(t, _)| names.iter().any(|n| n == t))
+    });
+    Ok(())
+}
+
+/// `name` of `app`: `blog:web` (a name already qualified is kept).
+fn qualify(app: Option<&str>, name: &str) -> String {
+    match app {
+        Some(a) if !name.contains(':') => format!("{a}:{name}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// An app's budget and launch-bound lines.
+fn render_budget(s: &mut String, app: &PsApp) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "budget:   {:.1} of {} tokens, probe {} (a relaunch spends a token, or the probe once per cool-down; a first successful boot refills r)\nlaunches: {} so far; at most {} now = F {} first launches (free) + B {} + r*S (S = {} boots seen) + probes",
+        app.tokens,
+        app.capacity,
+        if app.probe_ready {
+            "ready"
+        } else {
+            "cooling down"
+        },
+        app.launches,
+        app.launch_bound,
+        app.first_launches,
+        app.capacity,
+        app.boots_succeeded,
+    );
 }
 
 /// `ps` for people, in the habit of `heroku ps`.
@@ -166,24 +243,24 @@ fn render_ps(ps: &Ps) -> String {
         }
         let _ = writeln!(s);
     }
-    let _ = writeln!(
-        s,
-        "breaker:  {}\nlockdown: {}\nbudget:   {:.1} of {} tokens, probe {} (a relaunch spends a token, or the probe once per cool-down; a first successful boot refills r)\nlaunches: {} so far; at most {} now = F {} first launches (free) + B {} + r*S (S = {} boots seen) + probes",
-        ps.breaker,
-        if ps.lockdown { "on" } else { "off" },
-        ps.tokens,
-        ps.capacity,
-        if ps.probe_ready {
-            "ready"
-        } else {
-            "cooling down"
-        },
-        ps.launches,
-        ps.launch_bound,
-        ps.first_launches,
-        ps.capacity,
-        ps.boots_succeeded,
-    );
+    let lockdown = if ps.lockdown { "on" } else { "off" };
+    if let [app] = ps.apps.as_slice() {
+        let _ = writeln!(s, "breaker:  {}\nlockdown: {lockdown}", app.breaker);
+        if ps.breaker_open && !app.breaker_open {
+            let _ = writeln!(s, "fleet:    breaker {}", ps.breaker);
+        }
+        render_budget(&mut s, app);
+    } else {
+        let _ = writeln!(
+            s,
+            "fleet:    breaker {}\nlockdown: {lockdown}\nlaunches: {} so far; at most {} now, the apps' bounds together",
+            ps.breaker, ps.launches, ps.launch_bound
+        );
+        for app in &ps.apps {
+            let _ = writeln!(s, "--- app {}\nbreaker:  {}", app.name, app.breaker);
+            render_budget(&mut s, app);
+        }
+    }
     if ps.paused_all || !ps.paused_hosts.is_empty() {
         let _ = writeln!(
             s,
@@ -381,6 +458,14 @@ pub enum ScaleError {
     /// One type twice.
     #[error("`{0}` is given twice; give each type once")]
     Twice(String),
+    /// `--app` names no app the manager runs.
+    #[error("no app `{app}`; apps: {apps}")]
+    NoApp {
+        /// The name given.
+        app: String,
+        /// The apps there are.
+        apps: String,
+    },
 }
 
 /// `tally scale`: absolute and relative counts, sent all or none.
@@ -389,9 +474,11 @@ pub fn scale(args: &ScaleArgs) -> Result<ExitCode, CliError> {
     let mut counts: BTreeMap<String, u16> = BTreeMap::new();
     let mut desired: Option<Ps> = None;
     for pair in &args.counts {
+        let app = args.app.as_deref();
         let (name, count) = match parse_scale(pair)? {
-            ScalePair::Absolute(name, count) => (name, count),
+            ScalePair::Absolute(name, count) => (qualify(app, &name), count),
             ScalePair::Relative(name, delta) => {
+                let name = qualify(app, &name);
                 // `web+2`, as `heroku ps:scale` takes it: from the desired
                 // count now (read once for the whole command).
                 if desired.is_none() {
@@ -399,7 +486,18 @@ pub fn scale(args: &ScaleArgs) -> Result<ExitCode, CliError> {
                 }
                 let now = desired
                     .as_ref()
-                    .and_then(|ps| ps.types.iter().find(|t| t.name == name))
+                    .and_then(|ps| {
+                        // `web` names the one app's `blog:web` too.
+                        let bare = |t: &&tally_manager::api::PsType| {
+                            t.name.rsplit_once(':').is_some_and(|(_, n)| n == name)
+                        };
+                        let exact = ps.types.iter().find(|t| t.name == name);
+                        let mut bares = ps.types.iter().filter(bare);
+                        exact.or_else(|| match (bares.next(), bares.next()) {
+                            (Some(t), None) => Some(t),
+                            _ => None,
+                        })
+                    })
                     .map(|t| i64::from(t.desired))
                     .ok_or_else(|| ScaleError::UnknownType {
                         pair: pair.clone(),
@@ -460,26 +558,39 @@ fn parse_scale(pair: &str) -> Result<ScalePair, ScaleError> {
 /// `tally restart`: one dyno, one type's dynos, or all.
 pub fn restart(args: &RestartArgs) -> Result<ExitCode, CliError> {
     let client = args.target.client();
+    let app = args.app.as_deref();
     match args.what.as_deref() {
         Some(dyno) if dyno.contains('.') => {
-            client.restart_dyno(dyno)?;
+            let dyno = qualify(app, dyno);
+            client.restart_dyno(&dyno)?;
             println!("Restarting {dyno}");
         }
-        what => {
-            client.restart(what)?;
-            println!("Restarting {}", what.unwrap_or("all dynos"));
+        Some(what) => {
+            let what = qualify(app, what);
+            client.restart(Some(&what))?;
+            println!("Restarting {what}");
         }
+        None => match app {
+            Some(app) => {
+                client.restart_app(app)?;
+                println!("Restarting every dyno of {app}");
+            }
+            None => {
+                client.restart(None)?;
+                println!("Restarting all dynos");
+            }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `tally stop`: one dyno, replaced since the formation still asks for it.
 pub fn stop(args: &StopArgs) -> Result<ExitCode, CliError> {
-    args.target.client().stop_dyno(&args.dyno)?;
-    let process_type = args.dyno.rsplit_once('.').map_or("TYPE", |(t, _)| t);
+    let dyno = qualify(args.app.as_deref(), &args.dyno);
+    args.target.client().stop_dyno(&dyno)?;
+    let process_type = dyno.rsplit_once('.').map_or("TYPE", |(t, _)| t);
     println!(
-        "Stopping {}: the formation still asks for it, so it is replaced (`tally scale {process_type}-1` removes one)",
-        args.dyno
+        "Stopping {dyno}: the formation still asks for it, so it is replaced (`tally scale {process_type}-1` removes one)"
     );
     Ok(ExitCode::SUCCESS)
 }

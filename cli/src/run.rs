@@ -13,8 +13,18 @@ use tally_manager::process::{self, AgentOptions, DATA_DIR, ProcessError, RunOpti
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Heroku-style Procfile: one `name: command` per line.
-    #[arg(long, default_value = "Procfile")]
+    #[arg(long, default_value = "Procfile", conflicts_with = "apps")]
     procfile: PathBuf,
+    /// Run several apps in one manager, each with its own retry budget and
+    /// breaker: `--app blog=apps/blog --app shop=apps/shop/Procfile`
+    /// (repeatable). PATH is a Procfile or a directory holding one; beside
+    /// it, an optional `tally.toml` sets that app's `[types.*]` and an
+    /// optional `.env` its dynos' variables; its commands run in its
+    /// directory. `--config` holds the rest (timing, budget, breaker).
+    /// Names are then `app:type` (`blog:web.1`); `--app NAME` on the other
+    /// verbs picks one app.
+    #[arg(long = "app", value_name = "NAME=PATH", value_parser = parse_app)]
+    apps: Vec<(String, PathBuf)>,
     /// Settings (singletons, counts, budget, admission, leases, breaker);
     /// defaults apply without it. `tally.toml` is read if present.
     #[arg(long)]
@@ -110,6 +120,7 @@ pub struct FenceArgs {
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let opts = RunOptions {
         procfile: args.procfile.clone(),
+        apps: args.apps.clone(),
         config: args.config.clone(),
         hosts: args.hosts,
         data_dir: args.data_dir.clone(),
@@ -130,16 +141,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         crate::ops::stream_logs(args.data_dir.clone())?;
     }
     let types: Vec<String> = deployment
-        .types
+        .config
+        .process_types
         .iter()
-        .zip(&deployment.config.process_types)
-        .map(|(t, p)| {
+        .enumerate()
+        .map(|(i, p)| {
             let kind = if p.kind == tally_core::ProcessKind::Singleton {
                 " (singleton)"
             } else {
                 ""
             };
-            format!("{}{kind}", t.name)
+            let id = tally_core::TypeId(u16::try_from(i).unwrap_or(u16::MAX));
+            format!("{}{kind}", deployment.type_name(id))
         })
         .collect();
     if !deployment.env.is_empty() {
@@ -171,6 +184,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         server.token_path.display(),
     );
     Err(ProcessError::from(server.wait()).into())
+}
+
+/// `NAME=PATH` of `--app`.
+fn parse_app(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!(
+            "`{s}` is not NAME=PATH: give an app name and its Procfile or directory, e.g. blog=apps/blog"
+        )),
+    }
 }
 
 /// `tally agent`: one host agent, until the manager refuses it.

@@ -18,9 +18,14 @@ const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 #[derive(clap::Args)]
 pub struct SimulateArgs {
     /// A built-in scenario (incident-2012, host-crash-wave, partition,
-    /// crash-loop) or a path to a scenario TOML file.
+    /// crash-loop, noisy-neighbour) or a path to a scenario TOML file.
     scenario: String,
-    /// Policy to run (repeatable; default: naive-2012 and tally).
+    /// Policy to run (repeatable; default: the scenario's, naive-2012 and
+    /// tally unless it names others). naive-2012: the 2012 manager;
+    /// fleet-wide: Tally with one budget and breaker for the fleet (as
+    /// before apps were isolated); tally: per-app budgets and breakers;
+    /// tally-no-bad-apps: tally without the events that break some apps,
+    /// the baseline of the healthy apps' relaunch delays.
     #[arg(long = "policy", value_name = "NAME")]
     policies: Vec<String>,
     /// Seed (default: the scenario's).
@@ -113,7 +118,7 @@ fn opt(v: Option<f64>) -> String {
 /// The summary table, one column per run.
 fn table(reports: &[Report]) -> String {
     type Row = (&'static str, fn(&Report) -> String);
-    let rows: [Row; 22] = [
+    let rows: [Row; 27] = [
         ("launch rate peak /s", |r| {
             format!("{:.1}", r.summary.launch_rate_peak)
         }),
@@ -159,7 +164,42 @@ fn table(reports: &[Report]) -> String {
         ("alert lead before 1st timeout s", |r| {
             opt(r.summary.alert_lead_s)
         }),
-        ("breaker trips", |r| r.summary.breaker_trips.to_string()),
+        ("breaker trips (fleet / apps')", |r| {
+            format!(
+                "{} / {}",
+                r.summary.fleet_breaker_trips, r.summary.app_breaker_trips
+            )
+        }),
+        ("healthy relaunch delay p50 / p99 s", |r| {
+            if r.summary.relaunches_measured == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.1} / {:.1}",
+                    r.summary.relaunch_delay_p50_s, r.summary.relaunch_delay_p99_s
+                )
+            }
+        }),
+        ("healthy crashes / not relaunched at end", |r| {
+            format!(
+                "{} / {}",
+                r.summary.relaunches_measured, r.summary.relaunches_pending
+            )
+        }),
+        ("bad apps: launches / their bound", |r| {
+            if r.summary.troubled_launch_bound == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{} / {}",
+                    r.summary.troubled_launches, r.summary.troubled_launch_bound
+                )
+            }
+        }),
+        ("apps over their own bound", |r| {
+            r.summary.apps_over_bound.to_string()
+        }),
+        ("boot failures", |r| r.summary.boot_failures.to_string()),
         ("retries refused", |r| r.summary.retries_refused.to_string()),
         ("phantoms reaped", |r| r.summary.phantoms_reaped.to_string()),
         ("leases expired / self-fenced", |r| {

@@ -39,6 +39,8 @@ const PINNED: &[(&str, &str, usize)] = &[
     ("admission-counts-launching", "core invariants", 6),
     ("breaker-never-half-opens", "L1 convergence", 54),
     ("margin-ignores-kill", "S2 no phantom", 9),
+    ("fleet-wide-budget", "S7 apps isolated", 11),
+    ("breaker-counts-one-app", "S7 apps isolated", 13),
 ];
 
 fn out_dir(name: &str) -> PathBuf {

@@ -1,10 +1,13 @@
-//! The automatic breaker over boot failures and timeouts.
+//! The automatic breakers over boot failures and timeouts: one per app,
+//! and the fleet breaker over failures spread across apps.
 //!
-//! It guards what the manager sends: while open, no launch at all leaves the
-//! manager; after a cool-down it half-opens and lets a single probe through.
+//! They guard what the manager sends: while an app's breaker is open, none
+//! of that app's launches leaves the manager, and while the fleet breaker
+//! is open no launch at all; after a cool-down each half-opens and lets a
+//! single probe through (DESIGN.md, "Apps are isolated").
 
 use crate::config::{Config, Mutation};
-use crate::ids::{InstanceId, Tick};
+use crate::ids::{AppId, InstanceId, Tick};
 use serde::{Deserialize, Serialize};
 
 /// Breaker state; journaled, so a restart does not close an open breaker.
@@ -152,5 +155,192 @@ impl Breaker {
             }
         }
         BreakerChange::None
+    }
+}
+
+/// The fleet breaker: it counts distinct apps whose boots fail, so that
+/// only a cause shared by many apps (the 2012 case) trips it, never one
+/// app's bad release (that app's own [`Breaker`] holds it back). Journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum FleetBreaker {
+    /// Launches flow; failing apps are counted in a window.
+    Closed {
+        /// Start of the current counting window.
+        window_start: Tick,
+        /// Apps with a boot failure in the window, sorted, fewer than the
+        /// threshold (`Config::fleet_breaker_threshold`).
+        failing: Vec<AppId>,
+    },
+    /// No launches of any app.
+    Open {
+        /// When it opened.
+        since: Tick,
+        /// Opened by an operator: stays open until closed by hand.
+        manual: bool,
+    },
+    /// One probe launch allowed; a success closes it, failures of as many
+    /// apps as the threshold open it again. A failed probe alone only lets
+    /// the next probe through: one app cannot keep the fleet shut.
+    HalfOpen {
+        /// The probe, once launched.
+        probe: Option<InstanceId>,
+        /// Apps with a boot failure since it half-opened.
+        failing: Vec<AppId>,
+    },
+}
+
+impl FleetBreaker {
+    /// A closed breaker with an empty window starting at `now`.
+    #[must_use]
+    pub fn closed(now: Tick) -> FleetBreaker {
+        FleetBreaker::Closed {
+            window_start: now,
+            failing: Vec::new(),
+        }
+    }
+
+    /// Opened by an operator.
+    #[must_use]
+    pub fn opened_by_hand(now: Tick) -> FleetBreaker {
+        FleetBreaker::Open {
+            since: now,
+            manual: true,
+        }
+    }
+
+    /// Whether a launch may be sent now.
+    #[must_use]
+    pub fn allows_launch(&self) -> bool {
+        matches!(
+            self,
+            FleetBreaker::Closed { .. } | FleetBreaker::HalfOpen { probe: None, .. }
+        )
+    }
+
+    /// Records that `instance` was launched; in half-open it becomes the probe.
+    pub fn on_launch(&mut self, instance: InstanceId) -> BreakerChange {
+        if let FleetBreaker::HalfOpen {
+            probe: p @ None, ..
+        } = self
+        {
+            *p = Some(instance);
+            return BreakerChange::Changed;
+        }
+        BreakerChange::None
+    }
+
+    /// Records a boot failure or timeout of `instance`, of `app`, among
+    /// `apps` apps.
+    pub fn on_failure(
+        &mut self,
+        (cfg, apps): (&Config, usize),
+        now: Tick,
+        (app, instance): (AppId, InstanceId),
+    ) -> BreakerChange {
+        let threshold = cfg.fleet_breaker_threshold_of(apps);
+        let one_app = cfg.mutations.has(Mutation::BreakerCountsOneApp);
+        if !one_app && apps < threshold && matches!(self, FleetBreaker::Closed { .. }) {
+            // Too few apps to ever trip it (one app, say): counting would
+            // only add state. Only an operator opens it, and then it never
+            // half-opens by itself.
+            return BreakerChange::None;
+        }
+        let (failing, probe_failed) = match self {
+            FleetBreaker::Closed {
+                window_start,
+                failing,
+            } => {
+                if now.since(*window_start) >= cfg.breaker.window_ticks {
+                    *window_start = now;
+                    failing.clear();
+                }
+                (failing, false)
+            }
+            FleetBreaker::HalfOpen { probe, failing } => {
+                let probe_failed = *probe == Some(instance);
+                if probe_failed {
+                    *probe = None;
+                }
+                (failing, probe_failed)
+            }
+            FleetBreaker::Open { .. } => return BreakerChange::None,
+        };
+        let counted = match failing.binary_search(&app) {
+            // The mutation counts every failure, as a fleet-wide breaker
+            // over raw failures would.
+            Ok(at) if one_app => {
+                failing.insert(at, app);
+                true
+            }
+            Ok(_) => false,
+            Err(at) => {
+                failing.insert(at, app);
+                true
+            }
+        };
+        if failing.len() >= threshold {
+            *self = FleetBreaker::Open {
+                since: now,
+                manual: false,
+            };
+            return BreakerChange::Tripped;
+        }
+        if counted || probe_failed {
+            BreakerChange::Changed
+        } else {
+            BreakerChange::None
+        }
+    }
+
+    /// Records a first successful boot of `instance`; the probe's closes it.
+    pub fn on_success(&mut self, now: Tick, instance: InstanceId) -> BreakerChange {
+        match self {
+            FleetBreaker::HalfOpen { probe: Some(p), .. } if *p == instance => {
+                *self = FleetBreaker::closed(now);
+                BreakerChange::Changed
+            }
+            _ => BreakerChange::None,
+        }
+    }
+
+    /// When `on_tick` would next change the breaker: the end of an
+    /// automatic opening's cool-down. `None` when no tick can change it.
+    #[must_use]
+    pub fn next_change(&self, cfg: &Config) -> Option<Tick> {
+        match *self {
+            FleetBreaker::Open {
+                since,
+                manual: false,
+            } if !cfg.mutations.has(Mutation::BreakerNeverHalfOpens) => {
+                Some(since.plus(cfg.breaker.cooldown_ticks))
+            }
+            _ => None,
+        }
+    }
+
+    /// Half-opens an automatically opened breaker after its cool-down.
+    pub fn on_tick(&mut self, cfg: &Config, now: Tick) -> BreakerChange {
+        match self.next_change(cfg) {
+            Some(at) if at <= now => {
+                *self = FleetBreaker::HalfOpen {
+                    probe: None,
+                    failing: Vec::new(),
+                };
+                BreakerChange::Changed
+            }
+            _ => BreakerChange::None,
+        }
+    }
+
+    /// Apps counted as failing in the current window (none while open).
+    #[must_use]
+    pub fn failing(&self) -> &[AppId] {
+        match self {
+            FleetBreaker::Closed { failing, .. } | FleetBreaker::HalfOpen { failing, .. } => {
+                failing
+            }
+            FleetBreaker::Open { .. } => &[],
+        }
     }
 }

@@ -4,15 +4,16 @@
 //! to the bucket whose behaviour it bounds.
 
 use crate::config::{Config, Mutation};
-use crate::ids::Tick;
+use crate::ids::{AppId, Tick};
 use crate::journal::{Counters, Durable};
 use serde::{Deserialize, Serialize};
 
 /// Thousandths of a token per whole relaunch.
 pub const MILLI: u32 = 1000;
 
-/// The durable retry budget: journaled, so a restart cannot refill it
-/// (DESIGN.md shortcuts 6 and 9).
+/// One app's durable retry budget: journaled, so a restart cannot refill
+/// it (DESIGN.md shortcuts 6 and 9). Each app has its own, so a broken app
+/// spends only its own relaunches ("Apps are isolated").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Budget {
     /// Tokens, in thousandths; within `[0, B * 1000]`.
@@ -107,7 +108,8 @@ fn capacity_milli(cfg: &Config) -> u32 {
     cfg.budget.capacity.saturating_mul(MILLI)
 }
 
-/// The counts the launch bound is a function of.
+/// The counts the launch bound is a function of, for one app or for the
+/// fleet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LaunchBoundInputs {
     /// `F`: free first launches granted by formation changes and restarts.
@@ -116,46 +118,59 @@ pub struct LaunchBoundInputs {
     pub successful_boots: u64,
     /// `P`: probe cool-downs elapsed since the manager first started.
     pub cooldowns_elapsed: u64,
+    /// Buckets the launches may draw on: one for an app, one per app for
+    /// the fleet. Each holds `B` at start and earns one probe credit per
+    /// cool-down.
+    pub buckets: u64,
 }
 
-/// S3, the launch bound: total launches never exceed
-/// `F + B + r*S + P` (DESIGN.md, "Retry budget and flow control").
+/// S3, the launch bound: an app's launches never exceed
+/// `F_a + B + r*S_a + P` (DESIGN.md, "Retry budget and flow control" and
+/// "Apps are isolated"), and the fleet's never exceed their sum,
+/// `F + n*B + r*S + n*P` for `n` apps (`inputs.buckets`).
 ///
 /// Relaunches are paid by a token (at most `B` at start plus `r` per first
-/// successful boot) or a probe credit (at most one per cool-down); first
-/// launches are free and counted in `F`.
+/// successful boot of the app) or a probe credit (at most one per cool-down
+/// and app); first launches are free and counted in `F`.
 #[must_use]
 pub fn launch_bound(cfg: &Config, inputs: LaunchBoundInputs) -> u64 {
     let refill =
         u64::from(cfg.budget.refill_per_boot_milli).saturating_mul(inputs.successful_boots);
     let tokens_milli = u64::from(cfg.budget.capacity)
         .saturating_mul(u64::from(MILLI))
+        .saturating_mul(inputs.buckets)
         .saturating_add(refill);
     inputs
         .first_launches
         .saturating_add(tokens_milli / u64::from(MILLI))
-        .saturating_add(inputs.cooldowns_elapsed)
+        .saturating_add(inputs.cooldowns_elapsed.saturating_mul(inputs.buckets))
 }
 
-/// The closed form for a bounded horizon: since `S <= launches`, for `r < 1`
-/// relaunches stay within `(B + r*F + P) / (1 - r)`, so launches stay within
-/// `F + (B + r*F + P) / (1 - r)`. Finite whatever the boots do.
+/// The closed form for a bounded horizon, for `buckets` apps together:
+/// since `S <= launches`, for `r < 1` relaunches stay within
+/// `(n*B + r*F + n*P) / (1 - r)`, so launches stay within
+/// `F + (n*B + r*F + n*P) / (1 - r)`. Finite whatever the boots do.
 #[must_use]
-pub fn launch_bound_closed(cfg: &Config, first_launches: u64, horizon: Tick) -> u64 {
+pub fn launch_bound_closed(
+    cfg: &Config,
+    (first_launches, buckets): (u64, u64),
+    horizon: Tick,
+) -> u64 {
     let r = u64::from(cfg.budget.refill_per_boot_milli);
     let one_minus_r = u64::from(MILLI).saturating_sub(r).max(1);
     let cooldowns = horizon.0 / cfg.budget.probe_cooldown_ticks.max(1);
     let numerator = u64::from(cfg.budget.capacity)
+        .saturating_add(cooldowns)
+        .saturating_mul(buckets)
         .saturating_mul(u64::from(MILLI))
-        .saturating_add(r.saturating_mul(first_launches))
-        .saturating_add(cooldowns.saturating_mul(u64::from(MILLI)));
+        .saturating_add(r.saturating_mul(first_launches));
     first_launches.saturating_add(numerator.div_ceil(one_minus_r))
 }
 
 /// `S` from journaled counts, `F` from the durable state, `P` from the
-/// time: the inputs of the launch bound at `now`, one definition for every
-/// reader. `tally ps` and the simulator pass the journal's counters; the
-/// model's S3 passes its ground-truth count of real boots (at least the
+/// time: the inputs of the fleet's launch bound at `now`, one definition for
+/// every reader. `tally ps` and the simulator pass the journal's counters;
+/// the model's S3 passes its ground-truth count of real boots (at least the
 /// journal's, so its bound is the looser one: S3 does not trust the journal
 /// it checks, and the budget refills only on a journaled first boot).
 #[must_use]
@@ -166,9 +181,34 @@ pub fn launch_bound_inputs(
     now: Tick,
 ) -> LaunchBoundInputs {
     LaunchBoundInputs {
-        first_launches: durable.free_launches_granted,
+        first_launches: durable.free_launches_granted_total(),
         successful_boots: counters.boots_seen_done,
         cooldowns_elapsed: cooldowns_elapsed(cfg, now),
+        // Under `fleet-wide-budget` every app draws on the first bucket.
+        buckets: if cfg.mutations.has(Mutation::FleetWideBudget) {
+            1
+        } else {
+            durable.budgets.len() as u64
+        },
+    }
+}
+
+/// [`launch_bound_inputs`] of one app: its `F_a` from the durable state,
+/// `S_a` as given (the journal's `Counters::of_app`, or the model's ground
+/// truth), one bucket. `type_apps` is `Config::type_apps`.
+#[must_use]
+pub fn launch_bound_inputs_of_app(
+    cfg: &Config,
+    durable: &Durable,
+    (type_apps, app): (&[AppId], AppId),
+    successful_boots: u64,
+    now: Tick,
+) -> LaunchBoundInputs {
+    LaunchBoundInputs {
+        first_launches: durable.free_launches_granted_to(type_apps, app),
+        successful_boots,
+        cooldowns_elapsed: cooldowns_elapsed(cfg, now),
+        buckets: 1,
     }
 }
 

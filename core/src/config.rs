@@ -3,7 +3,7 @@
 //! Config is passed into every `step`, never stored in the state: the model
 //! checker hashes states, and a config copied into each would only slow it.
 
-use crate::ids::TypeId;
+use crate::ids::{AppId, TypeId};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -85,6 +85,18 @@ pub struct BreakerConfig {
     pub failure_threshold: u16,
     /// Time open before half-opening with a single probe.
     pub cooldown_ticks: u64,
+    /// The fleet breaker trips when this share of the apps (in
+    /// thousandths, and never fewer than two apps) has boots failing within
+    /// one window: a cause shared by many apps, as in 2012, never one app's
+    /// bad release. Above 1000, more apps than there are: it never trips by
+    /// itself. See [`Config::fleet_breaker_threshold`].
+    #[serde(default = "default_fleet_app_share_milli")]
+    pub fleet_app_share_milli: u32,
+}
+
+/// A quarter of the apps failing at once is a shared cause.
+fn default_fleet_app_share_milli() -> u32 {
+    250
 }
 
 /// A switch that re-creates a 2012 bug or an unsafe shortcut of DESIGN.md.
@@ -129,11 +141,19 @@ pub enum Mutation {
     BreakerNeverHalfOpens,
     /// The manager's expiry margin covers drift but not the kill (shortcut 7).
     MarginIgnoresKill,
+    /// One bucket and one probe credit for every app: a broken app drains
+    /// the relaunches of the healthy ones.
+    FleetWideBudget,
+    /// The fleet-wide breaker of before apps were isolated: the fleet
+    /// breaker counts failures (against `failure_threshold`), not distinct
+    /// failing apps, and no app has a breaker of its own; one broken app
+    /// trips it and stops every app's launches.
+    BreakerCountsOneApp,
 }
 
 impl Mutation {
     /// Every mutation, in declaration order.
-    pub const ALL: [Mutation; 18] = [
+    pub const ALL: [Mutation; 20] = [
         Mutation::TimeoutFreesSlot,
         Mutation::UnboundedRetries,
         Mutation::NoSelfFencing,
@@ -152,6 +172,8 @@ impl Mutation {
         Mutation::AdmissionCountsLaunching,
         Mutation::BreakerNeverHalfOpens,
         Mutation::MarginIgnoresKill,
+        Mutation::FleetWideBudget,
+        Mutation::BreakerCountsOneApp,
     ];
 
     /// The switch's name on the command line (`timeout-frees-slot`).
@@ -176,6 +198,8 @@ impl Mutation {
             Mutation::AdmissionCountsLaunching => "admission-counts-launching",
             Mutation::BreakerNeverHalfOpens => "breaker-never-half-opens",
             Mutation::MarginIgnoresKill => "margin-ignores-kill",
+            Mutation::FleetWideBudget => "fleet-wide-budget",
+            Mutation::BreakerCountsOneApp => "breaker-counts-one-app",
         }
     }
 
@@ -198,7 +222,7 @@ impl Mutation {
 // Every switch has a bit of the `u32` set, and `ALL` lists each one in the
 // order of its discriminant (so `ALL.len()` is the next discriminant).
 const _: () = assert!(Mutation::ALL.len() <= u32::BITS as usize);
-const _: () = assert!(Mutation::MarginIgnoresKill as usize + 1 == Mutation::ALL.len());
+const _: () = assert!(Mutation::BreakerCountsOneApp as usize + 1 == Mutation::ALL.len());
 
 impl std::fmt::Display for Mutation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -621,6 +645,74 @@ impl Config {
             .map(TypeId)
     }
 
+    /// The app of each process type, indexed by `TypeId`: apps are numbered
+    /// in the order their first type appears. Computed once by the manager
+    /// (`Manager::recover`), not per lookup.
+    #[must_use]
+    pub fn type_apps(&self) -> Vec<AppId> {
+        let mut names: Vec<&str> = Vec::new();
+        self.process_types
+            .iter()
+            .map(|p| {
+                let i = names.iter().position(|n| *n == p.app).unwrap_or_else(|| {
+                    names.push(&p.app);
+                    names.len() - 1
+                });
+                AppId(u16::try_from(i).unwrap_or(u16::MAX))
+            })
+            .collect()
+    }
+
+    /// The apps' names, indexed by `AppId`.
+    #[must_use]
+    pub fn app_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for p in &self.process_types {
+            if !names.contains(&p.app.as_str()) {
+                names.push(&p.app);
+            }
+        }
+        names
+    }
+
+    /// How many apps the formation has.
+    #[must_use]
+    pub fn app_count(&self) -> usize {
+        self.app_names().len()
+    }
+
+    /// Looks an app up by name.
+    #[must_use]
+    pub fn find_app(&self, name: &str) -> Option<AppId> {
+        let i = self.app_names().iter().position(|n| *n == name)?;
+        u16::try_from(i).ok().map(AppId)
+    }
+
+    /// Distinct apps whose boots fail within one window that trip the fleet
+    /// breaker: `fleet_app_share_milli` of the apps, rounded up, and never
+    /// fewer than two, so that no single app can trip it (DESIGN.md, "Apps
+    /// are isolated"). With one app, only an operator opens it. Under
+    /// `breaker-counts-one-app` it counts failures instead, against
+    /// `failure_threshold`: the fleet-wide breaker before apps were
+    /// isolated.
+    #[must_use]
+    pub fn fleet_breaker_threshold(&self) -> usize {
+        self.fleet_breaker_threshold_of(self.app_count())
+    }
+
+    /// [`Config::fleet_breaker_threshold`] for `apps` apps, when the caller
+    /// knows how many (counting them compares names).
+    #[must_use]
+    pub fn fleet_breaker_threshold_of(&self, apps: usize) -> usize {
+        if self.mutations.has(Mutation::BreakerCountsOneApp) {
+            return usize::from(self.breaker.failure_threshold);
+        }
+        let share = (apps as u64)
+            .saturating_mul(u64::from(self.breaker.fleet_app_share_milli))
+            .div_ceil(1000);
+        usize::try_from(share).unwrap_or(usize::MAX).max(2)
+    }
+
     /// Whether `id` names a singleton type.
     #[must_use]
     pub fn is_singleton(&self, id: TypeId) -> bool {
@@ -673,6 +765,7 @@ impl Config {
                 window_ticks: 20,
                 failure_threshold: 4,
                 cooldown_ticks: 10,
+                fleet_app_share_milli: default_fleet_app_share_milli(),
             },
             seed: 1,
             mutations: Mutations::NONE,

@@ -60,6 +60,23 @@ pub struct HostId(pub u16);
 #[serde(transparent)]
 pub struct TypeId(pub u16);
 
+/// An app: a set of process types sharing a retry budget and a breaker
+/// (DESIGN.md, "Apps are isolated"). Dense, in the order each app's first
+/// process type appears in `Config::process_types`; see `Config::type_apps`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct AppId(pub u16);
+
+impl AppId {
+    /// The index into per-app vectors.
+    #[must_use]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
 /// One position of the formation: `(process type, index)`, e.g. `clock.1`.
 // Ordered as the tuple (process type, index), compared as one packed
 // integer: slot and instance comparisons are the core's hottest path.

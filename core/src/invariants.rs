@@ -5,7 +5,7 @@
 
 use crate::agent::Agent;
 use crate::config::Config;
-use crate::ids::{Generation, HostId, InstanceId, SlotId};
+use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId};
 use crate::journal::StopReason;
 use crate::manager::{Manager, Phase};
 use crate::message::RunPhase;
@@ -54,12 +54,29 @@ pub enum Violation {
         max: u16,
     },
     /// Tokens outside `[0, B]`.
-    #[error("budget holds {tokens_milli} milli-tokens, above capacity {capacity}")]
+    #[error("app {app:?}'s budget holds {tokens_milli} milli-tokens, above capacity {capacity}")]
     BudgetOverCapacity {
+        /// The app.
+        app: AppId,
         /// Tokens held.
         tokens_milli: u32,
         /// `B`.
         capacity: u32,
+    },
+    /// Not one budget and one breaker per app, or the fleet breaker counts
+    /// an app twice or past its threshold.
+    #[error(
+        "{budgets} budgets and {breakers} breakers for {apps} apps, fleet breaker failing {failing:?}"
+    )]
+    AppsOutOfStep {
+        /// Apps configured.
+        apps: usize,
+        /// Budgets held.
+        budgets: usize,
+        /// Breakers held.
+        breakers: usize,
+        /// Apps the fleet breaker counts.
+        failing: Vec<AppId>,
     },
     /// A user stop survives lockdown.
     #[error("lockdown is on but {instance} is stopping at a user's request")]
@@ -161,17 +178,40 @@ pub fn admission_within_k(m: &Manager, cfg: &Config) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Tokens within `[0, B]`.
+/// Every app's tokens within `[0, B]`; one budget and one breaker per
+/// app; the fleet breaker counts each app once, and fewer than trip it.
 pub fn budget_within_capacity(m: &Manager, cfg: &Config) -> Result<(), Violation> {
-    let b = m.durable().budget;
-    if b.within_capacity(cfg) {
-        Ok(())
-    } else {
-        Err(Violation::BudgetOverCapacity {
-            tokens_milli: b.tokens_milli,
-            capacity: cfg.budget.capacity,
-        })
+    let d = m.durable();
+    for (i, b) in d.budgets.iter().enumerate() {
+        if !b.within_capacity(cfg) {
+            return Err(Violation::BudgetOverCapacity {
+                app: AppId(u16::try_from(i).unwrap_or(u16::MAX)),
+                tokens_milli: b.tokens_milli,
+                capacity: cfg.budget.capacity,
+            });
+        }
     }
+    let apps = m.app_count();
+    let failing = d.fleet_breaker.failing();
+    // The mutation counts failures, so an app may appear more than once.
+    let counted_once = cfg
+        .mutations
+        .has(crate::config::Mutation::BreakerCountsOneApp)
+        || failing.is_sorted_by(|a, b| a < b);
+    if d.budgets.len() != apps
+        || d.breakers.len() != apps
+        || !counted_once
+        || failing.len() >= cfg.fleet_breaker_threshold_of(apps)
+        || failing.iter().any(|a| a.index() >= apps)
+    {
+        return Err(Violation::AppsOutOfStep {
+            apps,
+            budgets: d.budgets.len(),
+            breakers: d.breakers.len(),
+            failing: failing.to_vec(),
+        });
+    }
+    Ok(())
 }
 
 /// While lockdown is on, no instance is stopping at a user's request (S5).

@@ -5,10 +5,10 @@
 //! applying it with [`Durable::apply`], so the fold of the records it emitted
 //! is, by construction, the state it recovers from (DESIGN.md rule 4).
 
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, FleetBreaker};
 use crate::budget::Budget;
 use crate::config::{Config, Mutation};
-use crate::ids::{Generation, HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId, Tick, TypeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,15 +93,24 @@ pub enum JournalRecord {
         /// The instance.
         instance: InstanceId,
     },
-    /// The retry budget's new value.
+    /// An app's retry budget's new value.
     BudgetSet {
+        /// The app.
+        app: AppId,
         /// The budget.
         budget: Budget,
     },
-    /// The breaker's new state.
+    /// An app's breaker's new state.
     BreakerSet {
+        /// The app.
+        app: AppId,
         /// The breaker.
         breaker: Breaker,
+    },
+    /// The fleet breaker's new state.
+    FleetBreakerSet {
+        /// The breaker.
+        breaker: FleetBreaker,
     },
     /// Lockdown on or off.
     LockdownSet {
@@ -127,13 +136,13 @@ pub enum JournalRecord {
 }
 
 /// Journal format version.
-pub const JOURNAL_VERSION: u16 = 2;
+pub const JOURNAL_VERSION: u16 = 3;
 
 /// Counts of records, kept by the shell beside the durable state (a fold
 /// of the same journal, never compacted away) and read by
 /// [`crate::budget::launch_bound_inputs`]. Not part of [`Durable`]: the core
 /// decides nothing from them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Counters {
     /// Launches journaled (free ones included).
     pub launches: u64,
@@ -141,21 +150,75 @@ pub struct Counters {
     pub free_launches: u64,
     /// First successful boots seen (`S`): one per `BootSeenDone`.
     pub boots_seen_done: u64,
+    /// The same counts per process type, indexed by `TypeId` (a type past
+    /// the end has none): an app's are the sum over its types.
+    #[serde(default)]
+    pub by_type: Vec<TypeCounters>,
+}
+
+/// [`Counters`] of one process type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TypeCounters {
+    /// Launches journaled (free ones included).
+    pub launches: u64,
+    /// Free first launches used.
+    pub free_launches: u64,
+    /// First successful boots seen.
+    pub boots_seen_done: u64,
+}
+
+impl TypeCounters {
+    fn add(&mut self, other: &TypeCounters) {
+        self.launches = self.launches.saturating_add(other.launches);
+        self.free_launches = self.free_launches.saturating_add(other.free_launches);
+        self.boots_seen_done = self.boots_seen_done.saturating_add(other.boots_seen_done);
+    }
 }
 
 impl Counters {
     /// Counts `record`.
     pub fn apply(&mut self, record: &JournalRecord) {
         match record {
-            JournalRecord::InstanceLaunched { free, .. } => {
+            JournalRecord::InstanceLaunched { instance, free, .. } => {
                 self.launches = self.launches.saturating_add(1);
                 self.free_launches = self.free_launches.saturating_add(u64::from(*free));
+                self.count(instance.slot.process_type, |t| {
+                    t.launches = t.launches.saturating_add(1);
+                    t.free_launches = t.free_launches.saturating_add(u64::from(*free));
+                });
             }
-            JournalRecord::BootSeenDone { .. } => {
+            JournalRecord::BootSeenDone { instance } => {
                 self.boots_seen_done = self.boots_seen_done.saturating_add(1);
+                self.count(instance.slot.process_type, |t| {
+                    t.boots_seen_done = t.boots_seen_done.saturating_add(1);
+                });
             }
             _ => {}
         }
+    }
+
+    /// Changes `process_type`'s counts through `change`.
+    fn count(&mut self, process_type: TypeId, change: impl FnOnce(&mut TypeCounters)) {
+        let i = usize::from(process_type.0);
+        if self.by_type.len() <= i {
+            self.by_type.resize(i + 1, TypeCounters::default());
+        }
+        if let Some(t) = self.by_type.get_mut(i) {
+            change(t);
+        }
+    }
+
+    /// The counts of `app`'s process types together (`type_apps` is
+    /// `Config::type_apps`).
+    #[must_use]
+    pub fn of_app(&self, type_apps: &[AppId], app: AppId) -> TypeCounters {
+        let mut sum = TypeCounters::default();
+        for (t, counts) in self.by_type.iter().enumerate() {
+            if type_apps.get(t) == Some(&app) {
+                sum.add(counts);
+            }
+        }
+        sum
     }
 }
 
@@ -172,12 +235,15 @@ pub struct Durable {
     pub high_water: BTreeMap<SlotId, Generation>,
     /// Slots holding an unused free launch.
     pub free_launches: BTreeSet<SlotId>,
-    /// `F`: free launches granted so far.
-    pub free_launches_granted: u64,
-    /// The retry budget.
-    pub budget: Budget,
-    /// The breaker.
-    pub breaker: Breaker,
+    /// `F`: free launches granted so far, per process type (indexed by
+    /// `TypeId`); an app's `F_a` is the sum over its types.
+    pub free_launches_granted: Vec<u64>,
+    /// Each app's retry budget, indexed by `AppId`.
+    pub budgets: Vec<Budget>,
+    /// Each app's breaker, indexed by `AppId`.
+    pub breakers: Vec<Breaker>,
+    /// The fleet breaker, over failures spread across apps.
+    pub fleet_breaker: FleetBreaker,
     /// App-management lockdown.
     pub lockdown: bool,
     /// Launches paused everywhere.
@@ -197,9 +263,10 @@ impl Durable {
             instances: BTreeMap::new(),
             high_water: BTreeMap::new(),
             free_launches: BTreeSet::new(),
-            free_launches_granted: 0,
-            budget: Budget::full(cfg, now),
-            breaker: Breaker::closed(now),
+            free_launches_granted: vec![0; cfg.process_types.len()],
+            budgets: vec![Budget::full(cfg, now); cfg.app_count()],
+            breakers: vec![Breaker::closed(now); cfg.app_count()],
+            fleet_breaker: FleetBreaker::closed(now),
             lockdown: false,
             paused_all: false,
             paused_hosts: BTreeSet::new(),
@@ -229,7 +296,13 @@ impl Durable {
             }
             JournalRecord::FreeLaunchGranted { slot } => {
                 if self.free_launches.insert(slot) {
-                    self.free_launches_granted = self.free_launches_granted.saturating_add(1);
+                    let i = usize::from(slot.process_type.0);
+                    if self.free_launches_granted.len() <= i {
+                        self.free_launches_granted.resize(i + 1, 0);
+                    }
+                    if let Some(n) = self.free_launches_granted.get_mut(i) {
+                        *n = n.saturating_add(1);
+                    }
                 }
             }
             JournalRecord::InstanceLaunched {
@@ -269,8 +342,19 @@ impl Durable {
                 let hw = self.high_water.entry(slot).or_default();
                 *hw = (*hw).max(generation);
             }
-            JournalRecord::BudgetSet { budget } => self.budget = budget,
-            JournalRecord::BreakerSet { breaker } => self.breaker = breaker,
+            JournalRecord::BudgetSet { app, budget } => {
+                if let Some(b) = self.budgets.get_mut(app.index()) {
+                    *b = budget;
+                }
+            }
+            JournalRecord::BreakerSet { app, breaker } => {
+                if let Some(b) = self.breakers.get_mut(app.index()) {
+                    *b = breaker;
+                }
+            }
+            JournalRecord::FleetBreakerSet { ref breaker } => {
+                self.fleet_breaker = breaker.clone();
+            }
             JournalRecord::LockdownSet { on } => self.lockdown = on,
             JournalRecord::PauseSet { host, paused } => match (host, paused) {
                 (None, p) => self.paused_all = p,
@@ -283,6 +367,37 @@ impl Durable {
             },
         }
         true
+    }
+
+    /// `F`: free launches granted so far, every type together.
+    #[must_use]
+    pub fn free_launches_granted_total(&self) -> u64 {
+        self.free_launches_granted.iter().sum()
+    }
+
+    /// `F_a`: free launches granted so far to `app`'s types.
+    #[must_use]
+    pub fn free_launches_granted_to(&self, type_apps: &[AppId], app: AppId) -> u64 {
+        self.free_launches_granted
+            .iter()
+            .zip(type_apps)
+            .filter(|(_, a)| **a == app)
+            .map(|(n, _)| *n)
+            .sum()
+    }
+
+    /// Sizes the per-type and per-app vectors for `cfg` (a journal written
+    /// before a type or an app was added): a new app starts with a full
+    /// budget and a closed breaker.
+    pub fn fit(&mut self, cfg: &Config, now: Tick) {
+        let types = cfg.process_types.len();
+        self.formation.resize(types, 0);
+        if self.free_launches_granted.len() < types {
+            self.free_launches_granted.resize(types, 0);
+        }
+        let apps = cfg.app_count();
+        self.budgets.resize(apps, Budget::full(cfg, now));
+        self.breakers.resize(apps, Breaker::closed(now));
     }
 
     /// Folds `records` onto `self`.

@@ -47,14 +47,14 @@ pub mod manager;
 pub mod message;
 
 pub use agent::{Agent, AgentEffect, AgentInput, AgentNote, Instances};
-pub use breaker::Breaker;
+pub use breaker::{Breaker, FleetBreaker};
 pub use budget::{
     Budget, LaunchBoundInputs, launch_bound, launch_bound_closed, launch_bound_inputs,
 };
 pub use config::{Config, ConfigError, Mutation, Mutations, ProcessKind};
-pub use ids::{Generation, HostId, Incarnation, InstanceId, SlotId, Tick, TypeId};
+pub use ids::{AppId, Generation, HostId, Incarnation, InstanceId, SlotId, Tick, TypeId};
 pub use invariants::Violation;
-pub use journal::{Counters, Durable, JournalRecord, StopReason};
+pub use journal::{Counters, Durable, JournalRecord, StopReason, TypeCounters};
 pub use manager::{
     Alert, Effect, LiveView, Manager, ManagerInput, Note, OperatorCommand, Phase, Rejected,
     UserCommand,

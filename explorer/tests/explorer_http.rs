@@ -166,9 +166,9 @@ fn a_bad_trace_name_is_400() {
 
 #[test]
 fn a_malformed_trace_is_422() {
-    write_trace("malformed", "{\"version\": 2, \"steps\": [");
+    write_trace("malformed", "{\"version\": 3, \"steps\": [");
     check_problem(get("/trace/malformed"), 422, "not valid JSON");
-    write_trace("not-a-trace", "{\"version\": 2, \"hello\": 1}");
+    write_trace("not-a-trace", "{\"version\": 3, \"hello\": 1}");
     check_problem(get("/trace/not-a-trace"), 422, "not a tally trace");
     write_trace("old", "{\"version\": 1}");
     check_problem(get("/trace/old"), 422, "format version 1");

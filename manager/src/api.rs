@@ -7,7 +7,10 @@
 //! | `GET /health` | | liveness, no token |
 //! | `GET /ps` | | formation, instances, budget, breaker, history |
 //! | `POST /scale` | `{"web": 4, "clock": 1}` | all or nothing |
-//! | `POST /restart` | `{"type": "web"}`, `{"dyno": "web.1"}` or `{}` | |
+//! | `POST /restart` | `{"type": "web"}`, `{"dyno": "web.1"}`, `{"app": "blog"}` or `{}` | |
+//!
+//! With more than one app, a type is `app:type` (`blog:web`, `blog:web.1`);
+//! a bare `web` names the one app that has it.
 //! | `POST /stop` | `{"dyno": "web.1"}` | replaced unless the formation changes |
 //! | `POST /lockdown` | `{"on": true}` | |
 //! | `POST /breaker` | `{"open": true}` | |
@@ -20,7 +23,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use tally_core::budget::MILLI;
 use tally_core::{
-    Breaker, HostId, ManagerInput, OperatorCommand, Phase, ProcessKind, Rejected, Tick, UserCommand,
+    Breaker, FleetBreaker, HostId, ManagerInput, OperatorCommand, Phase, ProcessKind, Rejected,
+    Tick, UserCommand,
 };
 
 /// The largest request body accepted.
@@ -49,8 +53,11 @@ pub struct PsInstance {
 /// One process type in `ps`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PsType {
-    /// `web`.
+    /// `web` (`blog:web` when more than one app runs).
     pub name: String,
+    /// Its app.
+    #[serde(default)]
+    pub app: String,
     /// Singleton or not.
     pub singleton: bool,
     /// Desired count.
@@ -59,6 +66,32 @@ pub struct PsType {
     pub up: u16,
     /// Largest count allowed.
     pub max: u16,
+}
+
+/// One app in `ps`: its own retry budget, breaker and launch bound
+/// (DESIGN.md, "Apps are isolated").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PsApp {
+    /// The app's name.
+    pub name: String,
+    /// Retry tokens left in its bucket.
+    pub tokens: f64,
+    /// Bucket capacity `B`.
+    pub capacity: u32,
+    /// Its probe credit is ready.
+    pub probe_ready: bool,
+    /// Its breaker, in words.
+    pub breaker: String,
+    /// Whether its breaker is open.
+    pub breaker_open: bool,
+    /// Its launches since the journal began.
+    pub launches: u64,
+    /// `F_a`: its free first launches granted.
+    pub first_launches: u64,
+    /// `S_a`: its first successful boots.
+    pub boots_succeeded: u64,
+    /// Its launch bound `F_a + B + r*S_a + P` now.
+    pub launch_bound: u64,
 }
 
 /// What `GET /ps` returns.
@@ -74,16 +107,13 @@ pub struct Ps {
     pub instances: Vec<PsInstance>,
     /// Lockdown.
     pub lockdown: bool,
-    /// Breaker, in words.
+    /// The fleet breaker, in words.
     pub breaker: String,
-    /// Whether the breaker is open (by hand or on its own).
+    /// Whether the fleet breaker or any app's breaker is open (by hand or
+    /// on its own).
     pub breaker_open: bool,
-    /// Retry tokens left.
-    pub tokens: f64,
-    /// Bucket capacity.
-    pub capacity: u32,
-    /// Probe credit ready.
-    pub probe_ready: bool,
+    /// Each app's budget, breaker and launch bound.
+    pub apps: Vec<PsApp>,
     /// Launches paused everywhere.
     pub paused_all: bool,
     /// Hosts with launches paused.
@@ -94,7 +124,8 @@ pub struct Ps {
     pub first_launches: u64,
     /// `S`: first successful boots.
     pub boots_succeeded: u64,
-    /// The launch bound `F + B + r*S + P` now (DESIGN.md S3).
+    /// The fleet's launch bound `F + n*B + r*S + n*P` now (DESIGN.md S3),
+    /// the sum of the apps' bounds at most.
     pub launch_bound: u64,
     /// Breaker trips since this manager process started.
     pub breaker_trips: u64,
@@ -149,7 +180,8 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         .iter()
         .enumerate()
         .map(|(i, p)| PsType {
-            name: p.name.clone(),
+            name: d.type_name(tally_core::TypeId(u16::try_from(i).unwrap_or(u16::MAX))),
+            app: p.app.clone(),
             singleton: p.kind == ProcessKind::Singleton,
             desired: core.desired(tally_core::TypeId(u16::try_from(i).unwrap_or(u16::MAX))),
             up: up.get(i).copied().unwrap_or(0),
@@ -157,27 +189,34 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         })
         .collect();
     let durable = core.durable();
-    let (breaker, breaker_open) = match core.breaker() {
-        Breaker::Closed { failures, .. } => (
-            format!(
-                "closed ({failures} of {} failures in the window)",
-                cfg.breaker.failure_threshold
-            ),
-            false,
-        ),
-        Breaker::Open { manual: true, .. } => ("open (by an operator)".to_string(), true),
-        Breaker::Open { since, .. } => (
-            format!("open since {since}: boots kept failing; one probe after the cool-down"),
-            true,
-        ),
-        Breaker::HalfOpen { probe } => (
-            format!(
-                "half-open: probing with {}",
-                probe.map_or("the next launch".into(), |p| d.instance_name(p))
-            ),
-            false,
-        ),
-    };
+    let apps: Vec<PsApp> = cfg
+        .app_names()
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let app = tally_core::AppId(u16::try_from(i).unwrap_or(u16::MAX));
+            let budget = core
+                .budget(app)
+                .unwrap_or(tally_core::Budget::full(cfg, now));
+            let (breaker, breaker_open) = breaker_words(m, core.breaker(app));
+            let counts = m.counters.of_app(core.type_apps(), app);
+            let inputs = core.launch_bound_inputs_of_app(cfg, (app, counts.boots_seen_done), now);
+            PsApp {
+                name: name.to_owned(),
+                tokens: f64::from(budget.tokens_milli) / f64::from(MILLI),
+                capacity: cfg.budget.capacity,
+                probe_ready: budget.probe_ready,
+                breaker,
+                breaker_open,
+                launches: counts.launches,
+                first_launches: inputs.first_launches,
+                boots_succeeded: inputs.successful_boots,
+                launch_bound: tally_core::launch_bound(cfg, inputs),
+            }
+        })
+        .collect();
+    let (breaker, fleet_open) = fleet_breaker_words(m, core.fleet_breaker());
+    let breaker_open = fleet_open || apps.iter().any(|a| a.breaker_open);
     // The core's inputs from the journal's counters (the formula S3
     // proves, with the journal's `S`, which is what refilled the budget),
     // and the same after a restart.
@@ -190,9 +229,7 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         lockdown: core.lockdown(),
         breaker,
         breaker_open,
-        tokens: f64::from(durable.budget.tokens_milli) / f64::from(MILLI),
-        capacity: cfg.budget.capacity,
-        probe_ready: durable.budget.probe_ready,
+        apps,
         paused_all: durable.paused_all,
         paused_hosts: durable.paused_hosts.iter().map(|h| h.0).collect(),
         launches: m.counters.launches,
@@ -206,12 +243,79 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
     }
 }
 
+/// An app's breaker in words, and whether it is open.
+fn breaker_words(m: &ManagerMachine, b: Breaker) -> (String, bool) {
+    let d = &m.deployment;
+    match b {
+        Breaker::Closed { failures, .. } => (
+            format!(
+                "closed ({failures} of {} failures in the window)",
+                d.config.breaker.failure_threshold
+            ),
+            false,
+        ),
+        Breaker::Open { manual: true, .. } => ("open (by an operator)".to_string(), true),
+        Breaker::Open { since, .. } => (
+            format!("open since {since}: its boots kept failing; one probe after the cool-down"),
+            true,
+        ),
+        Breaker::HalfOpen { probe } => (
+            format!(
+                "half-open: probing with {}",
+                probe.map_or("the next launch".into(), |p| d.instance_name(p))
+            ),
+            false,
+        ),
+    }
+}
+
+/// The fleet breaker in words, and whether it is open.
+fn fleet_breaker_words(m: &ManagerMachine, b: &FleetBreaker) -> (String, bool) {
+    let d = &m.deployment;
+    let threshold = d.config.fleet_breaker_threshold();
+    let apps = d.config.app_count();
+    match b {
+        FleetBreaker::Closed { failing, .. } if apps < threshold => (
+            format!(
+                "closed ({} of {apps} apps failing; it trips at {threshold} apps, so only an operator opens it)",
+                failing.len()
+            ),
+            false,
+        ),
+        FleetBreaker::Closed { failing, .. } => (
+            format!(
+                "closed ({} of {threshold} failing apps that trip it in the window)",
+                failing.len()
+            ),
+            false,
+        ),
+        FleetBreaker::Open { manual: true, .. } => {
+            ("open (by an operator): no app launches".to_string(), true)
+        }
+        FleetBreaker::Open { since, .. } => (
+            format!(
+                "open since {since}: boots of many apps kept failing; no app launches until one probe after the cool-down"
+            ),
+            true,
+        ),
+        FleetBreaker::HalfOpen { probe, .. } => (
+            format!(
+                "half-open: probing with {}",
+                probe.map_or("the next launch".into(), |p| d.instance_name(p))
+            ),
+            false,
+        ),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RestartBody {
     #[serde(rename = "type")]
     process_type: Option<String>,
     dyno: Option<String>,
+    /// Every dyno of this app (with neither `type` nor `dyno`).
+    app: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +453,19 @@ fn route(
                 (Some(_), Some(_)) => {
                     return Err(error(400, "give `type` or `dyno`, not both"));
                 }
+                // Every dyno of one app: one restart per type, applied
+                // together.
+                (None, None) if b.app.is_some() => {
+                    let app = b.app.unwrap_or_default();
+                    return Ok(app_types(core, &app)?
+                        .into_iter()
+                        .map(|t| {
+                            ManagerInput::User(UserCommand::Restart {
+                                process_type: Some(t),
+                            })
+                        })
+                        .collect());
+                }
                 (None, Some(dyno)) => UserCommand::RestartDyno {
                     slot: slot_id(core, &dyno)?,
                 },
@@ -439,16 +556,29 @@ fn known_host(body: &str, host_known: &dyn Fn(HostId) -> bool) -> Result<Option<
 
 fn type_id(core: &Core, name: &str) -> Result<tally_core::TypeId, Answer> {
     core.read(|m, _| {
-        m.deployment.type_id(name).ok_or_else(|| {
-            let known: Vec<&str> = m.deployment.types.iter().map(|t| t.name.as_str()).collect();
-            error(
+        m.deployment
+            .resolve_type(name)
+            .map_err(|why| error(422, why))
+    })
+    .unwrap_or_else(|e| Err(error(500, e.to_string())))
+}
+
+/// Every type of the app `name`, or a 422 naming the apps there are.
+fn app_types(core: &Core, name: &str) -> Result<Vec<tally_core::TypeId>, Answer> {
+    core.read(|m, _| {
+        let d = &m.deployment;
+        let types: Vec<tally_core::TypeId> = (0..d.types.len())
+            .map(|i| tally_core::TypeId(u16::try_from(i).unwrap_or(u16::MAX)))
+            .filter(|t| d.app_of(*t) == name)
+            .collect();
+        if types.is_empty() {
+            Err(error(
                 422,
-                format!(
-                    "unknown process type `{name}`; the Procfile names {}",
-                    known.join(", ")
-                ),
-            )
-        })
+                format!("no app `{name}`; apps: {}", d.apps().join(", ")),
+            ))
+        } else {
+            Ok(types)
+        }
     })
     .unwrap_or_else(|e| Err(error(500, e.to_string())))
 }
@@ -458,7 +588,7 @@ fn slot_id(core: &Core, dyno: &str) -> Result<tally_core::SlotId, Answer> {
     let bad = || {
         error(
             422,
-            format!("`{dyno}` is not a dyno name: give TYPE.N, e.g. web.1"),
+            format!("`{dyno}` is not a dyno name: give TYPE.N, e.g. web.1 (or APP:TYPE.N)"),
         )
     };
     let (name, n) = dyno.rsplit_once('.').ok_or_else(bad)?;

@@ -154,6 +154,15 @@ impl Client {
         self.accepted("POST", "/restart", Some(body)).map(drop)
     }
 
+    /// Replaces every dyno of one app.
+    ///
+    /// # Errors
+    /// No manager, or a refusal (lockdown, no such app).
+    pub fn restart_app(&self, app: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "app": app });
+        self.accepted("POST", "/restart", Some(body)).map(drop)
+    }
+
     /// Replaces one dyno (`web.1`).
     ///
     /// # Errors

@@ -491,8 +491,9 @@ impl Shell {
             .arg("--")
             .args(crate::fence::argv_of(&spec.command))
             // `.env` first: the variables below win over it.
-            .envs(d.env.iter().map(|(k, v)| (k, v)))
-            .env("DYNO", &dyno_name)
+            .envs(d.env_of(&spec.app).map(|(k, v)| (k, v)))
+            .env("DYNO", d.dyno_var(instance.slot))
+            .env("TALLY_APP", &spec.app)
             .env("PORT", port.to_string())
             .env("TALLY_GENERATION", instance.generation.0.to_string())
             .env("TALLY_READY_FILE", &ready_file)
@@ -503,6 +504,9 @@ impl Shell {
             // Its own group: a Ctrl-C meant for `tally run` must reach the
             // fence through the agent's exit, not kill the fence first.
             .process_group(0);
+        if let Some(dir) = &spec.dir {
+            cmd.current_dir(dir);
+        }
         use std::os::unix::process::CommandExt;
         let mut child = cmd.spawn()?;
         let control = child

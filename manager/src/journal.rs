@@ -803,7 +803,7 @@ impl FileJournal {
             .map_err(io_at(&mark_file_path))?;
         let recovered = Recovered {
             durable: fold.durable.clone(),
-            counters: fold.counters,
+            counters: fold.counters.clone(),
             seq: read.last_seq,
             entries_read: read.entries,
             torn_tail_dropped: read.torn,
@@ -845,7 +845,7 @@ impl FileJournal {
     /// The counters so far.
     #[must_use]
     pub fn counters(&self) -> Counters {
-        self.fold.counters
+        self.fold.counters.clone()
     }
 
     /// Bytes of the current segment.
@@ -937,7 +937,7 @@ impl FileJournal {
         let seq = self.seq + 1;
         let snapshot = Snapshot {
             durable: self.fold.durable.compacted(&self.cfg),
-            counters: self.fold.counters,
+            counters: self.fold.counters.clone(),
         };
         let dir = journal_dir(&self.dir);
         let (path, file, bytes) = new_segment(&dir, &self.id, seq, Some(&snapshot))?;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tally_core::{
-    Alert, Breaker, Counters, Effect, ExitOutcome, JournalRecord, Manager, ManagerInput, Note,
-    Rejected, SlotId, Tick,
+    Alert, Breaker, Counters, Effect, ExitOutcome, FleetBreaker, JournalRecord, Manager,
+    ManagerInput, Note, Rejected, SlotId, Tick,
 };
 
 /// Lifecycle lines kept for `tally ps`.
@@ -133,9 +133,18 @@ impl ManagerMachine {
         for effect in effects {
             match effect {
                 Effect::Persist(record) => self.observe_record(now, &d, record),
-                Effect::Alert(Alert::BreakerTripped) => {
+                Effect::Alert(Alert::BreakerTripped { app }) => {
                     self.stats.breaker_trips += 1;
-                    self.log(now, "ALERT breaker tripped: boots are failing; launches stop until a probe boots".into());
+                    let name = d
+                        .config
+                        .app_names()
+                        .get(app.index())
+                        .map_or(String::new(), |n| (*n).to_owned());
+                    self.log(now, format!("ALERT breaker of app {name} tripped: its boots are failing; its launches stop until a probe boots"));
+                }
+                Effect::Alert(Alert::FleetBreakerTripped) => {
+                    self.stats.breaker_trips += 1;
+                    self.log(now, "ALERT fleet breaker tripped: boots of many apps are failing; no app launches until a probe boots".into());
                 }
                 Effect::Alert(Alert::GenerationAboveHighWater { instance }) => {
                     let line = format!(
@@ -178,21 +187,45 @@ impl ManagerMachine {
                 let line = self.lifecycle("stopped", *instance);
                 self.log(now, line);
             }
-            JournalRecord::BreakerSet { breaker } => {
-                let line = match breaker {
-                    Breaker::Closed { .. } => "breaker closed".to_string(),
-                    Breaker::Open { manual: true, .. } => "breaker opened by an operator".into(),
-                    Breaker::Open { .. } => "breaker open: boots keep failing".into(),
-                    Breaker::HalfOpen { probe: None } => {
-                        "breaker half-open: one probe may launch".into()
-                    }
+            JournalRecord::BreakerSet { app, breaker } => {
+                let name = d
+                    .config
+                    .app_names()
+                    .get(app.index())
+                    .map_or(String::new(), |n| (*n).to_owned());
+                let what = match breaker {
+                    Breaker::Closed { .. } => "closed".to_string(),
+                    Breaker::Open { manual: true, .. } => "opened by an operator".into(),
+                    Breaker::Open { .. } => "open: its boots keep failing".into(),
+                    Breaker::HalfOpen { probe: None } => "half-open: one probe may launch".into(),
                     Breaker::HalfOpen { probe: Some(p) } => format!(
-                        "breaker half-open: probing with slot={} generation={}",
+                        "half-open: probing with slot={} generation={}",
                         d.slot_name(p.slot),
                         p.generation.0
                     ),
                 };
-                self.log(now, line);
+                self.log(now, format!("breaker of app {name} {what}"));
+            }
+            JournalRecord::FleetBreakerSet { breaker } => {
+                let what = match breaker {
+                    FleetBreaker::Closed { failing, .. } if failing.is_empty() => {
+                        "closed".to_string()
+                    }
+                    FleetBreaker::Closed { failing, .. } => {
+                        format!("closed, {} apps failing in the window", failing.len())
+                    }
+                    FleetBreaker::Open { manual: true, .. } => "opened by an operator".into(),
+                    FleetBreaker::Open { .. } => "open: boots of many apps keep failing".into(),
+                    FleetBreaker::HalfOpen { probe: None, .. } => {
+                        "half-open: one probe may launch".into()
+                    }
+                    FleetBreaker::HalfOpen { probe: Some(p), .. } => format!(
+                        "half-open: probing with slot={} generation={}",
+                        d.slot_name(p.slot),
+                        p.generation.0
+                    ),
+                };
+                self.log(now, format!("fleet breaker {what}"));
             }
             JournalRecord::LockdownSet { on } => {
                 self.log(now, format!("lockdown {}", if *on { "on" } else { "off" }));
@@ -249,7 +282,10 @@ impl ManagerMachine {
             }
             Note::LockdownRefused => self.stats.lockdown_refusals += 1,
             Note::ProbeSpent => self.log(now, "probe relaunch spent".into()),
-            Note::ReportVersionMismatch | Note::StaleExit | Note::InstanceStopped { .. } => {}
+            Note::ReportVersionMismatch
+            | Note::StaleExit
+            | Note::InstanceStopped { .. }
+            | Note::BootFailureCounted { .. } => {}
         }
     }
 

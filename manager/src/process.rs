@@ -112,8 +112,11 @@ fn current_exe() -> Result<PathBuf, ProcessError> {
 /// A manager and its local agents: `tally run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The Procfile.
+    /// The Procfile (of the one app, when `apps` is empty).
     pub procfile: PathBuf,
+    /// Apps by name, each a Procfile or a directory holding one (`tally
+    /// run --app NAME=PATH`); `procfile` is not read when there are any.
+    pub apps: Vec<(String, PathBuf)>,
     /// The settings file; `tally.toml` when `None` and it exists.
     pub config: Option<PathBuf>,
     /// Local agents started as threads (hosts `0..hosts`).
@@ -151,6 +154,13 @@ impl RunOptions {
             Some(p) => Some(p.clone()),
             None => Some(PathBuf::from("tally.toml")).filter(|p| p.exists()),
         };
+        if !self.apps.is_empty() {
+            return Ok(crate::settings::load_apps(
+                &self.apps,
+                config.as_deref(),
+                self.env_file.as_deref(),
+            )?);
+        }
         Ok(crate::settings::load(
             &self.procfile,
             config.as_deref(),

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tally_core::config::limits::{AGENT_INSTANCES_MAX, COUNT_MAX};
 use tally_core::config::{
     BreakerConfig, BudgetConfig, Mutations, ProcessKind, ProcessTypeConfig, Timing,
@@ -43,6 +43,9 @@ pub enum SettingsError {
     /// `tally.toml` configures a type the Procfile lacks.
     #[error("tally.toml configures `{0}`, which the Procfile does not name")]
     UnknownType(String),
+    /// An `--app NAME=PATH` that cannot be used.
+    #[error("--app {0}")]
+    App(String),
     /// A value out of range.
     #[error("tally.toml: {0}")]
     Invalid(String),
@@ -79,9 +82,10 @@ pub const ENV_FILE_MAX: usize = 256 << 10;
 
 /// Variables `tally` sets for each dyno: they win over `.env` (see
 /// [`Deployment::env`]).
-pub const DYNO_VARIABLES: [&str; 5] = [
+pub const DYNO_VARIABLES: [&str; 6] = [
     "DYNO",
     "PORT",
+    "TALLY_APP",
     "TALLY_GENERATION",
     "TALLY_READY_FILE",
     "TALLY_HOST",
@@ -287,6 +291,13 @@ impl Default for FileSettings {
 /// What an agent needs to run one process type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeSpec {
+    /// The app it belongs to.
+    #[serde(default)]
+    pub app: String,
+    /// Where its command runs (the app's directory); the directory `tally
+    /// run` was started in when `None`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
     /// `web`, `clock`.
     pub name: String,
     /// The Procfile command.
@@ -311,6 +322,10 @@ pub struct Deployment {
     /// [`Deployment::same_core`]): a new `.env` needs no new journal.
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Each app's own `.env` (beside its Procfile), above `env` and below
+    /// tally's variables. Not bound to the data dir either.
+    #[serde(default)]
+    pub app_env: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl Deployment {
@@ -318,6 +333,7 @@ impl Deployment {
     /// everything a journal depends on, `env` aside.
     #[must_use]
     pub fn same_core(&self, other: &Deployment) -> bool {
+        // `env` and `app_env` left out: a changed `.env` needs no new journal.
         self.config == other.config && self.types == other.types && self.tick_ms == other.tick_ms
     }
 
@@ -325,29 +341,131 @@ impl Deployment {
     /// start: a Heroku `.env` often sets `PORT`).
     #[must_use]
     pub fn env_overridden(&self) -> Vec<&str> {
-        self.env
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| DYNO_VARIABLES.contains(k))
-            .collect()
+        let own = self.app_env.iter().flat_map(|(_, vars)| vars);
+        // In file order, each once.
+        let mut keys: Vec<&str> = Vec::new();
+        for (k, _) in self.env.iter().chain(own) {
+            if DYNO_VARIABLES.contains(&k.as_str()) && !keys.contains(&k.as_str()) {
+                keys.push(k);
+            }
+        }
+        keys
     }
 
-    /// The type id of `name`.
+    /// Whether more than one app runs here: names are then `app:type`.
+    #[must_use]
+    pub fn multi_app(&self) -> bool {
+        self.types
+            .first()
+            .is_some_and(|first| self.types.iter().any(|t| t.app != first.app))
+    }
+
+    /// The type id of `name`: `web`, or `blog:web` to name the app.
     #[must_use]
     pub fn type_id(&self, name: &str) -> Option<tally_core::TypeId> {
-        self.types
-            .iter()
-            .position(|t| t.name == name)
-            .and_then(|i| u16::try_from(i).ok())
-            .map(tally_core::TypeId)
+        self.resolve_type(name).ok()
     }
 
-    /// The name of a type id.
+    /// The type id of `name` (`web` or `blog:web`), or why there is none
+    /// (unknown, or the same type in more than one app), in words.
+    ///
+    /// # Errors
+    /// The reason, naming the types there are.
+    pub fn resolve_type(&self, name: &str) -> Result<tally_core::TypeId, String> {
+        let (app, ty) = match name.split_once(':') {
+            Some((a, t)) => (Some(a), t),
+            None => (None, name),
+        };
+        let found: Vec<usize> = self
+            .types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.name == ty && app.is_none_or(|a| t.app == a))
+            .map(|(i, _)| i)
+            .collect();
+        let all = || {
+            (0..self.types.len())
+                .map(|i| self.qualified(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match found.as_slice() {
+            [i] => Ok(tally_core::TypeId(u16::try_from(*i).unwrap_or(u16::MAX))),
+            [] => Err(format!(
+                "unknown process type `{name}`; the Procfiles name {}",
+                all()
+            )),
+            many => {
+                let first = many.first().copied().unwrap_or_default();
+                Err(format!(
+                    "`{name}` is a type of more than one app ({}): name the app, e.g. `--app {}` or `{}`",
+                    many.iter()
+                        .map(|i| self.qualified(*i))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.types.get(first).map_or("", |t| t.app.as_str()),
+                    self.qualified(first),
+                ))
+            }
+        }
+    }
+
+    /// `web`, or `blog:web` when more than one app runs here.
+    fn qualified(&self, i: usize) -> String {
+        match self.types.get(i) {
+            Some(t) if self.multi_app() => format!("{}:{}", t.app, t.name),
+            Some(t) => t.name.clone(),
+            None => "?".into(),
+        }
+    }
+
+    /// The name of a type id: `web`, or `blog:web` when more than one app
+    /// runs here.
     #[must_use]
-    pub fn type_name(&self, id: tally_core::TypeId) -> &str {
+    pub fn type_name(&self, id: tally_core::TypeId) -> String {
+        self.qualified(usize::from(id.0))
+    }
+
+    /// `$DYNO` for a slot: `web.1`, without the app (Heroku's name within
+    /// an app).
+    #[must_use]
+    pub fn dyno_var(&self, slot: tally_core::SlotId) -> String {
+        let name = self
+            .types
+            .get(usize::from(slot.process_type.0))
+            .map_or("?", |t| t.name.as_str());
+        format!("{name}.{}", u32::from(slot.index) + 1)
+    }
+
+    /// The app of a type id.
+    #[must_use]
+    pub fn app_of(&self, id: tally_core::TypeId) -> &str {
         self.types
             .get(usize::from(id.0))
-            .map_or("?", |t| t.name.as_str())
+            .map_or("", |t| t.app.as_str())
+    }
+
+    /// The apps, in the order their first type appears.
+    #[must_use]
+    pub fn apps(&self) -> Vec<&str> {
+        let mut apps: Vec<&str> = Vec::new();
+        for t in &self.types {
+            if !apps.contains(&t.app.as_str()) {
+                apps.push(&t.app);
+            }
+        }
+        apps
+    }
+
+    /// The environment an app's dynos get from files: the deployment's
+    /// `env`, then the app's own `.env` (later wins).
+    pub fn env_of(&self, app: &str) -> impl Iterator<Item = &(String, String)> {
+        let own = self
+            .app_env
+            .iter()
+            .filter(move |(a, _)| a == app)
+            .flat_map(|(_, vars)| vars);
+        self.env.iter().chain(own)
     }
 
     /// `web.1@g3`: an instance the way people read it.
@@ -356,7 +474,8 @@ impl Deployment {
         format!("{}@{}", self.slot_name(id.slot), id.generation)
     }
 
-    /// `web.1`, the dyno name (`$DYNO`).
+    /// `web.1` (`blog:web.1` when more than one app runs here): the dyno's
+    /// name in `ps`, logs and commands.
     #[must_use]
     pub fn slot_name(&self, slot: tally_core::SlotId) -> String {
         format!(
@@ -587,6 +706,99 @@ pub fn load(
     Ok(deployment)
 }
 
+/// Reads the apps of `tally run --app NAME=PATH ...`: each PATH a Procfile
+/// or a directory holding one, beside which an optional `tally.toml` sets
+/// that app's `[types.*]` and an optional `.env` its dynos' variables;
+/// `settings` holds the deployment's own (timing, budget, breaker), and
+/// `env_file` variables for every app's dynos.
+///
+/// # Errors
+/// Unreadable or invalid files, an app name that is not one, two apps of
+/// one name.
+pub fn load_apps(
+    apps: &[(String, PathBuf)],
+    settings: Option<&Path>,
+    env_file: Option<&Path>,
+) -> Result<Deployment, SettingsError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|source| SettingsError::Read {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    let file = match settings {
+        Some(p) => parse_settings(&read(p)?)?,
+        None => FileSettings::default(),
+    };
+    if let Some(t) = file.types.keys().next() {
+        return Err(SettingsError::App(format!(
+            "with --app, each app's types are set in its own tally.toml (beside its Procfile), not in --config: [types.{t}]"
+        )));
+    }
+    let env_of = |p: &Path| {
+        read(p).and_then(|text| {
+            parse_env(&text).map_err(|(line, why)| SettingsError::Env {
+                path: p.display().to_string(),
+                line,
+                why,
+            })
+        })
+    };
+    let mut sources = Vec::new();
+    for (name, path) in apps {
+        let procfile = if path.is_dir() {
+            path.join("Procfile")
+        } else {
+            path.clone()
+        };
+        let dir = procfile
+            .parent()
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .and_then(|d| d.canonicalize().ok());
+        let procs = parse_procfile(&read(&procfile)?)
+            .map_err(|e| SettingsError::App(format!("{name}={}: {e}", procfile.display())))?;
+        let own = dir
+            .as_ref()
+            .map(|d| d.join("tally.toml"))
+            .filter(|p| p.is_file());
+        let types = match own {
+            Some(p) => {
+                toml::from_str::<AppFileSettings>(&read(&p)?)
+                    .map_err(|e| {
+                        SettingsError::App(format!(
+                            "{name}: {}: {e}\n  an app's own tally.toml sets only [types.*]; timing, budget and breaker are the deployment's (--config)",
+                            p.display()
+                        ))
+                    })?
+                    .types
+            }
+            None => BTreeMap::new(),
+        };
+        let env = match dir.as_ref().map(|d| d.join(".env")).filter(|p| p.is_file()) {
+            Some(p) => env_of(&p)?,
+            None => Vec::new(),
+        };
+        sources.push(AppSource {
+            name: name.clone(),
+            procs,
+            types,
+            dir,
+            env,
+        });
+    }
+    let mut deployment = build_apps(&sources, &file)?;
+    if let Some(p) = env_file {
+        deployment.env = env_of(p)?;
+    }
+    Ok(deployment)
+}
+
 /// Builds a validated deployment from a parsed Procfile and settings.
 ///
 /// # Errors
@@ -594,17 +806,82 @@ pub fn load(
 /// [`SettingsError::Invalid`], one problem a line; or a configuration the
 /// core refuses.
 pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployment, SettingsError> {
-    if let Some(unknown) = file
-        .types
-        .keys()
-        .find(|k| !procs.iter().any(|(n, _)| n == *k))
-    {
-        return Err(SettingsError::UnknownType(unknown.clone()));
+    let app = AppSource {
+        name: file.app.clone(),
+        procs: procs.to_vec(),
+        types: file.types.clone(),
+        dir: None,
+        env: Vec::new(),
+    };
+    build_apps(&[app], file)
+}
+
+/// One app of a deployment: its name, its Procfile's processes, its own
+/// types' settings, where its commands run and its own `.env`.
+#[derive(Clone, Debug, Default)]
+pub struct AppSource {
+    /// The app's name.
+    pub name: String,
+    /// `(type, command)` from its Procfile.
+    pub procs: Vec<(String, String)>,
+    /// `[types.*]` from its own `tally.toml`.
+    pub types: BTreeMap<String, TypeSettings>,
+    /// Its directory (commands run there).
+    pub dir: Option<PathBuf>,
+    /// Its own `.env`.
+    pub env: Vec<(String, String)>,
+}
+
+/// An app's own `tally.toml`: only `[types.*]`; timing, budget and breaker
+/// are the deployment's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppFileSettings {
+    #[serde(default)]
+    types: BTreeMap<String, TypeSettings>,
+}
+
+/// Builds one deployment of several apps (`tally run --app NAME=PATH ...`):
+/// their types in order, each app with its own budget and breaker in the
+/// core; `file` holds the deployment-wide settings.
+///
+/// # Errors
+/// As [`build`], for any app; two apps of one name.
+pub fn build_apps(apps: &[AppSource], file: &FileSettings) -> Result<Deployment, SettingsError> {
+    let mut problems_all: Vec<String> = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        if apps.iter().take(i).any(|a| a.name == app.name) {
+            return Err(SettingsError::App(format!(
+                "{}: two apps of that name",
+                shown(&app.name)
+            )));
+        }
+        if let Some(unknown) = app
+            .types
+            .keys()
+            .find(|k| !app.procs.iter().any(|(n, _)| n == *k))
+        {
+            let name = if apps.len() > 1 {
+                format!("{}:{unknown}", app.name)
+            } else {
+                unknown.clone()
+            };
+            return Err(SettingsError::UnknownType(name));
+        }
+        let one = FileSettings {
+            app: app.name.clone(),
+            types: app.types.clone(),
+            ..file.clone()
+        };
+        for p in problems(&one) {
+            if !problems_all.contains(&p) {
+                problems_all.push(p);
+            }
+        }
     }
-    let problems = problems(file);
-    if !problems.is_empty() {
+    if !problems_all.is_empty() {
         // Each line reads `tally.toml: ...` once displayed.
-        return Err(SettingsError::Invalid(problems.join("\ntally.toml: ")));
+        return Err(SettingsError::Invalid(problems_all.join("\ntally.toml: ")));
     }
     let t = &file.timing;
     let b = &file.budget;
@@ -612,8 +889,11 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
     let ticks = |ms: u64| ms.div_ceil(file.tick_ms);
     let mut types = Vec::new();
     let mut process_types = Vec::new();
-    for (name, command) in procs {
-        let s = file.types.get(name).cloned().unwrap_or_default();
+    for (app, (name, command)) in apps
+        .iter()
+        .flat_map(|a| a.procs.iter().map(move |p| (a, p)))
+    {
+        let s = app.types.get(name).cloned().unwrap_or_default();
         let kind = if s.singleton {
             ProcessKind::Singleton
         } else {
@@ -621,7 +901,7 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
         };
         let count_max = s.max.unwrap_or(if s.singleton { 1 } else { DEFAULT_MAX });
         process_types.push(ProcessTypeConfig {
-            app: file.app.clone(),
+            app: app.name.clone(),
             name: name.clone(),
             kind,
             count_initial: s.count.unwrap_or(1),
@@ -633,6 +913,8 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
             Readiness::Started
         };
         types.push(TypeSpec {
+            app: app.name.clone(),
+            dir: app.dir.clone(),
             name: name.clone(),
             command: command.clone(),
             ready: s.ready.unwrap_or(default_ready),
@@ -666,16 +948,23 @@ pub fn build(procs: &[(String, String)], file: &FileSettings) -> Result<Deployme
             window_ticks: ticks(file.breaker.window_ms),
             failure_threshold: file.breaker.failure_threshold,
             cooldown_ticks: ticks(file.breaker.cooldown_ms),
+            fleet_app_share_milli: 250,
         },
         seed: file.seed,
         mutations: Mutations::NONE,
     };
     config.validate().map_err(|e| in_settings_words(e, file))?;
+    let app_env = apps
+        .iter()
+        .filter(|a| !a.env.is_empty())
+        .map(|a| (a.name.clone(), a.env.clone()))
+        .collect();
     Ok(Deployment {
         config,
         types,
         tick_ms: file.tick_ms,
         env: Vec::new(),
+        app_env,
     })
 }
 

@@ -132,7 +132,7 @@ fn check_against_replay(shared: &Shared<ManagerMachine, Log>, runs: Vec<(Manager
                 );
             }
             assert!(
-                m.manager.durable().budget.tokens_milli <= cfg.budget.capacity * 1000,
+                m.manager.durable().budgets[0].tokens_milli <= cfg.budget.capacity * 1000,
                 "tokens within B"
             );
             let mut journaled = tally_core::Counters::default();

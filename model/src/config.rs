@@ -89,7 +89,15 @@ pub struct ModelConfig {
     /// Commands fired once each, in order, at any time before calm.
     #[serde(default)]
     pub script: Vec<ScriptedCommand>,
+    /// Apps whose every boot fails (a bad release): their boots fail when
+    /// due, at no cost to the fault budget, and L1 asks convergence of the
+    /// other apps only. What isolation is checked against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_apps: Vec<String>,
 }
+
+/// Apps the model tracks one by one (ghost counters are arrays of this size).
+pub const MODEL_APPS_MAX: usize = 4;
 
 /// A named set of configurations, each checked exhaustively.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +194,29 @@ impl ModelConfig {
                 reason: "clock stalls need a drift bound: set core.timing.drift_ppm".into(),
             });
         }
+        let apps = self.core.app_names();
+        if apps.len() > MODEL_APPS_MAX {
+            return Err(ModelConfigError::Invalid {
+                field: "core.process_types",
+                reason: format!(
+                    "{} apps; the model tracks at most {MODEL_APPS_MAX}",
+                    apps.len()
+                ),
+            });
+        }
+        if let Some(a) = self
+            .broken_apps
+            .iter()
+            .find(|a| !apps.contains(&a.as_str()))
+        {
+            return Err(ModelConfigError::Invalid {
+                field: "broken_apps",
+                reason: format!(
+                    "no process type belongs to app `{a}`; apps: {}",
+                    apps.join(", ")
+                ),
+            });
+        }
         for c in &self.script {
             if let ScriptedCommand::Operator {
                 command:
@@ -202,6 +233,16 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether `process_type` belongs to a broken app (see `broken_apps`).
+    #[must_use]
+    pub fn is_broken(&self, process_type: TypeId) -> bool {
+        !self.broken_apps.is_empty()
+            && self
+                .core
+                .process_type(process_type)
+                .is_some_and(|p| self.broken_apps.contains(&p.app))
     }
 
     /// This configuration with `m` switched on.
@@ -319,6 +360,7 @@ pub fn model_core(singletons: u16, scalable: u16) -> Config {
             window_ticks: 4,
             failure_threshold: 2,
             cooldown_ticks: 2,
+            fleet_app_share_milli: 250,
         },
         seed: 0,
         mutations: tally_core::Mutations::NONE,
@@ -346,6 +388,7 @@ fn base(name: &str, hosts: u16, core: Config) -> ModelConfig {
         network_capacity: 1,
         faults: FaultBudget::default(),
         script: Vec::new(),
+        broken_apps: Vec::new(),
     }
 }
 
@@ -469,7 +512,16 @@ pub fn ci() -> Preset {
             process_type: Some(TypeId(0)),
         },
     }];
-    let mut configs = vec![network, crashes, dynos, lockdown, timed, mixed, restart];
+    let mut configs = vec![
+        network,
+        crashes,
+        dynos,
+        lockdown,
+        timed,
+        mixed,
+        restart,
+        two_apps(),
+    ];
     // Every horizon reaches the recovery bound: L1 proves convergence
     // within T(cfg), and no recovery is cut short by the horizon.
     for c in &mut configs {
@@ -480,6 +532,31 @@ pub fn ci() -> Preset {
         configs,
         complete: true,
     }
+}
+
+/// Two apps on two hosts (DESIGN.md, "Apps are isolated"): `shop`'s
+/// singleton `clock`, healthy, whose dyno may crash and must be relaunched;
+/// and `bad`, whose release never boots. `bad` spends its own budget and
+/// trips its own breaker; `shop` still gets its relaunch (S7, L1).
+#[must_use]
+pub fn two_apps() -> ModelConfig {
+    let mut core = model_core(1, 0);
+    core.process_types.push(ProcessTypeConfig {
+        app: "bad".into(),
+        name: "web".into(),
+        kind: ProcessKind::Scalable,
+        count_initial: 1,
+        count_max: 1,
+    });
+    let mut c = base("ci-two-apps", 2, core);
+    c.broken_apps = vec!["bad".into()];
+    c.calm_at = 6;
+    c.faults = FaultBudget {
+        dyno_crash: 1,
+        message_loss: 1,
+        ..FaultBudget::default()
+    };
+    c
 }
 
 /// The nightly preset: larger budgets per configuration.

@@ -4,10 +4,11 @@
 //! Every transition of Tally is the core's: an action only decides which
 //! input reaches which machine, and turns the effects into ground truth.
 
-use crate::config::{FaultBudget, ModelConfig, ScriptedCommand};
+use crate::config::{FaultBudget, MODEL_APPS_MAX, ModelConfig, ScriptedCommand};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tally_core::AppId;
 use tally_core::agent::AgentNote;
 use tally_core::{
     Agent, AgentEffect, AgentInput, Counters, Effect, Generation, HostId, Incarnation, InstanceId,
@@ -44,6 +45,8 @@ pub mod witness {
     pub const SELF_FENCED_IN_LOCKDOWN: u32 = 1 << 12;
     /// A relaunch after a lease expiry: the replacement of a lost instance.
     pub const REPLACED_AFTER_EXPIRY: u32 = 1 << 13;
+    /// The fleet breaker opened by itself.
+    pub const FLEET_BREAKER_TRIPPED: u32 = 1 << 14;
 }
 
 /// One host: its agent, how far its clock lags real time, whether it is cut off.
@@ -87,6 +90,15 @@ pub struct Ghost {
     pub launches: u32,
     /// Boots that really completed.
     pub boots: u32,
+    /// The same per app, and the app's relaunches (paid launches), indexed
+    /// by `AppId`. With one app these repeat what the state already says,
+    /// so they add no state.
+    pub apps: [AppGhost; MODEL_APPS_MAX],
+    /// Apps with a boot failure counted by the breakers, ever (bit per
+    /// `AppId`).
+    pub failed_apps: u8,
+    /// Apps a relaunch was refused to by the last action (bit per `AppId`).
+    pub refused_apps: u8,
     /// Highest generation ever launched per slot.
     pub launched_high_water: BTreeMap<SlotId, Generation>,
     /// A launch reused a generation: fencing tokens are no longer unique.
@@ -95,6 +107,23 @@ pub struct Ghost {
     pub expired_slots: Vec<SlotId>,
     /// What the last action caused (`witness` bits).
     pub last: u32,
+}
+
+/// [`Ghost`] counters of one app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct AppGhost {
+    /// Launches of the app's slots.
+    pub launches: u16,
+    /// Of which paid (not free).
+    pub relaunches: u16,
+    /// Boots of the app's instances that really completed.
+    pub boots: u16,
+}
+
+/// The bit of `app` in a per-app bit set; apps past the model's range
+/// share the last bit (validation keeps them out).
+fn app_bit(app: AppId) -> u8 {
+    1 << app.index().min(MODEL_APPS_MAX - 1)
 }
 
 /// The whole state of the model.
@@ -322,7 +351,14 @@ impl World {
                 actions.push(Action::KillCompletes(p.instance, p.host));
                 continue;
             }
+            let broken = cfg.is_broken(p.instance.slot.process_type);
             match p.booting_since {
+                Some(_) if broken => {
+                    if self.boot_due(cfg, p) {
+                        actions.push(Action::BootFails(p.instance, p.host));
+                    }
+                    continue;
+                }
                 Some(_) if self.boot_due(cfg, p) => {
                     actions.push(Action::BootCompletes(p.instance, p.host));
                 }
@@ -360,6 +396,7 @@ impl World {
     pub fn next(&self, cfg: &ModelConfig, action: Action) -> Option<World> {
         let mut w = self.clone();
         w.ghost.last = 0;
+        w.ghost.refused_apps = 0;
         match action {
             Action::Tick => w.tick(cfg, None),
             Action::TickWithClockStall(h) => {
@@ -387,10 +424,17 @@ impl World {
                     .find(|p| p.instance == instance && p.host == h)?;
                 p.booting_since = None;
                 w.ghost.boots = w.ghost.boots.saturating_add(1);
+                let app = w.manager.app_of(instance.slot.process_type);
+                if let Some(a) = w.ghost.apps.get_mut(app.index()) {
+                    a.boots = a.boots.saturating_add(1);
+                }
                 w.agent_step(cfg, h, AgentInput::ProcessBooted { instance });
             }
             Action::BootFails(instance, h) => {
-                w.faults_left.boot_failure = w.faults_left.boot_failure.checked_sub(1)?;
+                // A broken app's boot fails when due, as no fault.
+                if !cfg.is_broken(instance.slot.process_type) {
+                    w.faults_left.boot_failure = w.faults_left.boot_failure.checked_sub(1)?;
+                }
                 w.process_exits(cfg, h, instance)?;
             }
             Action::DynoCrashes(instance, h) => {
@@ -556,8 +600,11 @@ impl World {
                 Effect::Persist(JournalRecord::InstanceLaunched { instance, free, .. }) => {
                     self.on_launch(instance, free);
                 }
-                Effect::Alert(tally_core::Alert::BreakerTripped) => {
+                Effect::Alert(tally_core::Alert::BreakerTripped { .. }) => {
                     self.ghost.last |= witness::BREAKER_TRIPPED;
+                }
+                Effect::Alert(tally_core::Alert::FleetBreakerTripped) => {
+                    self.ghost.last |= witness::BREAKER_TRIPPED | witness::FLEET_BREAKER_TRIPPED;
                 }
                 // Reachable only when the journal forgets generations (a
                 // mutation); the high water it raises is the core's state.
@@ -570,8 +617,13 @@ impl World {
     }
 
     fn on_launch(&mut self, instance: InstanceId, free: bool) {
+        let app = self.manager.app_of(instance.slot.process_type);
         let g = &mut self.ghost;
         g.launches = g.launches.saturating_add(1);
+        if let Some(a) = g.apps.get_mut(app.index()) {
+            a.launches = a.launches.saturating_add(1);
+            a.relaunches = a.relaunches.saturating_add(u16::from(!free));
+        }
         let hw = g.launched_high_water.entry(instance.slot).or_default();
         if instance.generation <= *hw {
             g.generation_reused = true;
@@ -587,6 +639,16 @@ impl World {
     }
 
     fn on_note(&mut self, n: Note, lockdown: bool) {
+        let app_of = |slot: SlotId| app_bit(self.manager.app_of(slot.process_type));
+        match n {
+            Note::RetryRefused { slot } => self.ghost.refused_apps |= app_of(slot),
+            // Only S7 reads it, and only with two apps or more: with one it
+            // would split states for nothing.
+            Note::BootFailureCounted { instance } if self.manager.app_count() > 1 => {
+                self.ghost.failed_apps |= app_of(instance.slot);
+            }
+            _ => {}
+        }
         let g = &mut self.ghost;
         g.last |= match n {
             Note::BootTimedOut { .. } if lockdown => {
@@ -609,6 +671,7 @@ impl World {
             Note::ProbeSpent => witness::PROBE_SPENT,
             Note::ReportVersionMismatch
             | Note::StaleExit
+            | Note::BootFailureCounted { .. }
             | Note::BootSucceeded { .. }
             | Note::InstanceStopped { .. } => 0,
         };
@@ -661,6 +724,15 @@ impl World {
         };
         self.manager
             .launch_bound_inputs(&cfg.core, &counters, self.now)
+    }
+
+    /// `app`'s launch bound inputs, by the core's one definition, with its
+    /// ground-truth boots as `S_a`.
+    #[must_use]
+    pub fn launch_bound_inputs_of_app(&self, cfg: &ModelConfig, app: AppId) -> LaunchBoundInputs {
+        let boots = self.ghost.apps.get(app.index()).map_or(0, |a| a.boots);
+        self.manager
+            .launch_bound_inputs_of_app(&cfg.core, (app, u64::from(boots)), self.now)
     }
 }
 

@@ -34,9 +34,12 @@ pub struct Sample {
     pub ledger: u64,
     /// Disk jobs queued on the busiest host.
     pub disk_queue_max: u64,
-    /// Breaker: 0 closed, 1 half-open, 2 open.
+    /// The fleet breaker: 0 closed, 1 half-open, 2 open.
     pub breaker: u8,
-    /// Whole tokens in the retry budget.
+    /// Apps whose own breaker is open or half-open.
+    #[serde(default)]
+    pub apps_held: u64,
+    /// Whole tokens in the retry budgets, every app's together.
     pub tokens: f64,
     /// The detector's CUSUM statistic.
     pub cusum: f64,
@@ -100,8 +103,42 @@ pub struct Summary {
     pub alert_lead_s: Option<f64>,
     /// First boot timeout after the warm-up, seconds.
     pub first_timeout_s: Option<f64>,
-    /// Automatic breaker trips.
+    /// Automatic breaker trips, the apps' and the fleet's.
     pub breaker_trips: u64,
+    /// Of which the fleet breaker's.
+    #[serde(default)]
+    pub fleet_breaker_trips: u64,
+    /// Of which the apps' own breakers'.
+    #[serde(default)]
+    pub app_breaker_trips: u64,
+    /// Boots that failed (a bad release).
+    #[serde(default)]
+    pub boot_failures: u64,
+    /// Healthy apps' dyno crashes (those that `relaunch_delay_*`
+    /// measure).
+    #[serde(default)]
+    pub relaunches_measured: u64,
+    /// Of those, crashes whose slot had not booted again by the end
+    /// (counted in the delays with their wait so far).
+    #[serde(default)]
+    pub relaunches_pending: u64,
+    /// Healthy apps: a dyno's crash to its slot's next boot, median, s.
+    #[serde(default)]
+    pub relaunch_delay_p50_s: f64,
+    /// Healthy apps: a dyno's crash to its slot's next boot, 99th
+    /// percentile, s.
+    #[serde(default)]
+    pub relaunch_delay_p99_s: f64,
+    /// Apps whose launches exceeded their own bound at the end (S3 per
+    /// app; 0 for `tally`).
+    #[serde(default)]
+    pub apps_over_bound: u64,
+    /// Launches of the apps some event breaks, at the end.
+    #[serde(default)]
+    pub troubled_launches: u64,
+    /// Their bounds, together.
+    #[serde(default)]
+    pub troubled_launch_bound: u64,
     /// First trip, seconds.
     pub first_trip_s: Option<f64>,
     /// Phantoms reaped by the manager.
@@ -181,7 +218,10 @@ impl Report {
     #[must_use]
     pub fn safety_kept(&self) -> bool {
         let s = &self.summary;
+        let per_app = self.policy != Policy::Tally && self.policy != Policy::TallyNoBadApps
+            || s.apps_over_bound == 0;
         s.launch_bound_exceeded_steps == 0
+            && per_app
             && s.phantoms_total == 0
             && s.singleton_overlaps == 0
             && s.invariant_violations == 0

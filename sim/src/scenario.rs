@@ -17,7 +17,7 @@ pub const TICK_MS: u64 = 100;
 pub const HOUR_MS: f64 = 3_600_000.0;
 
 /// The built-in scenarios: `(name, TOML text)`.
-pub const BUILTIN: [(&str, &str); 4] = [
+pub const BUILTIN: [(&str, &str); 5] = [
     (
         "incident-2012",
         include_str!("../scenarios/incident-2012.toml"),
@@ -28,6 +28,10 @@ pub const BUILTIN: [(&str, &str); 4] = [
     ),
     ("partition", include_str!("../scenarios/partition.toml")),
     ("crash-loop", include_str!("../scenarios/crash-loop.toml")),
+    (
+        "noisy-neighbour",
+        include_str!("../scenarios/noisy-neighbour.toml"),
+    ),
 ];
 
 /// A whole scenario.
@@ -70,6 +74,13 @@ pub struct Scenario {
     /// Discrete events.
     #[serde(default, rename = "event")]
     pub events: Vec<Event>,
+    /// The policies `tally simulate` compares when none is named.
+    #[serde(default = "default_policies")]
+    pub policies: Vec<crate::Policy>,
+}
+
+fn default_policies() -> Vec<crate::Policy> {
+    crate::Policy::DEFAULT.to_vec()
 }
 
 fn default_seed() -> u64 {
@@ -155,10 +166,14 @@ pub struct CoreSettings {
     pub budget_capacity: u32,
     pub refill_per_boot_milli: u32,
     pub probe_cooldown_ms: u64,
-    /// The fleet size (dynos) that `probe_cooldown_ms` is meant for; when
-    /// set, the cool-down scales as `probe_cooldown_ms * ref / dynos`
-    /// (at least one tick), so the empty-bucket relaunch ceiling,
-    /// about `(1 / cooldown) / (1 - r)` per second, grows with the fleet.
+    /// For the `fleet-wide` baseline only (one bucket, one probe credit
+    /// for the fleet): the fleet size (dynos) that `probe_cooldown_ms` is
+    /// meant for; when set, its one cool-down scales as
+    /// `probe_cooldown_ms * ref / dynos` (at least one tick), so its
+    /// empty-bucket relaunch ceiling, about `(1 / cooldown) / (1 - r)` per
+    /// second, grows with the fleet. Per-app budgets (the `tally` policy)
+    /// need no such scaling: each app earns its own probe credit every
+    /// `probe_cooldown_ms`, so the fleet's ceiling grows with its apps.
     #[serde(default)]
     pub probe_cooldown_ref_dynos: Option<u64>,
     pub backoff_base_ms: u64,
@@ -168,6 +183,34 @@ pub struct CoreSettings {
     pub breaker_window_ms: u64,
     pub breaker_failure_threshold: u16,
     pub breaker_cooldown_ms: u64,
+    /// One app's bucket capacity `B` under per-app budgets (the `tally`
+    /// policy); `budget_capacity` is the one bucket of the fleet-wide
+    /// baseline. Absent: `budget_capacity` shared out over the apps (at
+    /// least 5).
+    #[serde(default)]
+    pub app_budget_capacity: Option<u32>,
+    /// One app's probe cool-down under per-app budgets (the `tally`
+    /// policy): each app earns one relaunch credit this often, so the
+    /// fleet's empty-bucket ceiling is about `apps / cooldown / (1 - r)`
+    /// per second, and the launch bound's probe term `n*P` grows with it.
+    /// Absent: `probe_cooldown_ms`.
+    #[serde(default)]
+    pub app_probe_cooldown_ms: Option<u64>,
+    /// One app's breaker threshold under per-app breakers (the `tally`
+    /// policy); `breaker_failure_threshold` is the fleet-wide baseline's.
+    /// Absent: `breaker_failure_threshold` shared out over the apps (at
+    /// least 3).
+    #[serde(default)]
+    pub app_breaker_failure_threshold: Option<u16>,
+    /// The fleet breaker trips when this share of the apps (thousandths)
+    /// has boots failing in one window (`core::Config`'s
+    /// `fleet_app_share_milli`).
+    #[serde(default = "default_fleet_app_share_milli")]
+    pub fleet_app_share_milli: u32,
+}
+
+fn default_fleet_app_share_milli() -> u32 {
+    250
 }
 
 /// Piecewise-linear curves over hours: `[[hour, value], ...]`, held flat
@@ -225,6 +268,25 @@ pub enum Event {
         /// When.
         at_h: f64,
     },
+    /// Apps `[apps[0], apps[1])` deploy a release that never boots: every
+    /// dyno of theirs is restarted (through the core) and every boot of
+    /// theirs launched from then on fails.
+    BadRelease {
+        /// When.
+        at_h: f64,
+        /// App range, end exclusive.
+        apps: [u32; 2],
+    },
+}
+
+impl Event {
+    /// Whether the event breaks some apps and not the others (a bad
+    /// release, a crash loop): what the `tally-no-bad-apps` baseline leaves
+    /// out.
+    #[must_use]
+    pub fn breaks_apps(&self) -> bool {
+        matches!(self, Event::BadRelease { .. } | Event::CrashLoop { .. })
+    }
 }
 
 /// Milliseconds from hours.
@@ -329,7 +391,9 @@ impl Scenario {
         }
         for e in &mut self.events {
             match e {
-                Event::HostCrash { at_h, .. } | Event::ManagerRestart { at_h } => *at_h /= f,
+                Event::HostCrash { at_h, .. }
+                | Event::ManagerRestart { at_h }
+                | Event::BadRelease { at_h, .. } => *at_h /= f,
                 Event::Partition { at_h, until_h, .. } | Event::CrashLoop { at_h, until_h, .. } => {
                     *at_h /= f;
                     *until_h /= f;
@@ -385,15 +449,15 @@ impl Scenario {
         (i + 1) * n / apps > i * n / apps
     }
 
-    /// The budget's probe cool-down in ticks: `probe_cooldown_ms`, scaled
-    /// by `probe_cooldown_ref_dynos / fleet.dynos` when the reference is set,
-    /// never below one tick. With an empty bucket, launches are funded only
-    /// by probe credits and their refills, at most about
-    /// `(1 / cooldown) / (1 - r)` per second fleet-wide; scaling the
-    /// cool-down keeps that ceiling in proportion to the fleet (and so above
-    /// its normal crash rate) instead of fixed whatever the fleet size.
+    /// The fleet-wide baseline's one probe cool-down in ticks:
+    /// `probe_cooldown_ms`, scaled by `probe_cooldown_ref_dynos /
+    /// fleet.dynos` when the reference is set, never below one tick. With
+    /// an empty bucket, launches are funded only by probe credits and their
+    /// refills, at most about `(1 / cooldown) / (1 - r)` per second
+    /// fleet-wide; scaling the cool-down keeps that ceiling in proportion to
+    /// the fleet (and so above its normal crash rate).
     #[must_use]
-    pub fn probe_cooldown_ticks(&self) -> u64 {
+    pub fn fleet_wide_probe_cooldown_ticks(&self) -> u64 {
         let c = &self.core;
         let ms = match c.probe_cooldown_ref_dynos {
             Some(r) if r > 0 && self.fleet.dynos > 0 => {
@@ -404,8 +468,28 @@ impl Scenario {
         ticks(ms).max(1)
     }
 
-    /// The core configuration: process types for the fleet (desired counts
-    /// start at zero; the warm-up scales them up), settings from `[core]`.
+    /// One app's bucket capacity under per-app budgets.
+    #[must_use]
+    pub fn app_budget_capacity(&self) -> u32 {
+        let c = &self.core;
+        c.app_budget_capacity
+            .unwrap_or_else(|| c.budget_capacity.div_ceil(self.fleet.apps.max(1)).max(5))
+    }
+
+    /// One app's breaker threshold under per-app breakers.
+    #[must_use]
+    pub fn app_breaker_failure_threshold(&self) -> u16 {
+        let c = &self.core;
+        let apps = u16::try_from(self.fleet.apps.max(1)).unwrap_or(u16::MAX);
+        c.app_breaker_failure_threshold
+            .unwrap_or_else(|| c.breaker_failure_threshold.div_ceil(apps).max(3))
+    }
+
+    /// The core configuration of the `tally` policy: process types for the
+    /// fleet (desired counts start at zero; the warm-up scales them up),
+    /// settings from `[core]`, with per-app budgets and breakers (each app's
+    /// probe credit every `probe_cooldown_ms`). The other policies change
+    /// it ([`crate::Policy::configure`]).
     #[must_use]
     pub fn core_config(&self) -> Config {
         let c = &self.core;
@@ -446,9 +530,10 @@ impl Scenario {
                 unknown_after_ticks: ticks(c.unknown_after_ms),
             },
             budget: BudgetConfig {
-                capacity: c.budget_capacity,
+                capacity: self.app_budget_capacity(),
                 refill_per_boot_milli: c.refill_per_boot_milli,
-                probe_cooldown_ticks: self.probe_cooldown_ticks(),
+                probe_cooldown_ticks: ticks(c.app_probe_cooldown_ms.unwrap_or(c.probe_cooldown_ms))
+                    .max(1),
                 backoff_base_ticks: ticks(c.backoff_base_ms),
                 backoff_max_ticks: ticks(c.backoff_max_ms),
                 jitter_max_ticks: ticks(c.jitter_max_ms),
@@ -456,8 +541,9 @@ impl Scenario {
             boots_in_flight_max: c.boots_in_flight_max,
             breaker: BreakerConfig {
                 window_ticks: ticks(c.breaker_window_ms),
-                failure_threshold: c.breaker_failure_threshold,
+                failure_threshold: self.app_breaker_failure_threshold(),
                 cooldown_ticks: ticks(c.breaker_cooldown_ms),
+                fleet_app_share_milli: c.fleet_app_share_milli,
             },
             seed: self.seed,
             mutations: Mutations::NONE,
@@ -497,24 +583,33 @@ mod tests {
     }
 
     #[test]
-    fn probe_cooldown_scales_with_the_fleet() {
+    fn fleet_wide_probe_cooldown_scales_with_the_fleet() {
         let Ok(s) = Scenario::load("incident-2012") else {
             unreachable!("built-in scenario")
         };
         // Full scale: 10 s at 2,000 dynos is 20 ms at 1,000,000: one tick.
-        assert_eq!(s.probe_cooldown_ticks(), 1);
+        assert_eq!(s.fleet_wide_probe_cooldown_ticks(), 1);
         assert_eq!(
-            s.clone().with_fleet(20, 200, 2000).probe_cooldown_ticks(),
+            s.clone()
+                .with_fleet(20, 200, 2000)
+                .fleet_wide_probe_cooldown_ticks(),
             100
         );
         assert_eq!(
             s.clone()
                 .with_fleet(200, 180, 20_000)
-                .probe_cooldown_ticks(),
+                .fleet_wide_probe_cooldown_ticks(),
             10
         );
+        // Per-app budgets: each app's own cool-down, whatever the fleet.
+        assert_eq!(s.core_config().budget.probe_cooldown_ticks, 6000);
         let mut fixed = s.with_fleet(20, 200, 2000);
         fixed.core.probe_cooldown_ref_dynos = None;
-        assert_eq!(fixed.with_fleet(10, 10, 100).probe_cooldown_ticks(), 100);
+        assert_eq!(
+            fixed
+                .with_fleet(10, 10, 100)
+                .fleet_wide_probe_cooldown_ticks(),
+            100
+        );
     }
 }

@@ -93,7 +93,7 @@ impl Plan {
         }
         let seed = opts.seed.unwrap_or(scenario.seed);
         let policies = if opts.policies.is_empty() {
-            Policy::ALL.to_vec()
+            scenario.policies.clone()
         } else {
             opts.policies.clone()
         };

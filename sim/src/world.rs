@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
 use std::time::Instant;
 use tally_core::{
-    Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Breaker, Config, Counters, Effect,
-    HostId, Incarnation, InstanceId, JournalRecord, Manager, ManagerInput, ManagerReply, Note,
-    SlotId, Tick, TypeId, UserCommand, launch_bound,
+    Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Alert, AppId, Breaker, Config,
+    Counters, Effect, FleetBreaker, HostId, Incarnation, InstanceId, JournalRecord, Manager,
+    ManagerInput, ManagerReply, Note, SlotId, Tick, TypeId, UserCommand, launch_bound,
 };
 
 /// A `HashMap` with a fixed hasher, so that runs are reproducible.
@@ -145,6 +145,7 @@ enum Ev {
     HostCrash([u32; 2]),
     HostRestart(u16),
     ManagerRestart,
+    BadRelease([u32; 2]),
 }
 
 #[derive(Debug)]
@@ -228,6 +229,17 @@ pub(crate) struct World<'a> {
     types_by_warmup: Vec<TypeId>,
     partitions: Vec<(u64, u64, [u32; 2])>,
     crash_loops: Vec<(u64, u64, [u32; 2], u64)>,
+    /// Bad releases in force: from when, which apps.
+    bad_releases: Vec<(u64, [u32; 2])>,
+    /// Apps some event of the scenario breaks (whether or not this run
+    /// plays it): the others are the healthy apps whose relaunch delays
+    /// are measured.
+    troubled_apps: Vec<[u32; 2]>,
+    /// Healthy apps' slots whose dyno crashed, and when: a boot of the slot
+    /// ends the wait.
+    awaiting_relaunch: DetMap<SlotId, u64>,
+    /// Crash to replacement up, healthy apps, ms.
+    relaunch_delays: Vec<u32>,
     out_m: Vec<Effect>,
     out_a: Vec<AgentEffect>,
     /// The journal's counters: the fold of every record the manager
@@ -248,7 +260,7 @@ pub(crate) struct World<'a> {
 
 impl<'a> World<'a> {
     pub(crate) fn new(sc: &'a Scenario, policy: Policy, seed: u64) -> Result<World<'a>, SimError> {
-        let cfg = policy.configure(sc.core_config());
+        let cfg = policy.configure(sc);
         let mut out_m = Vec::new();
         let manager = Manager::new(&cfg, Tick(0), &mut out_m).map_err(|e| SimError::Scenario {
             message: format!("core settings: {e}"),
@@ -283,7 +295,19 @@ impl<'a> World<'a> {
         let types_by_warmup = (0..n_types).map(TypeId).collect();
         let mut partitions = Vec::new();
         let mut crash_loops = Vec::new();
-        for e in &sc.events {
+        let troubled_apps = sc
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::BadRelease { apps, .. } | Event::CrashLoop { apps, .. } => Some(*apps),
+                _ => None,
+            })
+            .collect();
+        let played = sc
+            .events
+            .iter()
+            .filter(|e| !(policy.without_bad_apps() && e.breaks_apps()));
+        for e in played {
             match e {
                 Event::Partition {
                     at_h,
@@ -300,7 +324,9 @@ impl<'a> World<'a> {
                 } => {
                     crash_loops.push((ms_from_h(*at_h), ms_from_h(*until_h), *apps, *after_ms));
                 }
-                Event::HostCrash { .. } | Event::ManagerRestart { .. } => {}
+                Event::HostCrash { .. }
+                | Event::ManagerRestart { .. }
+                | Event::BadRelease { .. } => {}
             }
         }
         let summary = Summary {
@@ -329,6 +355,10 @@ impl<'a> World<'a> {
             types_by_warmup,
             partitions,
             crash_loops,
+            bad_releases: Vec::new(),
+            troubled_apps,
+            awaiting_relaunch: DetMap::default(),
+            relaunch_delays: Vec::new(),
             out_m,
             out_a: Vec::new(),
             counters: Counters::default(),
@@ -361,13 +391,17 @@ impl<'a> World<'a> {
             self.push(at, Ev::Warmup(u16::try_from(i).unwrap_or(u16::MAX)));
         }
         let events = self.sc.events.clone();
+        let skip_bad = self.policy.without_bad_apps();
         for e in events {
             match e {
                 Event::HostCrash { at_h, hosts } => {
                     self.push(ms_from_h(at_h), Ev::HostCrash(hosts))
                 }
                 Event::ManagerRestart { at_h } => self.push(ms_from_h(at_h), Ev::ManagerRestart),
-                Event::Partition { .. } | Event::CrashLoop { .. } => {}
+                Event::BadRelease { at_h, apps } if !skip_bad => {
+                    self.push(ms_from_h(at_h), Ev::BadRelease(apps));
+                }
+                Event::BadRelease { .. } | Event::Partition { .. } | Event::CrashLoop { .. } => {}
             }
         }
     }
@@ -435,6 +469,10 @@ impl<'a> World<'a> {
                     .is_some_and(|p| p.state == ProcState::Up)
                 {
                     self.summary.crashes += 1;
+                    let app = self.app_of(id);
+                    if !self.troubled(app) && !self.procs.get(&id).is_some_and(|p| p.phantom) {
+                        self.awaiting_relaunch.entry(id.slot).or_insert(self.now);
+                    }
                     self.die(id, true);
                 }
             }
@@ -453,6 +491,7 @@ impl<'a> World<'a> {
             Ev::Warmup(i) => self.on_warmup(i),
             Ev::HostCrash(range) => self.on_host_crash(range),
             Ev::HostRestart(h) => self.start_agent(h),
+            Ev::BadRelease(apps) => self.on_bad_release(apps),
             Ev::ManagerRestart => {
                 let durable = self.manager.durable().clone();
                 if let Ok(m) = Manager::recover(&self.cfg, durable, self.tick()) {
@@ -673,16 +712,30 @@ impl<'a> World<'a> {
     }
 
     fn on_boot_done(&mut self, id: InstanceId) {
-        let Some(p) = self.procs.get_mut(&id) else {
+        let Some(p) = self.procs.get(&id) else {
             return;
         };
         if p.state != ProcState::Booting {
             return;
         }
+        if self.bad_release_at(id, p.started_ms) {
+            // The new release never boots: it exits, and its agent reports
+            // a failed boot.
+            self.summary.boot_failures += 1;
+            self.die(id, true);
+            return;
+        }
+        let Some(p) = self.procs.get_mut(&id) else {
+            return;
+        };
         p.state = ProcState::Up;
         let (h, phantom, started) = (p.host, p.phantom, p.started_ms);
         if !phantom {
             self.up += 1;
+            if let Some(t0) = self.awaiting_relaunch.remove(&id.slot) {
+                let delay = u32::try_from(self.now.saturating_sub(t0)).unwrap_or(u32::MAX);
+                self.relaunch_delays.push(delay);
+            }
         }
         let boot_ms = u32::try_from(self.now - started).unwrap_or(u32::MAX);
         self.interval.boot_ms.push(boot_ms);
@@ -705,12 +758,47 @@ impl<'a> World<'a> {
         self.schedule_crash(id);
     }
 
-    fn schedule_crash(&mut self, id: InstanceId) {
-        let app = self
-            .type_app
+    /// The scenario's app number of `id` (`appN`).
+    fn app_of(&self, id: InstanceId) -> u32 {
+        self.type_app
             .get(usize::from(id.slot.process_type.0))
             .copied()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// Whether some event of the scenario breaks `app`.
+    fn troubled(&self, app: u32) -> bool {
+        self.troubled_apps.iter().any(|r| r[0] <= app && app < r[1])
+    }
+
+    /// Whether `id`, launched at `started_ms`, runs a bad release.
+    fn bad_release_at(&self, id: InstanceId, started_ms: u64) -> bool {
+        let app = self.app_of(id);
+        self.bad_releases
+            .iter()
+            .any(|(at, r)| *at <= started_ms && r[0] <= app && app < r[1])
+    }
+
+    /// Apps `range` deploy a release that never boots: a restart of each of
+    /// their types, through the core.
+    fn on_bad_release(&mut self, range: [u32; 2]) {
+        self.bad_releases.push((self.now, range));
+        let types: Vec<TypeId> = self
+            .type_app
+            .iter()
+            .enumerate()
+            .filter(|(_, app)| range[0] <= **app && **app < range[1])
+            .map(|(t, _)| TypeId(u16::try_from(t).unwrap_or(u16::MAX)))
+            .collect();
+        for process_type in types {
+            self.manager_step(ManagerInput::User(UserCommand::Restart {
+                process_type: Some(process_type),
+            }));
+        }
+    }
+
+    fn schedule_crash(&mut self, id: InstanceId) {
+        let app = self.app_of(id);
         let now = self.now;
         let looping = self
             .crash_loops
@@ -883,12 +971,21 @@ impl<'a> World<'a> {
                         self.push(at, Ev::Reply(Box::new(reply)));
                     }
                 }
-                Effect::Alert(_) => {
+                Effect::Alert(Alert::FleetBreakerTripped) => {
                     self.summary.breaker_trips += 1;
+                    self.summary.fleet_breaker_trips += 1;
                     if self.summary.first_trip_s.is_none() {
                         self.summary.first_trip_s = Some(self.now as f64 / 1000.0);
                     }
                 }
+                Effect::Alert(Alert::BreakerTripped { .. }) => {
+                    self.summary.breaker_trips += 1;
+                    self.summary.app_breaker_trips += 1;
+                    if self.summary.first_trip_s.is_none() {
+                        self.summary.first_trip_s = Some(self.now as f64 / 1000.0);
+                    }
+                }
+                Effect::Alert(Alert::GenerationAboveHighWater { .. }) => {}
                 Effect::Note(n) => self.observe_note(n),
             }
         }
@@ -950,6 +1047,31 @@ impl<'a> World<'a> {
         launch_bound(&self.cfg, inputs)
     }
 
+    /// Each app's launches against its own bound (S3 per app), and the
+    /// troubled apps' launches against theirs together.
+    fn check_app_bounds(&mut self) {
+        let now = self.tick();
+        let names = self.cfg.app_names().len();
+        for a in 0..names {
+            let app = AppId(u16::try_from(a).unwrap_or(u16::MAX));
+            let counts = self.counters.of_app(self.manager.type_apps(), app);
+            let inputs = self.manager.launch_bound_inputs_of_app(
+                &self.cfg,
+                (app, counts.boots_seen_done),
+                now,
+            );
+            let bound = launch_bound(&self.cfg, inputs);
+            if counts.launches > bound {
+                self.summary.apps_over_bound += 1;
+            }
+            // Apps are named `appN` in order, so index `a` is app `N = a`.
+            if self.troubled(u32::try_from(a).unwrap_or(u32::MAX)) {
+                self.summary.troubled_launches += counts.launches;
+                self.summary.troubled_launch_bound += bound;
+            }
+        }
+    }
+
     fn check_launch_bound(&mut self) {
         let bound = self.bound();
         let launches = self.summary.launches_total;
@@ -998,11 +1120,21 @@ impl<'a> World<'a> {
             .map(|t| u64::from(self.manager.desired(TypeId(u16::try_from(t).unwrap_or(0)))))
             .sum();
         let durable = self.manager.durable();
-        let breaker = match durable.breaker {
-            Breaker::Closed { .. } => 0,
-            Breaker::HalfOpen { .. } => 1,
-            Breaker::Open { .. } => 2,
+        let breaker = match durable.fleet_breaker {
+            FleetBreaker::Closed { .. } => 0,
+            FleetBreaker::HalfOpen { .. } => 1,
+            FleetBreaker::Open { .. } => 2,
         };
+        let apps_held = durable
+            .breakers
+            .iter()
+            .filter(|b| !matches!(b, Breaker::Closed { .. }))
+            .count() as u64;
+        let tokens_milli: u64 = durable
+            .budgets
+            .iter()
+            .map(|b| u64::from(b.tokens_milli))
+            .sum();
         let s = Sample {
             t_s: self.now as f64 / 1000.0,
             launch_rate: iv.launches as f64 / (self.sc.sample_ms as f64 / 1000.0),
@@ -1023,7 +1155,8 @@ impl<'a> World<'a> {
                 .max()
                 .unwrap_or(0),
             breaker,
-            tokens: f64::from(durable.budget.tokens_milli) / 1000.0,
+            apps_held,
+            tokens: tokens_milli as f64 / 1000.0,
             cusum: self.detector.cusum,
         };
         let sm = &mut self.summary;
@@ -1046,7 +1179,20 @@ impl<'a> World<'a> {
     fn finish(mut self) -> Report {
         self.check_invariants();
         self.summary.launch_bound_final = self.bound();
-        self.summary.first_launches = self.manager.durable().free_launches_granted;
+        self.summary.first_launches = self.manager.durable().free_launches_granted_total();
+        // A crash still waiting at the end counts with its wait so far (a
+        // lower bound): a policy that never relaunches must not look fast.
+        self.summary.relaunches_pending = self.awaiting_relaunch.len() as u64;
+        let now = self.now;
+        let waits = self
+            .awaiting_relaunch
+            .values()
+            .map(|t0| u32::try_from(now.saturating_sub(*t0)).unwrap_or(u32::MAX));
+        self.relaunch_delays.extend(waits);
+        self.summary.relaunches_measured = self.relaunch_delays.len() as u64;
+        self.summary.relaunch_delay_p50_s = quantile(&mut self.relaunch_delays, 0.5) / 1000.0;
+        self.summary.relaunch_delay_p99_s = quantile(&mut self.relaunch_delays, 0.99) / 1000.0;
+        self.check_app_bounds();
         self.summary.boot_p50_ms = quantile(&mut self.boot_all, 0.5);
         self.summary.boot_p99_ms = quantile(&mut self.boot_all, 0.99);
         let mut last: Vec<u32> = self.boot_last_hour.iter().map(|(_, b)| *b).collect();

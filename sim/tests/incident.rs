@@ -103,3 +103,52 @@ fn same_seed_same_run_bit_for_bit() {
     };
     assert_ne!(key(&a), key(&c), "the seed matters");
 }
+
+#[test]
+fn noisy_neighbours_do_not_slow_the_healthy_apps_under_per_app_budgets() {
+    // 20 hosts, 40 apps, 2,000 dynos, 24 h: app0's release never boots and
+    // app1 crash-loops from 2 h on.
+    let scenario = small("noisy-neighbour", 20, 40, 2000, 1.0);
+    let [naive, fleet, tally, baseline] = [
+        Policy::Naive2012,
+        Policy::FleetWide,
+        Policy::Tally,
+        Policy::TallyNoBadApps,
+    ]
+    .map(|p| check(&scenario, p));
+    let table = format!(
+        "{:#?}\n{:#?}\n{:#?}",
+        fleet.summary, tally.summary, baseline.summary
+    );
+    let (f, t, b) = (&fleet.summary, &tally.summary, &baseline.summary);
+    assert!(
+        t.relaunches_measured > 100 && b.relaunches_measured > 100,
+        "{table}"
+    );
+    // Per-app budgets: the healthy apps' relaunch delays within 10% of a
+    // fleet without the bad apps, every crash relaunched.
+    let within = |x: f64, base: f64| (x - base).abs() <= 0.1 * base;
+    assert!(
+        within(t.relaunch_delay_p50_s, b.relaunch_delay_p50_s),
+        "{table}"
+    );
+    assert!(
+        within(t.relaunch_delay_p99_s, b.relaunch_delay_p99_s),
+        "{table}"
+    );
+    assert_eq!(t.relaunches_pending, 0, "{table}");
+    // One broken app trips its own breaker, never the fleet's.
+    assert_eq!(t.fleet_breaker_trips, 0, "{table}");
+    assert!(t.app_breaker_trips > 0, "{table}");
+    assert_eq!(t.apps_over_bound, 0, "{table}");
+    assert!(t.troubled_launches <= t.troubled_launch_bound, "{table}");
+    assert!(tally.safety_kept(), "{table}");
+    // The fleet-wide budget and breaker: the bad apps hold everyone back.
+    assert!(f.fleet_breaker_trips > 0, "{table}");
+    assert!(
+        f.relaunch_delay_p99_s > 2.0 * b.relaunch_delay_p99_s,
+        "{table}"
+    );
+    // The 2012 manager relaunches the bad apps without bound.
+    assert!(naive.summary.apps_over_bound > 0, "{:#?}", naive.summary);
+}

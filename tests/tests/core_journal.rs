@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tally_core::invariants::check_manager;
 use tally_core::journal::{DurableInstance, StopReason};
 use tally_core::{
-    Breaker, Budget, Config, Durable, Effect, Generation, HostId, InstanceId, JournalRecord,
+    AppId, Breaker, Budget, Config, Durable, Effect, Generation, HostId, InstanceId, JournalRecord,
     LiveView, Manager, ManagerInput, SlotId, Tick, TypeId,
 };
 
@@ -129,9 +129,9 @@ fn genesis_is_empty_with_full_budget_and_closed_breaker() {
     let d = Durable::genesis(&cfg, Tick(5));
     assert_eq!(d.formation, vec![0, 0]);
     assert!(d.instances.is_empty() && d.high_water.is_empty() && d.free_launches.is_empty());
-    assert_eq!(d.budget, Budget::full(&cfg, Tick(5)));
-    assert_eq!(d.budget.probe_refresh_at, Tick(25));
-    assert_eq!(d.breaker, Breaker::closed(Tick(5)));
+    assert_eq!(d.budgets[0], Budget::full(&cfg, Tick(5)));
+    assert_eq!(d.budgets[0].probe_refresh_at, Tick(25));
+    assert_eq!(d.breakers[0], Breaker::closed(Tick(5)));
     assert!(!d.lockdown && !d.paused_all && d.paused_hosts.is_empty());
 }
 
@@ -147,7 +147,11 @@ fn each_record_changes_what_it_names() {
     assert_eq!(d.formation, vec![0, 5]);
     d.apply(&JournalRecord::FreeLaunchGranted { slot: id.slot });
     d.apply(&JournalRecord::FreeLaunchGranted { slot: id.slot });
-    assert_eq!(d.free_launches_granted, 1, "granted once per unused launch");
+    assert_eq!(
+        d.free_launches_granted_total(),
+        1,
+        "granted once per unused launch"
+    );
     d.apply(&JournalRecord::InstanceLaunched {
         instance: id,
         host: HostId(2),
@@ -181,11 +185,17 @@ fn each_record_changes_what_it_names() {
         probe_ready: true,
         probe_refresh_at: Tick(9),
     };
-    d.apply(&JournalRecord::BudgetSet { budget });
-    assert_eq!(d.budget, budget);
+    d.apply(&JournalRecord::BudgetSet {
+        app: AppId(0),
+        budget,
+    });
+    assert_eq!(d.budgets[0], budget);
     let breaker = Breaker::HalfOpen { probe: Some(id) };
-    d.apply(&JournalRecord::BreakerSet { breaker });
-    assert_eq!(d.breaker, breaker);
+    d.apply(&JournalRecord::BreakerSet {
+        app: AppId(0),
+        breaker,
+    });
+    assert_eq!(d.breakers[0], breaker);
     d.apply(&JournalRecord::LockdownSet { on: true });
     assert!(d.lockdown);
     d.apply(&JournalRecord::PauseSet {

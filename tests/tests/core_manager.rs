@@ -16,8 +16,8 @@ use common::{CLOCK, Net, WEB, cfg_with, inst, report, slot};
 use tally_core::journal::{DurableInstance, StopReason};
 use tally_core::manager::CommandKind;
 use tally_core::{
-    Alert, Breaker, Config, Durable, Effect, ExitOutcome, HostId, JournalRecord, LiveView, Manager,
-    ManagerInput, Note, OperatorCommand, Phase, Rejected, RunPhase, SlotId, Tick, TypeId,
+    Alert, AppId, Breaker, Config, Durable, Effect, ExitOutcome, HostId, JournalRecord, LiveView,
+    Manager, ManagerInput, Note, OperatorCommand, Phase, Rejected, RunPhase, SlotId, Tick, TypeId,
     UserCommand,
 };
 
@@ -53,7 +53,7 @@ fn new_manager_grants_one_free_launch_per_initial_slot() {
         })
         .collect();
     assert_eq!(free, vec![slot(0, 0), slot(1, 0), slot(1, 1)]);
-    assert_eq!(n.manager.durable().free_launches_granted, 3);
+    assert_eq!(n.manager.durable().free_launches_granted_total(), 3);
     assert_eq!(n.manager.desired(CLOCK), 1);
     assert_eq!(n.manager.desired(WEB), 2);
     assert_eq!(
@@ -71,7 +71,7 @@ fn first_launches_are_free_and_answer_the_request() {
     assert_eq!(r.incarnation, n.agent(0).incarnation());
     assert_eq!(r.host, HostId(0));
     let full = Config::example().budget.capacity * 1000;
-    assert_eq!(n.manager.durable().budget.tokens_milli, full);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, full);
     for id in n.launched() {
         assert_eq!(n.manager.phase(id), Some(Phase::Launching));
         assert_eq!(n.manager.host_of(id), Some(HostId(0)));
@@ -301,12 +301,12 @@ fn unknown_instance_reported_up_again_is_up() {
     n.now = Tick(2 + n.cfg.timing.unknown_after_ticks);
     n.tick_manager();
     assert_eq!(n.manager.phase(inst(0, 0, 1)), Some(Phase::Unknown));
-    let tokens = n.manager.durable().budget.tokens_milli;
+    let tokens = n.manager.durable().budgets[0].tokens_milli;
     n.tick_agents();
     n.deliver_reports();
     assert_eq!(n.manager.phase(inst(0, 0, 1)), Some(Phase::Up));
     // Not a new success: no refill (rule 10).
-    assert!(n.manager.durable().budget.tokens_milli <= tokens);
+    assert!(n.manager.durable().budgets[0].tokens_milli <= tokens);
 }
 
 // ----- reports -----
@@ -501,7 +501,7 @@ fn successful_boot_refills_budget_once() {
     n.finish_kills();
     n.advance(2);
     n.round();
-    assert_eq!(n.manager.durable().budget.tokens_milli, 1000);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, 1000);
     let relaunch = inst(1, 0, 2);
     assert_eq!(n.manager.phase(relaunch), Some(Phase::Launching));
     n.boot_all();
@@ -512,9 +512,9 @@ fn successful_boot_refills_budget_once() {
         n.journal
             .contains(&JournalRecord::BootSeenDone { instance: relaunch })
     );
-    assert_eq!(n.manager.durable().budget.tokens_milli, 1500);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, 1500);
     n.run_healthy(10);
-    assert_eq!(n.manager.durable().budget.tokens_milli, 1500);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, 1500);
 }
 
 // ----- retry budget, probe credit, backoff -----
@@ -706,9 +706,9 @@ fn breaker_trip_stops_launches_and_probe_decides() {
     n.now = Tick(timeout);
     n.round();
     n.finish_kills();
-    assert!(n.alerts.contains(&Alert::BreakerTripped));
+    assert!(n.alerts.contains(&Alert::BreakerTripped { app: AppId(0) }));
     assert_eq!(
-        n.manager.breaker(),
+        n.manager.breaker(AppId(0)),
         Breaker::Open {
             since: Tick(timeout),
             manual: false
@@ -727,13 +727,16 @@ fn breaker_trip_stops_launches_and_probe_decides() {
     assert_eq!(n.launched().len(), 3, "exactly one probe");
     let probe = inst(0, 0, 2);
     assert_eq!(
-        n.manager.breaker(),
+        n.manager.breaker(AppId(0)),
         Breaker::HalfOpen { probe: Some(probe) }
     );
     n.boot_all();
     n.advance(2);
     n.round();
-    assert!(matches!(n.manager.breaker(), Breaker::Closed { .. }));
+    assert!(matches!(
+        n.manager.breaker(AppId(0)),
+        Breaker::Closed { .. }
+    ));
     assert_eq!(n.launched().len(), 5, "closed again: the rest launch");
 }
 
@@ -749,14 +752,14 @@ fn failed_probe_reopens_breaker() {
     n.round();
     let probe = inst(0, 0, 2);
     assert_eq!(
-        n.manager.breaker(),
+        n.manager.breaker(AppId(0)),
         Breaker::HalfOpen { probe: Some(probe) }
     );
     n.agent_step(0, tally_core::AgentInput::ProcessExited { instance: probe });
     n.advance(2);
     n.round();
     assert_eq!(
-        n.manager.breaker(),
+        n.manager.breaker(AppId(0)),
         Breaker::Open {
             since: Tick(20),
             manual: false
@@ -765,7 +768,7 @@ fn failed_probe_reopens_breaker() {
     assert_eq!(
         n.alerts
             .iter()
-            .filter(|a| **a == Alert::BreakerTripped)
+            .filter(|a| **a == Alert::BreakerTripped { app: AppId(0) })
             .count(),
         2
     );
@@ -888,7 +891,7 @@ fn scale_above_max_is_refused() {
     })
     .unwrap();
     assert_eq!(n.manager.desired(WEB), 8);
-    assert_eq!(n.manager.durable().free_launches_granted, 3 + 6);
+    assert_eq!(n.manager.durable().free_launches_granted_total(), 3 + 6);
 }
 
 #[test]
@@ -942,7 +945,7 @@ fn scale_up_launches_for_free() {
     let mut n = launched();
     n.boot_all();
     n.run_healthy(6);
-    let tokens = n.manager.durable().budget.tokens_milli;
+    let tokens = n.manager.durable().budgets[0].tokens_milli;
     n.user(UserCommand::Scale {
         process_type: WEB,
         count: 4,
@@ -950,7 +953,7 @@ fn scale_up_launches_for_free() {
     .unwrap();
     n.run_healthy(10);
     assert_eq!(n.manager.ledger_len(), 5);
-    assert_eq!(n.manager.durable().budget.tokens_milli, tokens);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, tokens);
 }
 
 #[test]
@@ -958,7 +961,7 @@ fn restart_replaces_instances_with_free_launches() {
     let mut n = launched();
     n.boot_all();
     n.run_healthy(6);
-    let tokens = n.manager.durable().budget.tokens_milli;
+    let tokens = n.manager.durable().budgets[0].tokens_milli;
     n.user(UserCommand::Restart {
         process_type: Some(WEB),
     })
@@ -972,7 +975,7 @@ fn restart_replaces_instances_with_free_launches() {
     assert_eq!(n.manager.phase(inst(1, 0, 1)), Some(Phase::Stopped));
     assert_eq!(n.manager.phase(inst(1, 0, 2)), Some(Phase::Up));
     assert_eq!(n.manager.phase(inst(1, 1, 2)), Some(Phase::Up));
-    assert_eq!(n.manager.durable().budget.tokens_milli, tokens);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, tokens);
 }
 
 #[test]
@@ -980,7 +983,7 @@ fn restarting_one_dyno_replaces_that_slot_only() {
     let mut n = launched();
     n.boot_all();
     n.run_healthy(6);
-    let tokens = n.manager.durable().budget.tokens_milli;
+    let tokens = n.manager.durable().budgets[0].tokens_milli;
     n.user(UserCommand::RestartDyno { slot: slot(1, 1) })
         .unwrap();
     assert_eq!(
@@ -994,7 +997,7 @@ fn restarting_one_dyno_replaces_that_slot_only() {
     assert_eq!(n.manager.phase(inst(1, 1, 2)), Some(Phase::Up));
     assert_eq!(n.manager.phase(inst(1, 0, 1)), Some(Phase::Up));
     // A formation change, not a retry: no token spent.
-    assert_eq!(n.manager.durable().budget.tokens_milli, tokens);
+    assert_eq!(n.manager.durable().budgets[0].tokens_milli, tokens);
 }
 
 #[test]
@@ -1301,7 +1304,7 @@ fn restarted_manager_resumes_from_reports() {
     n.boot_all();
     n.run_healthy(6);
     let durable = n.manager.durable().clone();
-    let tokens = durable.budget.tokens_milli;
+    let tokens = durable.budgets[0].tokens_milli;
     n.manager = Manager::recover(&n.cfg, durable, n.now).unwrap();
     n.run_healthy(4);
     for id in n.ledger() {
@@ -1309,7 +1312,7 @@ fn restarted_manager_resumes_from_reports() {
         assert_eq!(id.generation.0, 1);
     }
     assert_eq!(
-        n.manager.durable().budget.tokens_milli,
+        n.manager.durable().budgets[0].tokens_milli,
         tokens,
         "revival is no refill"
     );
@@ -1359,13 +1362,19 @@ fn recover_keeps_budget_breaker_and_lockdown() {
         manual: true,
     };
     d.apply_all(&[
-        JournalRecord::BudgetSet { budget },
-        JournalRecord::BreakerSet { breaker },
+        JournalRecord::BudgetSet {
+            app: AppId(0),
+            budget,
+        },
+        JournalRecord::BreakerSet {
+            app: AppId(0),
+            breaker,
+        },
         JournalRecord::LockdownSet { on: true },
     ]);
     let m = Manager::recover(&cfg, d, Tick(50)).unwrap();
-    assert_eq!(m.durable().budget, budget);
-    assert_eq!(m.breaker(), breaker);
+    assert_eq!(m.durable().budgets[0], budget);
+    assert_eq!(m.breaker(AppId(0)), breaker);
     assert!(m.lockdown());
 }
 

@@ -16,8 +16,8 @@ use common::{Net, inst, reply, report, slot};
 use tally_core::agent::Local;
 use tally_core::budget::Payment;
 use tally_core::{
-    Agent, AgentEffect, AgentInput, Breaker, Budget, Config, Durable, HostId, Incarnation,
-    JournalRecord, Manager, ManagerInput, Mutation, Mutations, Phase, RunPhase, Tick,
+    Agent, AgentEffect, AgentInput, AppId, Breaker, Budget, Config, Durable, FleetBreaker, HostId,
+    Incarnation, JournalRecord, Manager, ManagerInput, Mutation, Mutations, Phase, RunPhase, Tick,
 };
 
 fn mutated(m: Mutation) -> Config {
@@ -177,14 +177,13 @@ fn generation_after_compaction(cfg: &Config) -> Vec<u32> {
 /// Tokens of a manager recovered from a journal with an empty bucket.
 fn tokens_after_restart(cfg: &Config) -> u32 {
     let mut d = Durable::genesis(cfg, Tick(0));
-    let mut budget = d.budget;
+    let mut budget = d.budgets[0];
     budget.tokens_milli = 0;
-    d.apply(&JournalRecord::BudgetSet { budget });
-    Manager::recover(cfg, d, Tick(5))
-        .unwrap()
-        .durable()
-        .budget
-        .tokens_milli
+    d.apply(&JournalRecord::BudgetSet {
+        app: AppId(0),
+        budget,
+    });
+    Manager::recover(cfg, d, Tick(5)).unwrap().durable().budgets[0].tokens_milli
 }
 
 /// When the manager takes a silent host's lease as expired.
@@ -219,11 +218,7 @@ fn probe_payment(cfg: &Config) -> Option<Payment> {
 /// The probe credit of a manager recovered right after start.
 fn probe_after_restart(cfg: &Config) -> bool {
     let d = Durable::genesis(cfg, Tick(0));
-    Manager::recover(cfg, d, Tick(1))
-        .unwrap()
-        .durable()
-        .budget
-        .probe_ready
+    Manager::recover(cfg, d, Tick(1)).unwrap().durable().budgets[0].probe_ready
 }
 
 /// Tokens after a restarted manager hears an already-booted instance again.
@@ -236,9 +231,12 @@ fn tokens_after_revival(cfg: &Config) -> u32 {
     let id = inst(0, 0, 1);
     assert_eq!(n.manager.phase(id), Some(Phase::Up));
     let mut d = n.manager.durable().clone();
-    let mut budget = d.budget;
+    let mut budget = d.budgets[0];
     budget.tokens_milli = 0;
-    d.apply(&JournalRecord::BudgetSet { budget });
+    d.apply(&JournalRecord::BudgetSet {
+        app: AppId(0),
+        budget,
+    });
     n.manager = Manager::recover(cfg, d, n.now).unwrap();
     n.manager_step(ManagerInput::ReportReceived(report(
         0,
@@ -248,7 +246,7 @@ fn tokens_after_revival(cfg: &Config) -> u32 {
         &[],
     )))
     .unwrap();
-    n.manager.durable().budget.tokens_milli
+    n.manager.durable().budgets[0].tokens_milli
 }
 
 /// Unconfirmed boots on a host whose two boots both timed out, and what
@@ -304,7 +302,57 @@ fn observe(m: Mutation, cfg: &Config) -> String {
         Mutation::AdmissionCountsLaunching => format!("{:?}", boots_after_timeouts(cfg)),
         Mutation::BreakerNeverHalfOpens => format!("{:?}", breaker_after_cooldown(cfg)),
         Mutation::MarginIgnoresKill => format!("{:?}", released_at(cfg)),
+        Mutation::FleetWideBudget => format!("{:?}", budgets_after_other_app_relaunch(cfg)),
+        Mutation::BreakerCountsOneApp => format!("{:?}", fleet_breaker_after_one_app_fails(cfg)),
     }
+}
+
+/// `cfg` with a second app, `blog`, of one `web` dyno.
+fn with_second_app(cfg: &Config) -> Config {
+    let mut c = cfg.clone();
+    c.process_types.push(tally_core::config::ProcessTypeConfig {
+        app: "blog".into(),
+        name: "web".into(),
+        kind: tally_core::ProcessKind::Scalable,
+        count_initial: 1,
+        count_max: 1,
+    });
+    // Every first launch in the first report.
+    c.boots_in_flight_max = 8;
+    c
+}
+
+/// Each app's tokens after the second app's dyno fails to boot and is
+/// relaunched.
+fn budgets_after_other_app_relaunch(cfg: &Config) -> Vec<u32> {
+    let cfg = with_second_app(cfg);
+    let mut n = Net::new(cfg, 1);
+    n.round();
+    let blog = inst(2, 0, 1);
+    n.agent_step(0, tally_core::AgentInput::ProcessExited { instance: blog });
+    // Past the slot's backoff.
+    for _ in 0..4 {
+        n.advance(2);
+        n.round();
+    }
+    assert!(n.launched().contains(&inst(2, 0, 2)), "relaunched");
+    n.manager
+        .durable()
+        .budgets
+        .iter()
+        .map(|b| b.tokens_milli)
+        .collect()
+}
+
+/// The fleet breaker after two boot failures of one app, among two apps.
+fn fleet_breaker_after_one_app_fails(cfg: &Config) -> FleetBreaker {
+    let mut cfg = with_second_app(cfg);
+    cfg.breaker.failure_threshold = 2;
+    let mut b = FleetBreaker::closed(Tick(0));
+    for g in 1..=2 {
+        b.on_failure((&cfg, 2), Tick(1), (AppId(1), inst(2, 0, g)));
+    }
+    b
 }
 
 #[test]

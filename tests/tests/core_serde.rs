@@ -20,9 +20,9 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use tally_core::journal::StopReason;
 use tally_core::{
-    AgentEffect, AgentInput, AgentNote, Alert, Breaker, Budget, Config, Effect, ExitOutcome,
-    HostId, JournalRecord, ManagerInput, Message, Mutation, Mutations, Note, OperatorCommand,
-    RunPhase, Tick, TypeId, UserCommand,
+    AgentEffect, AgentInput, AgentNote, Alert, AppId, Breaker, Budget, Config, Effect, ExitOutcome,
+    FleetBreaker, HostId, JournalRecord, ManagerInput, Message, Mutation, Mutations, Note,
+    OperatorCommand, RunPhase, Tick, TypeId, UserCommand,
 };
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
@@ -89,6 +89,7 @@ fn records() -> Vec<JournalRecord> {
         JournalRecord::StopCancelled { instance: id },
         JournalRecord::InstanceStopped { instance: id },
         JournalRecord::BudgetSet {
+            app: AppId(1),
             budget: Budget {
                 tokens_milli: 2500,
                 probe_ready: true,
@@ -96,19 +97,38 @@ fn records() -> Vec<JournalRecord> {
             },
         },
         JournalRecord::BreakerSet {
+            app: AppId(0),
             breaker: Breaker::closed(Tick(3)),
         },
         JournalRecord::BreakerSet {
+            app: AppId(0),
             breaker: Breaker::Open {
                 since: Tick(4),
                 manual: true,
             },
         },
         JournalRecord::BreakerSet {
+            app: AppId(0),
             breaker: Breaker::HalfOpen { probe: None },
         },
         JournalRecord::BreakerSet {
+            app: AppId(0),
             breaker: Breaker::HalfOpen { probe: Some(id) },
+        },
+        JournalRecord::FleetBreakerSet {
+            breaker: FleetBreaker::Closed {
+                window_start: Tick(2),
+                failing: vec![AppId(0), AppId(3)],
+            },
+        },
+        JournalRecord::FleetBreakerSet {
+            breaker: FleetBreaker::HalfOpen {
+                probe: Some(id),
+                failing: vec![AppId(1)],
+            },
+        },
+        JournalRecord::FleetBreakerSet {
+            breaker: FleetBreaker::opened_by_hand(Tick(9)),
         },
         JournalRecord::LockdownSet { on: true },
         JournalRecord::PauseSet {
@@ -127,6 +147,7 @@ fn notes() -> Vec<Note> {
     vec![
         Note::ReportVersionMismatch,
         Note::StaleExit,
+        Note::BootFailureCounted { instance: id },
         Note::PhantomReaped { instance: id },
         Note::BootTimedOut { instance: id },
         Note::LeaseExpired { instance: id },
@@ -174,7 +195,8 @@ fn every_journal_record_round_trips() {
 fn every_effect_round_trips() {
     let mut effects: Vec<Effect> = records().into_iter().map(Effect::Persist).collect();
     effects.push(Effect::Send(sample_reply()));
-    effects.push(Effect::Alert(Alert::BreakerTripped));
+    effects.push(Effect::Alert(Alert::BreakerTripped { app: AppId(2) }));
+    effects.push(Effect::Alert(Alert::FleetBreakerTripped));
     effects.extend(notes().into_iter().map(Effect::Note));
     for e in &effects {
         round_trip(e);

@@ -30,7 +30,7 @@ impl CheckedModel {
 macro_rules! conditions {
     ($model:ty, $state:ty, |$s:ident| $world:expr) => {
         conditions!(@ $model, $state, |$s| $world;
-            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22)
     };
     (@ $model:ty, $state:ty, |$s:ident| $world:expr; $($i:literal)*) => {
         [$(
@@ -43,7 +43,8 @@ macro_rules! conditions {
 }
 pub(crate) use conditions;
 
-const CONDITIONS: [fn(&CheckedModel, &World) -> bool; 21] = conditions!(CheckedModel, World, |s| s);
+const CONDITIONS: [fn(&CheckedModel, &World) -> bool; crate::properties::PROPERTY_COUNT] =
+    conditions!(CheckedModel, World, |s| s);
 
 impl Model for CheckedModel {
     type State = World;
@@ -71,7 +72,9 @@ impl Model for CheckedModel {
 }
 
 /// `PROPERTIES` as stateright properties of `M`, one condition each.
-pub(crate) fn attach<M: Model>(conditions: [fn(&M, &M::State) -> bool; 21]) -> Vec<Property<M>> {
+pub(crate) fn attach<M: Model>(
+    conditions: [fn(&M, &M::State) -> bool; crate::properties::PROPERTY_COUNT],
+) -> Vec<Property<M>> {
     PROPERTIES
         .iter()
         .zip(conditions)

@@ -28,11 +28,15 @@ pub fn expected(m: Mutation) -> &'static [&'static str] {
         Mutation::AdmissionCountsLaunching => &["S4 admission", "core invariants"],
         Mutation::BreakerNeverHalfOpens => &["L1 convergence"],
         Mutation::MarginIgnoresKill => &["S1 singleton", "S2 no phantom"],
+        Mutation::FleetWideBudget => &["S7 apps isolated", "S3 launch bound"],
+        Mutation::BreakerCountsOneApp => &["S7 apps isolated"],
     }
 }
 
 use tally_core::{TypeId, UserCommand};
-use tally_model::config::{FaultBudget, ModelConfig, ScriptedCommand, model_core, timed_kills};
+use tally_model::config::{
+    FaultBudget, ModelConfig, ScriptedCommand, model_core, timed_kills, two_apps,
+};
 
 /// The small configuration in which the checker refutes `m`: the fewest
 /// hosts and faults that still reach its counterexample, so that BFS finds
@@ -48,6 +52,7 @@ pub fn hunt_config(m: Mutation) -> ModelConfig {
         network_capacity: 2,
         faults: FaultBudget::default(),
         script: Vec::new(),
+        broken_apps: Vec::new(),
     };
     let f = &mut c.faults;
     match m {
@@ -124,6 +129,16 @@ pub fn hunt_config(m: Mutation) -> ModelConfig {
             f.boot_failure = 2;
             // L1 is decided only up to the recovery bound.
             c.horizon = c.recovery_deadline();
+        }
+        Mutation::FleetWideBudget | Mutation::BreakerCountsOneApp => {
+            // The broken app drains the shared bucket, or trips the fleet
+            // breaker alone; the healthy singleton crashes and needs a
+            // relaunch.
+            let two = two_apps();
+            c.core = two.core;
+            c.broken_apps = two.broken_apps;
+            c.core.budget.probe_cooldown_ticks = 50;
+            f.dyno_crash = 1;
         }
         Mutation::MarginIgnoresKill => {
             // Kills take a tick, and a stalled clock fences a tick late:

@@ -2,7 +2,7 @@
 //! ground truth and the core's invariant functions.
 
 use std::collections::BTreeMap;
-use tally_core::{SlotId, TypeId, invariants, launch_bound};
+use tally_core::{AppId, SlotId, TypeId, invariants, launch_bound};
 use tally_model::world::witness;
 use tally_model::{ModelConfig, World};
 
@@ -53,9 +53,34 @@ pub fn s2_no_phantom(_cfg: &ModelConfig, w: &World) -> bool {
         .all(|p| w.manager.host_of(p.instance) == Some(p.host))
 }
 
-/// S3: launches never exceed the core's launch bound.
+/// S3: launches never exceed the core's launch bound, for the fleet and
+/// for each app.
 pub fn s3_launch_bound(cfg: &ModelConfig, w: &World) -> bool {
-    u64::from(w.ghost.launches) <= launch_bound(&cfg.core, w.launch_bound_inputs(cfg))
+    let fleet = u64::from(w.ghost.launches) <= launch_bound(&cfg.core, w.launch_bound_inputs(cfg));
+    fleet
+        && (0..w.manager.app_count()).zip(&w.ghost.apps).all(|(a, g)| {
+            let app = AppId(u16::try_from(a).unwrap_or(u16::MAX));
+            let inputs = w.launch_bound_inputs_of_app(cfg, app);
+            u64::from(g.launches) <= launch_bound(&cfg.core, inputs)
+        })
+}
+
+/// S7: apps are isolated (DESIGN.md, "Apps are isolated"). A relaunch of
+/// an app is refused by the budget only once that app itself has spent
+/// `B` relaunches (its bucket started full and only its own relaunches
+/// take tokens from it), and the fleet breaker trips only once at least two
+/// apps have had boot failures: no app is held back by another's failures
+/// alone.
+pub fn s7_apps_isolated(cfg: &ModelConfig, w: &World) -> bool {
+    let g = &w.ghost;
+    let capacity = u16::try_from(cfg.core.budget.capacity).unwrap_or(u16::MAX);
+    let refusals_earned = g
+        .apps
+        .iter()
+        .enumerate()
+        .all(|(a, app)| g.refused_apps & (1 << a) == 0 || app.relaunches >= capacity);
+    let spread = g.last & witness::FLEET_BREAKER_TRIPPED == 0 || g.failed_apps.count_ones() >= 2;
+    refusals_earned && spread
 }
 
 /// S4: no host has more than `K` processes booting, in ground truth.
@@ -87,18 +112,22 @@ pub fn core_invariants(cfg: &ModelConfig, w: &World) -> bool {
             .all(|h| invariants::check_agent(&h.agent, &cfg.core).is_ok())
 }
 
-/// L1's goal: exactly one process per desired slot, up, and nothing else.
+/// L1's goal: exactly one process per desired slot, up, and nothing else,
+/// for every app but the broken ones (whose boots never succeed).
 pub fn converged(cfg: &ModelConfig, w: &World) -> bool {
     let mut want = 0usize;
     for t in 0..cfg.core.process_types.len() {
         let process_type = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
-        want += usize::from(w.manager.desired(process_type));
+        if !cfg.is_broken(process_type) {
+            want += usize::from(w.manager.desired(process_type));
+        }
     }
-    if w.processes.len() != want {
+    let healthy = |p: &&tally_model::world::Process| !cfg.is_broken(p.instance.slot.process_type);
+    if w.processes.iter().filter(healthy).count() != want {
         return false;
     }
     let mut seen: Vec<SlotId> = Vec::with_capacity(want);
-    for p in &w.processes {
+    for p in w.processes.iter().filter(healthy) {
         let slot = p.instance.slot;
         if p.booting_since.is_some()
             || slot.index >= w.manager.desired(slot.process_type)
@@ -134,6 +163,7 @@ witnessed!(saw_replacement_after_expiry, witness::REPLACED_AFTER_EXPIRY);
 witnessed!(saw_phantom_reaped, witness::PHANTOM_REAPED);
 witnessed!(saw_retry_refused, witness::RETRY_REFUSED);
 witnessed!(saw_breaker_trip, witness::BREAKER_TRIPPED);
+witnessed!(saw_fleet_breaker_trip, witness::FLEET_BREAKER_TRIPPED);
 witnessed!(saw_lockdown_refusal, witness::LOCKDOWN_REFUSED);
 witnessed!(saw_self_fencing, witness::SELF_FENCED);
 witnessed!(saw_stale_launch_refused, witness::STALE_LAUNCH_REFUSED);
@@ -167,7 +197,7 @@ pub const PROPERTIES: &[PropertyDef] = &[
         name: "S3 launch bound",
         kind: Kind::Always,
         holds: s3_launch_bound,
-        explanation: "launches exceed F + B + r*S + P",
+        explanation: "launches exceed F + B + r*S + P (an app's, or the fleet's: F + n*B + r*S + n*P)",
     },
     PropertyDef {
         name: "S4 admission",
@@ -186,6 +216,12 @@ pub const PROPERTIES: &[PropertyDef] = &[
         kind: Kind::Always,
         holds: s6_fencing_tokens_unique,
         explanation: "a launch reused a generation of its slot",
+    },
+    PropertyDef {
+        name: "S7 apps isolated",
+        kind: Kind::Always,
+        holds: s7_apps_isolated,
+        explanation: "an app's relaunch was refused, or the fleet breaker tripped, because of another app's failures",
     },
     PropertyDef {
         name: "core invariants",
@@ -228,6 +264,12 @@ pub const PROPERTIES: &[PropertyDef] = &[
         kind: Kind::Sometimes,
         holds: saw_breaker_trip,
         explanation: "the breaker trips on boot failures",
+    },
+    PropertyDef {
+        name: "sometimes fleet breaker opens",
+        kind: Kind::Sometimes,
+        holds: saw_fleet_breaker_trip,
+        explanation: "the fleet breaker trips on boot failures of two apps",
     },
     PropertyDef {
         name: "sometimes lockdown refuses a command",
@@ -284,3 +326,8 @@ pub const PROPERTIES: &[PropertyDef] = &[
 pub fn find(name: &str) -> Option<&'static PropertyDef> {
     PROPERTIES.iter().find(|p| p.name == name)
 }
+
+/// How many properties there are: stateright wants one `fn` per property,
+/// in arrays of this length (`checked::conditions!`).
+pub const PROPERTY_COUNT: usize = 23;
+const _: () = assert!(PROPERTIES.len() == PROPERTY_COUNT);

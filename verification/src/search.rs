@@ -152,7 +152,7 @@ impl SearchModel {
     }
 }
 
-const CONDITIONS: [fn(&SearchModel, &Stamped) -> bool; 21] =
+const CONDITIONS: [fn(&SearchModel, &Stamped) -> bool; crate::properties::PROPERTY_COUNT] =
     conditions!(SearchModel, Stamped, |s| &s.world);
 
 impl Model for SearchModel {

@@ -245,6 +245,9 @@ impl Memo {
         let Ghost {
             launches,
             boots,
+            apps,
+            failed_apps,
+            refused_apps,
             launched_high_water,
             generation_reused,
             expired_slots,
@@ -254,6 +257,9 @@ impl Memo {
         (
             launches,
             boots,
+            apps,
+            failed_apps,
+            refused_apps,
             launched_high_water,
             generation_reused,
             expired_slots,

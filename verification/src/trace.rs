@@ -15,7 +15,7 @@ use tally_model::{Action, ModelConfig, TallyModel, World};
 
 /// Trace format version. 2 added `broken_at`, `summary` and, per step,
 /// `explorer_path`, `action_label`, `events`, `messages` and `violated`.
-pub const TRACE_VERSION: u16 = 2;
+pub const TRACE_VERSION: u16 = 3;
 
 /// One ledger entry as the manager sees it.
 #[derive(Serialize)]
@@ -107,16 +107,18 @@ pub struct MessageRow {
 /// The manager's flow-control state.
 #[derive(Serialize)]
 pub struct ManagerRow<'a> {
-    /// Retry budget.
-    pub budget: tally_core::Budget,
-    /// Breaker.
-    pub breaker: tally_core::Breaker,
+    /// Each app's retry budget.
+    pub budgets: &'a [tally_core::Budget],
+    /// Each app's breaker.
+    pub breakers: &'a [tally_core::Breaker],
+    /// The fleet breaker.
+    pub fleet_breaker: &'a tally_core::FleetBreaker,
     /// Lockdown.
     pub lockdown: bool,
     /// Desired count per type.
     pub formation: &'a [u16],
-    /// `F` so far.
-    pub free_launches_granted: u64,
+    /// `F` so far, per type.
+    pub free_launches_granted: &'a [u64],
 }
 
 /// A whole trace.
@@ -146,6 +148,7 @@ const EVENTS: &[(u32, &str)] = &[
     (witness::PHANTOM_REAPED, "phantom reaped"),
     (witness::RETRY_REFUSED, "retry refused"),
     (witness::BREAKER_TRIPPED, "breaker tripped"),
+    (witness::FLEET_BREAKER_TRIPPED, "fleet breaker tripped"),
     (witness::LOCKDOWN_REFUSED, "lockdown refused a command"),
     (witness::SELF_FENCED, "self-fenced"),
     (witness::STALE_LAUNCH_REFUSED, "stale launch refused"),
@@ -198,11 +201,12 @@ pub fn build<'a>(
             network: &state.network,
             messages: state.network.iter().map(|m| message_row(cfg, m)).collect(),
             manager: ManagerRow {
-                budget: state.manager.durable().budget,
-                breaker: state.manager.breaker(),
+                budgets: &state.manager.durable().budgets,
+                breakers: &state.manager.durable().breakers,
+                fleet_breaker: &state.manager.durable().fleet_breaker,
                 lockdown: state.manager.lockdown(),
                 formation: &state.manager.durable().formation,
-                free_launches_granted: state.manager.durable().free_launches_granted,
+                free_launches_granted: &state.manager.durable().free_launches_granted,
             },
         })
         .collect();

@@ -107,6 +107,12 @@ refuted!(
     Mutation::MarginIgnoresKill,
     9
 );
+refuted!(fleet_wide_budget_is_refuted, Mutation::FleetWideBudget, 11);
+refuted!(
+    breaker_counts_one_app_is_refuted,
+    Mutation::BreakerCountsOneApp,
+    13
+);
 
 /// A refutation means something only if the same configuration holds
 /// without the mutation: every hunting configuration, unmutated, is proved

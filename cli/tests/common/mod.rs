@@ -189,9 +189,12 @@ impl Cluster {
     /// The `tally run` of this cluster.
     pub fn manager_command(&self) -> Command {
         let mut cmd = Command::new(TALLY);
-        cmd.args(["run", "--hosts", "0", "--procfile"])
-            .arg(&self.procfile)
-            .arg("--config")
+        cmd.args(["run", "--hosts", "0"]);
+        // `--app` names the apps' Procfiles instead.
+        if !self.run_args.iter().any(|a| a == "--app") {
+            cmd.arg("--procfile").arg(&self.procfile);
+        }
+        cmd.arg("--config")
             .arg(&self.settings)
             .arg("--data-dir")
             .arg(self.data())

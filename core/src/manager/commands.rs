@@ -3,7 +3,7 @@
 
 use super::Step;
 use super::types::{CommandKind, OperatorCommand, Rejected, UserCommand};
-use crate::breaker::Breaker;
+use crate::breaker::FleetBreaker;
 use crate::ids::{Generation, InstanceId, SlotId, TypeId};
 use crate::journal::{JournalRecord, StopReason};
 
@@ -142,18 +142,15 @@ impl Step<'_> {
                 }
             }
             OperatorCommand::BreakerOpen => {
-                let breaker = Breaker::Open {
-                    since: self.now,
-                    manual: true,
-                };
-                if durable.breaker != breaker {
-                    self.persist(JournalRecord::BreakerSet { breaker });
+                let breaker = FleetBreaker::opened_by_hand(self.now);
+                if durable.fleet_breaker != breaker {
+                    self.persist(JournalRecord::FleetBreakerSet { breaker });
                 }
             }
             OperatorCommand::BreakerClose => {
-                if !matches!(durable.breaker, Breaker::Closed { .. }) {
-                    let breaker = Breaker::closed(self.now);
-                    self.persist(JournalRecord::BreakerSet { breaker });
+                if !matches!(durable.fleet_breaker, FleetBreaker::Closed { .. }) {
+                    let breaker = FleetBreaker::closed(self.now);
+                    self.persist(JournalRecord::FleetBreakerSet { breaker });
                 }
             }
             OperatorCommand::PauseLaunches { host } => {

@@ -5,7 +5,7 @@
 use super::Step;
 use super::types::{Effect, Note};
 use crate::budget::Payment;
-use crate::ids::{HostId, InstanceId, SlotId};
+use crate::ids::{AppId, HostId, InstanceId, SlotId, TypeId};
 use crate::journal::JournalRecord;
 use crate::message::ManagerReply;
 use std::ops::Bound;
@@ -18,8 +18,8 @@ struct Round {
     boots: usize,
     /// The last slot visited.
     cursor: Option<SlotId>,
-    /// Whether the budget refused once already in this report.
-    refused: bool,
+    /// Buckets that refused once already in this report: few, so a list.
+    refused: Vec<AppId>,
 }
 
 /// What admission says of the next slot.
@@ -32,6 +32,15 @@ enum Admission {
     Stop,
 }
 
+/// The last slot `process_type` can have: the cursor that skips the rest
+/// of a type.
+fn end_of_type(process_type: TypeId) -> SlotId {
+    SlotId {
+        process_type,
+        index: u16::MAX,
+    }
+}
+
 impl Step<'_> {
     pub(super) fn launch_on(&mut self, host: HostId, reply: &mut ManagerReply) {
         let d = &self.m.durable;
@@ -41,9 +50,9 @@ impl Step<'_> {
         let mut round = Round {
             boots: self.m.boots_unconfirmed(self.cfg, host),
             cursor: None,
-            refused: false,
+            refused: Vec::new(),
         };
-        while let Some(slot) = self.next_slot(&round) {
+        while let Some(slot) = self.next_slot(&mut round) {
             round.cursor = Some(slot);
             match self.admit(&round, slot) {
                 Admission::Stop => return,
@@ -66,28 +75,43 @@ impl Step<'_> {
         }
     }
 
-    /// The next vacant slot after the cursor whose backoff has ended: the
-    /// same slots in the same order as a walk of `vacant`, skipping those
-    /// that would be skipped.
-    fn next_slot(&mut self, round: &Round) -> Option<SlotId> {
-        let after = match round.cursor {
-            None => (Bound::Unbounded, Bound::Unbounded),
-            Some(c) => (Bound::Excluded(c), Bound::Unbounded),
-        };
-        let free = &self.m.durable.free_launches;
-        let ready = self.m.ledger.launchable(self.now);
-        // After a refusal the budget cannot pay (it changes here only when
-        // spent): only a slot with a free launch can still launch, so visit
-        // just those, in the same order, when they are fewer.
-        if round.refused && free.len() < ready.len() {
-            free.range(after).find(|s| ready.contains(s)).copied()
-        } else {
-            ready.range(after).next().copied()
+    /// The next vacant slot after the cursor whose backoff has ended, whose
+    /// app's breaker lets it through, and that can be paid for: the slots a
+    /// walk of `vacant` would launch, in the same order, without visiting
+    /// every slot of a held app.
+    fn next_slot(&mut self, round: &mut Round) -> Option<SlotId> {
+        loop {
+            let after = match round.cursor {
+                None => (Bound::Unbounded, Bound::Unbounded),
+                Some(c) => (Bound::Excluded(c), Bound::Unbounded),
+            };
+            let ready = self.m.ledger.launchable(self.now);
+            let slot = ready.range(after).next().copied()?;
+            let t = slot.process_type;
+            if !self.m.breaker(self.m.app_of(t)).allows_launch() {
+                // Held by its app's breaker: the rest of the type is too.
+                round.cursor = Some(end_of_type(t));
+                continue;
+            }
+            let free = &self.m.durable.free_launches;
+            if free.contains(&slot) || !round.refused.contains(&self.m.bucket_of(self.cfg, t)) {
+                return Some(slot);
+            }
+            // After a refusal the bucket cannot pay (it changes here only
+            // when spent): only a slot of this type with a free launch can
+            // still launch, so visit just those.
+            let ready = self.m.ledger.launchable(self.now);
+            let free = &self.m.durable.free_launches;
+            let rest = (Bound::Excluded(slot), Bound::Included(end_of_type(t)));
+            if let Some(s) = free.range(rest).find(|s| ready.contains(s)) {
+                return Some(*s);
+            }
+            round.cursor = Some(end_of_type(t));
         }
     }
 
     fn admit(&self, round: &Round, slot: SlotId) -> Admission {
-        if !self.m.durable.breaker.allows_launch() {
+        if !self.m.durable.fleet_breaker.allows_launch() {
             return Admission::Stop;
         }
         if round.boots >= usize::from(self.cfg.boots_in_flight_max) {
@@ -99,21 +123,24 @@ impl Step<'_> {
         Admission::Admit
     }
 
-    /// Pays for launching `slot`: its free launch, or the budget. `None`
-    /// when the budget refuses (noted once per report: evidence enough).
+    /// Pays for launching `slot`: its free launch, or its app's budget.
+    /// `None` when the budget refuses (noted once per app and report:
+    /// evidence enough).
     fn pay(&mut self, round: &mut Round, slot: SlotId) -> Option<bool> {
         if self.m.durable.free_launches.contains(&slot) {
             return Some(true);
         }
-        let mut budget = self.m.durable.budget;
-        let Some(payment) = budget.try_spend(self.cfg) else {
-            if !round.refused {
-                round.refused = true;
+        let cfg = self.cfg;
+        let bucket = self.m.bucket_of(cfg, slot.process_type);
+        let mut budget = self.m.budget(bucket)?;
+        let Some(payment) = budget.try_spend(cfg) else {
+            if !round.refused.contains(&bucket) {
+                round.refused.push(bucket);
                 self.out.push(Effect::Note(Note::RetryRefused { slot }));
             }
             return None;
         };
-        self.set_budget(budget);
+        self.update_budget(bucket, |b| *b = budget);
         if payment == Payment::Probe {
             self.out.push(Effect::Note(Note::ProbeSpent));
         }
@@ -121,7 +148,7 @@ impl Step<'_> {
     }
 
     /// Launches `slot`'s next generation on `host`: journaled first, then
-    /// the breaker told (a half-open breaker's probe).
+    /// the breakers told (a half-open breaker's probe).
     fn launch(&mut self, host: HostId, slot: SlotId, free: bool) -> Option<InstanceId> {
         let generation = self.m.durable.next_generation(slot)?;
         let instance = InstanceId { slot, generation };
@@ -130,9 +157,9 @@ impl Step<'_> {
             host,
             free,
         });
-        let mut b = self.m.durable.breaker;
-        let change = b.on_launch(instance);
-        self.set_breaker(b, change);
+        let app = self.m.app_of(slot.process_type);
+        self.update_breaker(app, |b| b.on_launch(instance));
+        self.update_fleet_breaker(|b| b.on_launch(instance));
         Some(instance)
     }
 }

@@ -27,13 +27,14 @@ pub use types::{
     Phase, Rejected, UserCommand, phase_of,
 };
 
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, FleetBreaker};
 use crate::budget::{Budget, LaunchBoundInputs};
 use crate::config::{Config, ConfigError, Mutation};
-use crate::ids::{Generation, HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId, Tick, TypeId};
 use crate::journal::{Counters, Durable, DurableInstance};
 use ledger::Ledger;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The manager: the durable fold of its journal, the ledger with its
 /// indexes, and the seed of its backoff jitter.
@@ -43,6 +44,18 @@ pub struct Manager {
     #[serde(flatten)]
     ledger: Ledger,
     rng: u64,
+    #[serde(skip)]
+    apps: TypeApps,
+}
+
+/// The app of each process type (`Config::type_apps`), computed once by
+/// [`Manager::recover`]: every launch and boot looks its app up. A function
+/// of the configuration, so it adds nothing to the state's hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct TypeApps(Arc<[AppId]>);
+
+impl std::hash::Hash for TypeApps {
+    fn hash<H: std::hash::Hasher>(&self, _state: &mut H) {}
 }
 
 /// One step in progress: the manager with the step's configuration, time
@@ -80,12 +93,14 @@ impl Manager {
     pub fn recover(cfg: &Config, durable: Durable, now: Tick) -> Result<Manager, ConfigError> {
         cfg.validate()?;
         let mut durable = durable;
-        durable.formation.resize(cfg.process_types.len(), 0);
-        if cfg.mutations.has(Mutation::BudgetNotJournaled) {
-            durable.budget.tokens_milli = Budget::full(cfg, now).tokens_milli;
-        }
-        if cfg.mutations.has(Mutation::ProbeNotJournaled) {
-            durable.budget.probe_ready = true;
+        durable.fit(cfg, now);
+        for budget in &mut durable.budgets {
+            if cfg.mutations.has(Mutation::BudgetNotJournaled) {
+                budget.tokens_milli = Budget::full(cfg, now).tokens_milli;
+            }
+            if cfg.mutations.has(Mutation::ProbeNotJournaled) {
+                budget.probe_ready = true;
+            }
         }
         let live = Liveness {
             view: LiveView::Unknown,
@@ -95,6 +110,7 @@ impl Manager {
             ledger: Ledger::recovered(cfg, &durable, live),
             durable,
             rng: cfg.seed,
+            apps: TypeApps(cfg.type_apps().into()),
         })
     }
 
@@ -184,6 +200,7 @@ impl Manager {
             durable,
             ledger,
             rng,
+            apps: _,
         } = self;
         let Durable {
             formation,
@@ -191,8 +208,9 @@ impl Manager {
             high_water,
             free_launches,
             free_launches_granted,
-            budget,
-            breaker,
+            budgets,
+            breakers,
+            fleet_breaker,
             lockdown,
             paused_all,
             paused_hosts: _,
@@ -202,8 +220,9 @@ impl Manager {
             high_water,
             free_launches,
             free_launches_granted,
-            budget,
-            breaker,
+            budgets,
+            breakers,
+            fleet_breaker,
             lockdown,
             paused_all,
             rng,
@@ -248,10 +267,58 @@ impl Manager {
             .unwrap_or(0)
     }
 
-    /// The breaker.
+    /// The app of `process_type` (the first app for an unknown type).
     #[must_use]
-    pub fn breaker(&self) -> Breaker {
-        self.durable.breaker
+    pub fn app_of(&self, process_type: TypeId) -> AppId {
+        self.apps
+            .0
+            .get(usize::from(process_type.0))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// How many apps the formation has.
+    #[must_use]
+    pub fn app_count(&self) -> usize {
+        self.durable.budgets.len()
+    }
+
+    /// The app of each process type, indexed by `TypeId`
+    /// (`Config::type_apps`).
+    #[must_use]
+    pub fn type_apps(&self) -> &[AppId] {
+        &self.apps.0
+    }
+
+    /// The bucket a relaunch of `process_type` spends from: its app's, or
+    /// the first app's for every type under `fleet-wide-budget`.
+    pub(crate) fn bucket_of(&self, cfg: &Config, process_type: TypeId) -> AppId {
+        if cfg.mutations.has(Mutation::FleetWideBudget) {
+            return AppId(0);
+        }
+        self.app_of(process_type)
+    }
+
+    /// `app`'s breaker (closed for an unknown app).
+    #[must_use]
+    pub fn breaker(&self, app: AppId) -> Breaker {
+        self.durable
+            .breakers
+            .get(app.index())
+            .copied()
+            .unwrap_or(Breaker::closed(Tick(0)))
+    }
+
+    /// The fleet breaker.
+    #[must_use]
+    pub fn fleet_breaker(&self) -> &FleetBreaker {
+        &self.durable.fleet_breaker
+    }
+
+    /// `app`'s retry budget, if the app exists.
+    #[must_use]
+    pub fn budget(&self, app: AppId) -> Option<Budget> {
+        self.durable.budgets.get(app.index()).copied()
     }
 
     /// Whether lockdown is on.
@@ -278,18 +345,19 @@ impl Manager {
     /// until its next input.
     #[must_use]
     pub fn next_wake(&self, cfg: &Config) -> Option<Tick> {
-        [
-            self.ledger.next_due(),
-            self.durable.budget.next_change(),
-            self.durable.breaker.next_change(cfg),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let d = &self.durable;
+        let budgets = d.budgets.iter().filter_map(Budget::next_change);
+        let breakers = d.breakers.iter().filter_map(|b| b.next_change(cfg));
+        [self.ledger.next_due(), d.fleet_breaker.next_change(cfg)]
+            .into_iter()
+            .flatten()
+            .chain(budgets)
+            .chain(breakers)
+            .min()
     }
 
-    /// The launch bound's inputs at `now`, with `S` from `counters` (the
-    /// shell's fold of the journal); see [`crate::launch_bound_inputs`].
+    /// The fleet's launch bound inputs at `now`, with `S` from `counters`
+    /// (the shell's fold of the journal); see [`crate::launch_bound_inputs`].
     #[must_use]
     pub fn launch_bound_inputs(
         &self,
@@ -298,6 +366,24 @@ impl Manager {
         now: Tick,
     ) -> LaunchBoundInputs {
         crate::budget::launch_bound_inputs(cfg, &self.durable, counters, now)
+    }
+
+    /// `app`'s launch bound inputs at `now`, with `S_a` = `boots`; see
+    /// [`crate::budget::launch_bound_inputs_of_app`].
+    #[must_use]
+    pub fn launch_bound_inputs_of_app(
+        &self,
+        cfg: &Config,
+        (app, boots): (AppId, u64),
+        now: Tick,
+    ) -> LaunchBoundInputs {
+        crate::budget::launch_bound_inputs_of_app(
+            cfg,
+            &self.durable,
+            (self.type_apps(), app),
+            boots,
+            now,
+        )
     }
 
     /// Boots on `host` not yet confirmed ended (DESIGN.md shortcut 11):

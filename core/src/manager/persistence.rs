@@ -3,9 +3,9 @@
 
 use super::Step;
 use super::types::{Alert, Effect};
-use crate::breaker::{Breaker, BreakerChange};
+use crate::breaker::{Breaker, BreakerChange, FleetBreaker};
 use crate::budget::Budget;
-use crate::ids::{HostId, InstanceId, SlotId, TypeId};
+use crate::ids::{AppId, HostId, InstanceId, SlotId, TypeId};
 use crate::journal::{JournalRecord, StopReason};
 
 impl Step<'_> {
@@ -52,20 +52,71 @@ impl Step<'_> {
         }
     }
 
-    pub(super) fn set_budget(&mut self, budget: Budget) {
-        if budget != self.m.durable.budget {
-            self.persist(JournalRecord::BudgetSet { budget });
+    /// Changes `app`'s budget through `change`, journaling the result if
+    /// it differs.
+    pub(super) fn update_budget(&mut self, app: AppId, change: impl FnOnce(&mut Budget)) {
+        let Some(mut budget) = self.m.durable.budgets.get(app.index()).copied() else {
+            return;
+        };
+        change(&mut budget);
+        if Some(&budget) != self.m.durable.budgets.get(app.index()) {
+            self.persist(JournalRecord::BudgetSet { app, budget });
         }
     }
 
-    pub(super) fn set_breaker(&mut self, breaker: Breaker, change: BreakerChange) {
-        if change == BreakerChange::None {
+    /// Changes `app`'s breaker through `change`, journaling what it reports.
+    pub(super) fn update_breaker(
+        &mut self,
+        app: AppId,
+        change: impl FnOnce(&mut Breaker) -> BreakerChange,
+    ) {
+        let Some(mut breaker) = self.m.durable.breakers.get(app.index()).copied() else {
             return;
+        };
+        match change(&mut breaker) {
+            BreakerChange::None => {}
+            BreakerChange::Changed => self.persist(JournalRecord::BreakerSet { app, breaker }),
+            BreakerChange::Tripped => {
+                self.persist(JournalRecord::BreakerSet { app, breaker });
+                let alert = Alert::BreakerTripped { app };
+                self.out.push(Effect::Alert(alert));
+            }
         }
-        self.persist(JournalRecord::BreakerSet { breaker });
-        if change == BreakerChange::Tripped {
-            self.out.push(Effect::Alert(Alert::BreakerTripped));
+    }
+
+    /// Changes the fleet breaker through `change`, journaling what it reports.
+    pub(super) fn update_fleet_breaker(
+        &mut self,
+        change: impl FnOnce(&mut FleetBreaker) -> BreakerChange,
+    ) {
+        let mut breaker = self.m.durable.fleet_breaker.clone();
+        match change(&mut breaker) {
+            BreakerChange::None => {}
+            BreakerChange::Changed => self.persist(JournalRecord::FleetBreakerSet { breaker }),
+            BreakerChange::Tripped => {
+                self.persist(JournalRecord::FleetBreakerSet { breaker });
+                self.out.push(Effect::Alert(Alert::FleetBreakerTripped));
+            }
         }
+    }
+
+    /// A boot of `instance` failed or timed out: its app's breaker and the
+    /// fleet breaker count it.
+    pub(super) fn count_boot_failure(&mut self, instance: InstanceId) {
+        let (cfg, now) = (self.cfg, self.now);
+        let app = self.m.app_of(instance.slot.process_type);
+        self.out
+            .push(Effect::Note(super::Note::BootFailureCounted { instance }));
+        // The mutation re-creates the fleet-wide breaker of before: no app
+        // has a breaker of its own.
+        if !cfg
+            .mutations
+            .has(crate::config::Mutation::BreakerCountsOneApp)
+        {
+            self.update_breaker(app, |b| b.on_failure(cfg, now, instance));
+        }
+        let apps = self.m.app_count();
+        self.update_fleet_breaker(|b| b.on_failure((cfg, apps), now, (app, instance)));
     }
 
     /// Sets the desired count of `process_type`; each new slot gets a free
@@ -99,14 +150,19 @@ impl Step<'_> {
             return;
         };
         self.persist_placed(JournalRecord::InstanceStopped { instance }, Some(host));
-        let breaker = self.m.durable.breaker;
-        if !d.boot_seen_done
-            && matches!(breaker, Breaker::HalfOpen { probe: Some(p) } if p == instance)
+        if d.boot_seen_done {
+            return;
+        }
+        // A probe that never booted counts as a failed probe.
+        let (cfg, now) = (self.cfg, self.now);
+        let app = self.m.app_of(instance.slot.process_type);
+        if matches!(self.m.breaker(app), Breaker::HalfOpen { probe: Some(p) } if p == instance) {
+            self.update_breaker(app, |b| b.on_failure(cfg, now, instance));
+        }
+        if matches!(self.m.durable.fleet_breaker, FleetBreaker::HalfOpen { probe: Some(p), .. } if p == instance)
         {
-            // A probe that never booted counts as a failed probe.
-            let mut b = breaker;
-            let change = b.on_failure(self.cfg, self.now, instance);
-            self.set_breaker(b, change);
+            let apps = self.m.app_count();
+            self.update_fleet_breaker(|b| b.on_failure((cfg, apps), now, (app, instance)));
         }
     }
 

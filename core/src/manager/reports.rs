@@ -142,14 +142,15 @@ impl Step<'_> {
             self.m
                 .ledger
                 .set_backoff(instance.slot, |b| *b = Backoff::default());
-            let mut b = self.m.durable.breaker;
-            let change = b.on_success(self.now, instance);
-            self.set_breaker(b, change);
+            let now = self.now;
+            let app = self.m.app_of(instance.slot.process_type);
+            self.update_breaker(app, |b| b.on_success(now, instance));
+            self.update_fleet_breaker(|b| b.on_success(now, instance));
         }
         if first || (revived && self.cfg.mutations.has(Mutation::RefillOnRevive)) {
-            let mut budget = self.m.durable.budget;
-            budget.refill(self.cfg);
-            self.set_budget(budget);
+            let cfg = self.cfg;
+            let bucket = self.m.bucket_of(cfg, instance.slot.process_type);
+            self.update_budget(bucket, |b| b.refill(cfg));
         }
     }
 

@@ -11,12 +11,14 @@ use crate::journal::StopReason;
 impl Step<'_> {
     pub(super) fn on_tick(&mut self) {
         let (cfg, now) = (self.cfg, self.now);
-        let mut budget = self.m.durable.budget;
-        budget.on_tick(cfg, now);
-        self.set_budget(budget);
-        let mut breaker = self.m.durable.breaker;
-        let change = breaker.on_tick(cfg, now);
-        self.set_breaker(breaker, change);
+        for app in 0..self.m.durable.budgets.len() {
+            let app = crate::ids::AppId(u16::try_from(app).unwrap_or(u16::MAX));
+            self.update_budget(app, |b| {
+                b.on_tick(cfg, now);
+            });
+            self.update_breaker(app, |b| b.on_tick(cfg, now));
+        }
+        self.update_fleet_breaker(|b| b.on_tick(cfg, now));
         for (instance, l, host) in self.due_entries() {
             if l.lease_deadline <= now {
                 self.out.push(Effect::Note(Note::LeaseExpired { instance }));
@@ -84,9 +86,7 @@ impl Step<'_> {
             return;
         }
         if breaker && !d.boot_seen_done {
-            let mut b = self.m.durable.breaker;
-            let change = b.on_failure(self.cfg, self.now, instance);
-            self.set_breaker(b, change);
+            self.count_boot_failure(instance);
         }
         if d.stop.is_none() {
             self.back_off(instance.slot);

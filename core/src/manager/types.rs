@@ -1,7 +1,7 @@
 //! The manager's public vocabulary: its inputs, effects, notes, alerts,
 //! refusals, and the phases of an instance's life.
 
-use crate::ids::{HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::ids::{AppId, HostId, InstanceId, SlotId, Tick, TypeId};
 use crate::journal::{DurableInstance, JournalRecord, StopReason};
 use crate::message::{AgentReport, ManagerReply};
 use serde::{Deserialize, Serialize};
@@ -95,9 +95,9 @@ pub enum OperatorCommand {
         /// On.
         on: bool,
     },
-    /// Open the breaker by hand.
+    /// Open the fleet breaker by hand: no app launches.
     BreakerOpen,
-    /// Close the breaker by hand.
+    /// Close the fleet breaker by hand.
     BreakerClose,
     /// Pause launches on one host, or everywhere.
     PauseLaunches {
@@ -129,8 +129,14 @@ pub enum ManagerInput {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "alert")]
 pub enum Alert {
-    /// The breaker opened on its own: boots are failing.
-    BreakerTripped,
+    /// An app's breaker opened on its own: that app's boots are failing.
+    BreakerTripped {
+        /// The app.
+        app: AppId,
+    },
+    /// The fleet breaker opened on its own: boots of many apps are failing,
+    /// a shared cause; no app launches until it half-opens.
+    FleetBreakerTripped,
     /// An agent runs an instance above its slot's high-water generation:
     /// the journal lost records. The high water was raised (journaled)
     /// before any launch of the slot, and the instance is reaped.
@@ -164,10 +170,16 @@ pub enum Note {
         /// The instance.
         instance: InstanceId,
     },
-    /// A relaunch was refused: no token and no probe credit.
+    /// A relaunch was refused: no token and no probe credit in the
+    /// bucket of the slot's app. Noted once per app and report.
     RetryRefused {
         /// The slot.
         slot: SlotId,
+    },
+    /// A boot failure or timeout was counted by the breakers.
+    BootFailureCounted {
+        /// The instance.
+        instance: InstanceId,
     },
     /// An instance booted for the first time.
     BootSucceeded {
