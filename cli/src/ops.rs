@@ -312,6 +312,11 @@ pub struct LogsArgs {
     /// Only the last N lines written so far (then new ones with -f).
     #[arg(short = 'n', long, value_name = "N")]
     num: Option<usize>,
+    /// Only this app's dynos (with `tally run --app`); with --dyno or
+    /// --type, the app of their name (`--app blog --type web` is
+    /// `--type blog:web`).
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
     /// The data dir of `tally run` (dyno output is under host-N/).
     #[arg(long, default_value = DATA_DIR)]
     data_dir: PathBuf,
@@ -325,12 +330,16 @@ pub fn logs(args: &LogsArgs) -> Result<ExitCode, CliError> {
     if !args.data_dir.is_dir() {
         return Err(CliError::NoLogs(args.data_dir.display().to_string()));
     }
+    let app = args.app.as_deref();
+    let dyno = args.dyno.as_deref().map(|d| qualify(app, d));
+    let process_type = args.process_type.as_deref().map(|t| qualify(app, t));
+    let app_prefix = app.map(|a| format!("{a}:"));
     let wanted = |l: &Line| {
-        args.dyno.as_deref().is_none_or(|d| l.dyno == d)
-            && args
-                .process_type
+        dyno.as_deref().is_none_or(|d| l.dyno == d)
+            && process_type
                 .as_deref()
                 .is_none_or(|t| l.process_type() == t)
+            && app_prefix.as_deref().is_none_or(|p| l.dyno.starts_with(p))
     };
     let colour = std::io::stdout().is_terminal();
     let mut reader = Reader::default();

@@ -71,13 +71,16 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode, CliError> {
     let reports = plan.run(|slot, policy| {
         let status = &status;
         let mut last_plain: Option<Instant> = None;
+        let started = Instant::now();
         move |p: Progress| {
+            let done = p.now_ms as f64 / p.end_ms.max(1) as f64;
             let line = format!(
-                "{name} {policy}: {:5.1}% of {:.1} h, {} events, ledger {}",
-                100.0 * p.now_ms as f64 / p.end_ms.max(1) as f64,
+                "{name} {policy}: {:5.1}% of {:.1} h, {} events, ledger {}{}",
+                100.0 * done,
                 p.end_ms as f64 / 3.6e6,
                 p.events,
-                p.ledger
+                p.ledger,
+                eta(started.elapsed(), done)
             );
             if terminal {
                 let Ok(mut lines) = status.lock() else {
@@ -109,6 +112,21 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode, CliError> {
         println!("outputs written to {}", dir.display());
     }
     Ok(ExitCode::from(if tally_unsafe(&reports) { 2 } else { 0 }))
+}
+
+/// `, ETA 4m10s` from the wall time so far and the share done (nothing
+/// before 1%: too early to say).
+fn eta(elapsed: Duration, done: f64) -> String {
+    if !(0.01..1.0).contains(&done) {
+        return String::new();
+    }
+    let left = elapsed.as_secs_f64() * (1.0 - done) / done;
+    let s = left.round() as u64;
+    if s >= 60 {
+        format!(", ETA {}m{:02}s", s / 60, s % 60)
+    } else {
+        format!(", ETA {s}s")
+    }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -231,4 +249,18 @@ fn table(reports: &[Report]) -> String {
         s.push('\n');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eta;
+    use std::time::Duration;
+
+    #[test]
+    fn eta_extrapolates_the_wall_time_so_far() {
+        assert_eq!(eta(Duration::from_secs(60), 0.25), ", ETA 3m00s");
+        assert_eq!(eta(Duration::from_secs(10), 0.5), ", ETA 10s");
+        assert_eq!(eta(Duration::from_secs(1), 0.001), "", "too early");
+        assert_eq!(eta(Duration::from_secs(1), 1.0), "", "done");
+    }
 }

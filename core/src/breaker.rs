@@ -180,12 +180,15 @@ pub enum FleetBreaker {
         manual: bool,
     },
     /// One probe launch allowed; a success closes it, failures of as many
-    /// apps as the threshold open it again. A failed probe alone only lets
-    /// the next probe through: one app cannot keep the fleet shut.
+    /// apps as the threshold within one window open it again. A failed
+    /// probe alone only lets the next probe through: one app cannot keep
+    /// the fleet shut.
     HalfOpen {
         /// The probe, once launched.
         probe: Option<InstanceId>,
-        /// Apps with a boot failure since it half-opened.
+        /// Start of the current counting window.
+        window_start: Tick,
+        /// Apps with a boot failure in the window, sorted.
         failing: Vec<AppId>,
     },
 }
@@ -246,26 +249,29 @@ impl FleetBreaker {
             // half-opens by itself.
             return BreakerChange::None;
         }
-        let (failing, probe_failed) = match self {
+        let (window_start, failing, probe_failed) = match self {
             FleetBreaker::Closed {
                 window_start,
                 failing,
+            } => (window_start, failing, false),
+            FleetBreaker::HalfOpen {
+                probe,
+                window_start,
+                failing,
             } => {
-                if now.since(*window_start) >= cfg.breaker.window_ticks {
-                    *window_start = now;
-                    failing.clear();
-                }
-                (failing, false)
-            }
-            FleetBreaker::HalfOpen { probe, failing } => {
                 let probe_failed = *probe == Some(instance);
                 if probe_failed {
                     *probe = None;
                 }
-                (failing, probe_failed)
+                (window_start, failing, probe_failed)
             }
             FleetBreaker::Open { .. } => return BreakerChange::None,
         };
+        let fresh = now.since(*window_start) >= cfg.breaker.window_ticks;
+        if fresh {
+            *window_start = now;
+            failing.clear();
+        }
         let counted = match failing.binary_search(&app) {
             // The mutation counts every failure, as a fleet-wide breaker
             // over raw failures would.
@@ -286,7 +292,7 @@ impl FleetBreaker {
             };
             return BreakerChange::Tripped;
         }
-        if counted || probe_failed {
+        if counted || probe_failed || fresh {
             BreakerChange::Changed
         } else {
             BreakerChange::None
@@ -325,6 +331,7 @@ impl FleetBreaker {
             Some(at) if at <= now => {
                 *self = FleetBreaker::HalfOpen {
                     probe: None,
+                    window_start: now,
                     failing: Vec::new(),
                 };
                 BreakerChange::Changed

@@ -72,8 +72,16 @@ impl Budget {
         (!self.probe_ready).then_some(self.probe_refresh_at)
     }
 
+    /// Whether [`Budget::try_spend`] would pay a relaunch now.
+    #[must_use]
+    pub fn can_spend(&self, cfg: &Config) -> bool {
+        cfg.mutations.has(Mutation::UnboundedRetries)
+            || self.tokens_milli >= MILLI
+            || (self.probe_ready && !cfg.mutations.has(Mutation::BreakerProbeOnly))
+    }
+
     /// Spends one relaunch, or refuses when the bucket is empty and no
-    /// probe credit is ready.
+    /// probe credit is ready (exactly when [`Budget::can_spend`] is false).
     pub fn try_spend(&mut self, cfg: &Config) -> Option<Payment> {
         if cfg.mutations.has(Mutation::UnboundedRetries) {
             return Some(Payment::Unbounded);

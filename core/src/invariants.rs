@@ -78,6 +78,10 @@ pub enum Violation {
         /// Apps the fleet breaker counts.
         failing: Vec<AppId>,
     },
+    /// The payable types the launch loop jumps by are not what the budgets
+    /// and breakers say.
+    #[error("the manager's payable types are stale")]
+    PayableTypesStale,
     /// A user stop survives lockdown.
     #[error("lockdown is on but {instance} is stopping at a user's request")]
     UserStopUnderLockdown {
@@ -210,6 +214,9 @@ pub fn budget_within_capacity(m: &Manager, cfg: &Config) -> Result<(), Violation
             breakers: d.breakers.len(),
             failing: failing.to_vec(),
         });
+    }
+    if !m.payable_fresh(cfg) {
+        return Err(Violation::PayableTypesStale);
     }
     Ok(())
 }

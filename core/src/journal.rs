@@ -398,6 +398,18 @@ impl Durable {
         let apps = cfg.app_count();
         self.budgets.resize(apps, Budget::full(cfg, now));
         self.breakers.resize(apps, Breaker::closed(now));
+        // Fewer apps than the journal had: the fleet breaker forgets the
+        // apps that are gone, and a count that now reaches the smaller
+        // threshold starts again (a trip needs failures seen under this
+        // configuration).
+        let counted = self.fleet_breaker.failing();
+        let gone = counted.iter().any(|a| a.index() >= apps);
+        if gone || counted.len() >= cfg.fleet_breaker_threshold_of(apps) {
+            self.fleet_breaker = match self.fleet_breaker {
+                FleetBreaker::Open { .. } => self.fleet_breaker.clone(),
+                _ => FleetBreaker::closed(now),
+            };
+        }
     }
 
     /// Folds `records` onto `self`.

@@ -239,6 +239,10 @@ pub struct BreakerSettings {
     pub failure_threshold: u16,
     /// Open time before a half-open probe.
     pub cooldown_ms: u64,
+    /// Share of the apps whose boots fail within a window that opens the
+    /// fleet breaker (never fewer than two apps: one app's failures open
+    /// only its own breaker).
+    pub fleet_app_share: f64,
 }
 
 impl Default for BreakerSettings {
@@ -247,6 +251,7 @@ impl Default for BreakerSettings {
             window_ms: 30_000,
             failure_threshold: 5,
             cooldown_ms: 15_000,
+            fleet_app_share: 0.25,
         }
     }
 }
@@ -330,11 +335,16 @@ pub struct Deployment {
 
 impl Deployment {
     /// Whether `other` runs the same core configuration, commands and tick:
-    /// everything a journal depends on, `env` aside.
+    /// everything a journal depends on; the environment and the apps'
+    /// directories aside.
     #[must_use]
     pub fn same_core(&self, other: &Deployment) -> bool {
-        // `env` and `app_env` left out: a changed `.env` needs no new journal.
-        self.config == other.config && self.types == other.types && self.tick_ms == other.tick_ms
+        // `env`, `app_env` and `dir` left out: a changed `.env`, or an app
+        // checked out elsewhere, needs no new journal.
+        let key = |t: &TypeSpec| (t.app.clone(), t.name.clone(), t.command.clone(), t.ready);
+        self.config == other.config
+            && self.types.iter().map(key).eq(other.types.iter().map(key))
+            && self.tick_ms == other.tick_ms
     }
 
     /// The `.env` keys that `tally` overrides for each dyno (told once at
@@ -948,7 +958,11 @@ pub fn build_apps(apps: &[AppSource], file: &FileSettings) -> Result<Deployment,
             window_ticks: ticks(file.breaker.window_ms),
             failure_threshold: file.breaker.failure_threshold,
             cooldown_ticks: ticks(file.breaker.cooldown_ms),
-            fleet_app_share_milli: 250,
+            // In range: fleet_app_share was checked to be within (0, 1].
+            fleet_app_share_milli: u32::try_from(
+                (file.breaker.fleet_app_share * 1000.0).round() as i64
+            )
+            .unwrap_or(250),
         },
         seed: file.seed,
         mutations: Mutations::NONE,
@@ -1055,6 +1069,12 @@ fn problems(file: &FileSettings) -> Vec<String> {
     if !(0.0..1.0).contains(&refill) || (refill * 1000.0).round() >= 1000.0 {
         out.push(format!(
             "budget.refill_per_boot = {refill} must be between 0 and 0.999: at 1 or more retries are unbounded"
+        ));
+    }
+    let share = k.fleet_app_share;
+    if !(share > 0.0 && share <= 1.0) {
+        out.push(format!(
+            "breaker.fleet_app_share = {share} must be above 0 and at most 1: the share of the apps failing at once that opens the fleet breaker"
         ));
     }
     if !(1..=FAILURE_THRESHOLD_MAX).contains(&k.failure_threshold) {
@@ -1405,6 +1425,16 @@ mod tests {
             (
                 "[budget]\njitter_max_ms = 86400001",
                 &["budget.jitter_max_ms = 86400001", "between 0 and 86400000"],
+            ),
+            ("[breaker]\nfleet_app_share = 1.0", &[]),
+            ("[breaker]\nfleet_app_share = 0.01", &[]),
+            (
+                "[breaker]\nfleet_app_share = 0",
+                &["breaker.fleet_app_share = 0", "above 0 and at most 1"],
+            ),
+            (
+                "[breaker]\nfleet_app_share = 1.5",
+                &["breaker.fleet_app_share = 1.5", "above 0 and at most 1"],
             ),
             ("[breaker]\nfailure_threshold = 1", &[]),
             ("[breaker]\nfailure_threshold = 1000", &[]),

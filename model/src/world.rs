@@ -94,9 +94,10 @@ pub struct Ghost {
     /// by `AppId`. With one app these repeat what the state already says,
     /// so they add no state.
     pub apps: [AppGhost; MODEL_APPS_MAX],
-    /// Apps with a boot failure counted by the breakers, ever (bit per
-    /// `AppId`).
-    pub failed_apps: u8,
+    /// When each app last had a boot failure counted by the breakers,
+    /// indexed by `AppId`; kept only with two apps or more (only S7 reads
+    /// it, and with one app it would split states for nothing).
+    pub last_failure: [Option<Tick>; MODEL_APPS_MAX],
     /// Apps a relaunch was refused to by the last action (bit per `AppId`).
     pub refused_apps: u8,
     /// Highest generation ever launched per slot.
@@ -639,13 +640,14 @@ impl World {
     }
 
     fn on_note(&mut self, n: Note, lockdown: bool) {
-        let app_of = |slot: SlotId| app_bit(self.manager.app_of(slot.process_type));
+        let app_of = |slot: SlotId| self.manager.app_of(slot.process_type);
         match n {
-            Note::RetryRefused { slot } => self.ghost.refused_apps |= app_of(slot),
-            // Only S7 reads it, and only with two apps or more: with one it
-            // would split states for nothing.
+            Note::RetryRefused { slot } => self.ghost.refused_apps |= app_bit(app_of(slot)),
             Note::BootFailureCounted { instance } if self.manager.app_count() > 1 => {
-                self.ghost.failed_apps |= app_of(instance.slot);
+                let app = app_of(instance.slot);
+                if let Some(t) = self.ghost.last_failure.get_mut(app.index()) {
+                    *t = Some(self.now);
+                }
             }
             _ => {}
         }

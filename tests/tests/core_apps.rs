@@ -214,3 +214,49 @@ fn a_journal_of_one_app_recovers_with_a_new_apps_full_budget() {
     );
     assert!(matches!(m.breaker(BLOG), Breaker::Closed { .. }));
 }
+
+#[test]
+fn a_journal_of_more_apps_recovers_under_fewer_without_stale_counts() {
+    let mut three = two_apps();
+    three.process_types.push(ProcessTypeConfig {
+        app: "wiki".into(),
+        name: "web".into(),
+        kind: ProcessKind::Scalable,
+        count_initial: 1,
+        count_max: 1,
+    });
+    let mut d = tally_core::Durable::genesis(&three, Tick(0));
+    d.apply(&JournalRecord::FleetBreakerSet {
+        breaker: FleetBreaker::Closed {
+            window_start: Tick(0),
+            failing: vec![AppId(2)],
+        },
+    });
+    let cfg = two_apps();
+    let mut m = Manager::recover(&cfg, d, Tick(1)).unwrap();
+    assert!(m.fleet_breaker().failing().is_empty(), "wiki is gone");
+    assert_eq!(tally_core::invariants::check_manager(&m, &cfg), Ok(()));
+    let mut out = Vec::new();
+    m.step(&cfg, Tick(2), tally_core::ManagerInput::Tick, &mut out)
+        .unwrap();
+}
+
+#[test]
+fn a_half_open_fleet_breaker_counts_apps_within_a_window() {
+    let cfg = two_apps();
+    let mut b = FleetBreaker::closed(Tick(0));
+    b.on_failure((&cfg, 2), Tick(1), (BLOG, blog(1)));
+    b.on_failure((&cfg, 2), Tick(1), (SHOP, inst(1, 0, 1)));
+    b.on_tick(&cfg, Tick(1 + cfg.breaker.cooldown_ticks));
+    assert!(
+        matches!(b, FleetBreaker::HalfOpen { ref failing, .. } if failing.is_empty()),
+        "{b:?}"
+    );
+    // Half-open counts within a window too: two apps' failures a window
+    // apart do not reopen it.
+    let t = 1 + cfg.breaker.cooldown_ticks;
+    b.on_failure((&cfg, 2), Tick(t + 1), (BLOG, blog(2)));
+    let w = cfg.breaker.window_ticks;
+    b.on_failure((&cfg, 2), Tick(t + 1 + w), (SHOP, inst(1, 0, 2)));
+    assert!(b.allows_launch(), "{b:?}");
+}

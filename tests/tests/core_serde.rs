@@ -124,6 +124,7 @@ fn records() -> Vec<JournalRecord> {
         JournalRecord::FleetBreakerSet {
             breaker: FleetBreaker::HalfOpen {
                 probe: Some(id),
+                window_start: Tick(7),
                 failing: vec![AppId(1)],
             },
         },

@@ -68,9 +68,9 @@ pub fn s3_launch_bound(cfg: &ModelConfig, w: &World) -> bool {
 /// S7: apps are isolated (DESIGN.md, "Apps are isolated"). A relaunch of
 /// an app is refused by the budget only once that app itself has spent
 /// `B` relaunches (its bucket started full and only its own relaunches
-/// take tokens from it), and the fleet breaker trips only once at least two
-/// apps have had boot failures: no app is held back by another's failures
-/// alone.
+/// take tokens from it), and the fleet breaker trips only when at least two
+/// apps have had a boot failure within the last window: no app is held
+/// back by another's failures alone.
 pub fn s7_apps_isolated(cfg: &ModelConfig, w: &World) -> bool {
     let g = &w.ghost;
     let capacity = u16::try_from(cfg.core.budget.capacity).unwrap_or(u16::MAX);
@@ -79,7 +79,13 @@ pub fn s7_apps_isolated(cfg: &ModelConfig, w: &World) -> bool {
         .iter()
         .enumerate()
         .all(|(a, app)| g.refused_apps & (1 << a) == 0 || app.relaunches >= capacity);
-    let spread = g.last & witness::FLEET_BREAKER_TRIPPED == 0 || g.failed_apps.count_ones() >= 2;
+    let window = cfg.core.breaker.window_ticks;
+    let recent = g
+        .last_failure
+        .iter()
+        .filter(|t| t.is_some_and(|t| w.now.since(t) < window))
+        .count();
+    let spread = g.last & witness::FLEET_BREAKER_TRIPPED == 0 || recent >= 2;
     refusals_earned && spread
 }
 

@@ -61,7 +61,7 @@ fn ci_preset_proves_every_property_and_reaches_every_sometimes() {
             ("ci-timed-kills", 4_622_384, 8_115_070),
             ("ci-messages-restart-partition", 1_130_888, 2_773_293),
             ("ci-restart-failures", 4_114_952, 9_679_790),
-            ("ci-two-apps", 272_985, 419_404),
+            ("ci-two-apps", 274_687, 421_751),
         ]
     );
     for r in &reports {

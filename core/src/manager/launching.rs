@@ -5,9 +5,10 @@
 use super::Step;
 use super::types::{Effect, Note};
 use crate::budget::Payment;
-use crate::ids::{AppId, HostId, InstanceId, SlotId, TypeId};
+use crate::ids::{HostId, InstanceId, SlotId, TypeId};
 use crate::journal::JournalRecord;
 use crate::message::ManagerReply;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 /// Where a report's launch loop stands.
@@ -18,8 +19,9 @@ struct Round {
     boots: usize,
     /// The last slot visited.
     cursor: Option<SlotId>,
-    /// Buckets that refused once already in this report: few, so a list.
-    refused: Vec<AppId>,
+    /// Whether a budget refused once already in this report (noted once:
+    /// evidence enough).
+    noted: bool,
 }
 
 /// What admission says of the next slot.
@@ -32,13 +34,13 @@ enum Admission {
     Stop,
 }
 
-/// The last slot `process_type` can have: the cursor that skips the rest
-/// of a type.
-fn end_of_type(process_type: TypeId) -> SlotId {
-    SlotId {
+/// The first and last slots `process_type` can have.
+fn type_bounds(process_type: TypeId) -> (SlotId, SlotId) {
+    let slot = |index| SlotId {
         process_type,
-        index: u16::MAX,
-    }
+        index,
+    };
+    (slot(0), slot(u16::MAX))
 }
 
 impl Step<'_> {
@@ -50,9 +52,9 @@ impl Step<'_> {
         let mut round = Round {
             boots: self.m.boots_unconfirmed(self.cfg, host),
             cursor: None,
-            refused: Vec::new(),
+            noted: false,
         };
-        while let Some(slot) = self.next_slot(&mut round) {
+        while let Some(slot) = self.next_slot(&round) {
             round.cursor = Some(slot);
             match self.admit(&round, slot) {
                 Admission::Stop => return,
@@ -75,38 +77,41 @@ impl Step<'_> {
         }
     }
 
-    /// The next vacant slot after the cursor whose backoff has ended, whose
-    /// app's breaker lets it through, and that can be paid for: the slots a
-    /// walk of `vacant` would launch, in the same order, without visiting
-    /// every slot of a held app.
-    fn next_slot(&mut self, round: &mut Round) -> Option<SlotId> {
-        loop {
-            let after = match round.cursor {
-                None => (Bound::Unbounded, Bound::Unbounded),
-                Some(c) => (Bound::Excluded(c), Bound::Unbounded),
-            };
-            let ready = self.m.ledger.launchable(self.now);
-            let slot = ready.range(after).next().copied()?;
-            let t = slot.process_type;
-            if !self.m.breaker(self.m.app_of(t)).allows_launch() {
-                // Held by its app's breaker: the rest of the type is too.
-                round.cursor = Some(end_of_type(t));
-                continue;
-            }
-            let free = &self.m.durable.free_launches;
-            if free.contains(&slot) || !round.refused.contains(&self.m.bucket_of(self.cfg, t)) {
-                return Some(slot);
-            }
-            // After a refusal the bucket cannot pay (it changes here only
-            // when spent): only a slot of this type with a free launch can
-            // still launch, so visit just those.
-            let ready = self.m.ledger.launchable(self.now);
-            let free = &self.m.durable.free_launches;
-            let rest = (Bound::Excluded(slot), Bound::Included(end_of_type(t)));
-            if let Some(s) = free.range(rest).find(|s| ready.contains(s)) {
-                return Some(*s);
-            }
-            round.cursor = Some(end_of_type(t));
+    /// The next vacant slot after the cursor whose backoff has ended and
+    /// that can launch: a free launch of an app its breaker lets through,
+    /// or a slot of a payable type (`Manager::payable`). The same slots in
+    /// the same order as a walk of every vacant slot that skips the others,
+    /// but it jumps over them: after an incident hundreds of apps may have
+    /// vacancies and empty buckets. The first slot a budget cannot pay in a
+    /// report is still returned, so that `pay` notes the refusal.
+    fn next_slot(&mut self, round: &Round) -> Option<SlotId> {
+        let after = match round.cursor {
+            None => (Bound::Unbounded, Bound::Unbounded),
+            Some(c) => (Bound::Excluded(c), Bound::Unbounded),
+        };
+        let m = &mut *self.m;
+        let first = m.ledger.launchable(self.now).range(after).next().copied()?;
+        let m = &*m;
+        let t = first.process_type;
+        let allowed = |s: &SlotId| m.breaker(m.app_of(s.process_type)).allows_launch();
+        let free = m.durable.free_launches.contains(&first);
+        if (free && allowed(&first)) || m.payable.contains(t) {
+            return Some(first);
+        }
+        if !free && !round.noted && allowed(&first) {
+            return Some(first);
+        }
+        let ready = m.ledger.launchable_as_promoted();
+        let next_free = m
+            .durable
+            .free_launches
+            .range((Bound::Excluded(first), Bound::Unbounded))
+            .find(|s| ready.contains(s) && allowed(s))
+            .copied();
+        let next_paid = next_payable(m, ready, first);
+        match (next_free, next_paid) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -124,8 +129,8 @@ impl Step<'_> {
     }
 
     /// Pays for launching `slot`: its free launch, or its app's budget.
-    /// `None` when the budget refuses (noted once per app and report:
-    /// evidence enough).
+    /// `None` when the budget refuses (noted once per report: evidence
+    /// enough).
     fn pay(&mut self, round: &mut Round, slot: SlotId) -> Option<bool> {
         if self.m.durable.free_launches.contains(&slot) {
             return Some(true);
@@ -134,8 +139,8 @@ impl Step<'_> {
         let bucket = self.m.bucket_of(cfg, slot.process_type);
         let mut budget = self.m.budget(bucket)?;
         let Some(payment) = budget.try_spend(cfg) else {
-            if !round.refused.contains(&bucket) {
-                round.refused.push(bucket);
+            if !round.noted {
+                round.noted = true;
                 self.out.push(Effect::Note(Note::RetryRefused { slot }));
             }
             return None;
@@ -161,5 +166,36 @@ impl Step<'_> {
         self.update_breaker(app, |b| b.on_launch(instance));
         self.update_fleet_breaker(|b| b.on_launch(instance));
         Some(instance)
+    }
+}
+
+/// The first vacant slot after `first` (in `ready`, the launchable slots)
+/// whose type is payable. Two walks that find the same slot, taken in
+/// turns so that the cheaper one ends the search: the launchable slots in
+/// order, one type at a time, and the payable types in order. After an
+/// incident the payable types are few; in steady state the vacant slots
+/// are.
+fn next_payable(m: &super::Manager, ready: &BTreeSet<SlotId>, first: SlotId) -> Option<SlotId> {
+    let mut slots_after = first;
+    let mut types_from = Some(first.process_type);
+    loop {
+        let s = ready
+            .range((Bound::Excluded(slots_after), Bound::Unbounded))
+            .next()?;
+        if m.payable.contains(s.process_type) {
+            return Some(*s);
+        }
+        slots_after = type_bounds(s.process_type).1;
+        let t = m.payable.first_from(types_from?)?;
+        let (lo, hi) = type_bounds(t);
+        let lo = if lo > first {
+            Bound::Included(lo)
+        } else {
+            Bound::Excluded(first)
+        };
+        if let Some(s) = ready.range((lo, Bound::Included(hi))).next() {
+            return Some(*s);
+        }
+        types_from = t.0.checked_add(1).map(TypeId);
     }
 }

@@ -46,16 +46,74 @@ pub struct Manager {
     rng: u64,
     #[serde(skip)]
     apps: TypeApps,
+    #[serde(skip)]
+    pub(crate) payable: PayableTypes,
 }
 
-/// The app of each process type (`Config::type_apps`), computed once by
-/// [`Manager::recover`]: every launch and boot looks its app up. A function
-/// of the configuration, so it adds nothing to the state's hash.
+/// The app of each process type (`Config::type_apps`) and the types of each
+/// app, computed once by [`Manager::recover`]: every launch and boot looks
+/// its app up. A function of the configuration, so it adds nothing to the
+/// state's hash.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct TypeApps(Arc<[AppId]>);
+struct TypeApps {
+    app_of: Arc<[AppId]>,
+    types_of: Arc<[Vec<TypeId>]>,
+}
 
 impl std::hash::Hash for TypeApps {
     fn hash<H: std::hash::Hasher>(&self, _state: &mut H) {}
+}
+
+/// The types whose app's breaker lets a launch through and whose bucket
+/// can pay a relaunch now (`Budget::can_spend`), as bits by `TypeId`: the
+/// launch loop jumps over the vacant slots of every other type instead of
+/// visiting them (with hundreds of apps and empty buckets after an
+/// incident, one slot of each app per report). A function of the durable
+/// state and the configuration, kept up to date by every record that
+/// changes a budget or a breaker (`Step::persist`), checked by
+/// `invariants::check_manager`; shared until changed, as a model checker
+/// clones managers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PayableTypes(Arc<Vec<u64>>);
+
+impl std::hash::Hash for PayableTypes {
+    fn hash<H: std::hash::Hasher>(&self, _state: &mut H) {}
+}
+
+impl PayableTypes {
+    pub(crate) fn contains(&self, t: TypeId) -> bool {
+        let i = usize::from(t.0);
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn set(&mut self, t: TypeId, on: bool) {
+        let i = usize::from(t.0);
+        if self.contains(t) == on {
+            return;
+        }
+        let words = Arc::make_mut(&mut self.0);
+        if words.len() <= i / 64 {
+            words.resize(i / 64 + 1, 0);
+        }
+        if let Some(w) = words.get_mut(i / 64) {
+            *w ^= 1 << (i % 64);
+        }
+    }
+
+    /// The first payable type at or after `from`.
+    pub(crate) fn first_from(&self, from: TypeId) -> Option<TypeId> {
+        let i = usize::from(from.0);
+        let mut word = i / 64;
+        let mut bits = self.0.get(word)? & (u64::MAX << (i % 64));
+        loop {
+            if bits != 0 {
+                let t = word * 64 + bits.trailing_zeros() as usize;
+                return u16::try_from(t).ok().map(TypeId);
+            }
+            word += 1;
+            bits = *self.0.get(word)?;
+        }
+    }
 }
 
 /// One step in progress: the manager with the step's configuration, time
@@ -110,7 +168,12 @@ impl Manager {
             ledger: Ledger::recovered(cfg, &durable, live),
             durable,
             rng: cfg.seed,
-            apps: TypeApps(cfg.type_apps().into()),
+            apps: TypeApps::of(cfg),
+            payable: PayableTypes::default(),
+        })
+        .map(|mut m| {
+            m.refresh_payable(cfg, None);
+            m
         })
     }
 
@@ -201,6 +264,7 @@ impl Manager {
             ledger,
             rng,
             apps: _,
+            payable: _,
         } = self;
         let Durable {
             formation,
@@ -271,10 +335,48 @@ impl Manager {
     #[must_use]
     pub fn app_of(&self, process_type: TypeId) -> AppId {
         self.apps
-            .0
+            .app_of
             .get(usize::from(process_type.0))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Whether a relaunch of `process_type` could be launched and paid now:
+    /// its app's breaker lets it through and its bucket can pay.
+    fn payable_now(&self, cfg: &Config, process_type: TypeId) -> bool {
+        let app = self.app_of(process_type);
+        self.breaker(app).allows_launch()
+            && self
+                .budget(self.bucket_of(cfg, process_type))
+                .is_some_and(|b| b.can_spend(cfg))
+    }
+
+    /// Brings the payable types of `app` (of every app when `None`) up to
+    /// date with its budget and breaker.
+    pub(crate) fn refresh_payable(&mut self, cfg: &Config, app: Option<AppId>) {
+        let apps = Arc::clone(&self.apps.types_of);
+        let one;
+        let types: &[Vec<TypeId>] = match app {
+            // Under `fleet-wide-budget` one bucket pays for every app.
+            Some(a) if !cfg.mutations.has(Mutation::FleetWideBudget) => {
+                one = [apps.get(a.index()).cloned().unwrap_or_default()];
+                &one
+            }
+            _ => &apps,
+        };
+        for t in types.iter().flatten() {
+            let on = self.payable_now(cfg, *t);
+            self.payable.set(*t, on);
+        }
+    }
+
+    /// Whether the payable types are what the budgets and breakers say
+    /// (for the invariant checker).
+    pub(crate) fn payable_fresh(&self, cfg: &Config) -> bool {
+        (0..cfg.process_types.len()).all(|t| {
+            let t = TypeId(u16::try_from(t).unwrap_or(u16::MAX));
+            self.payable.contains(t) == self.payable_now(cfg, t)
+        })
     }
 
     /// How many apps the formation has.
@@ -287,7 +389,7 @@ impl Manager {
     /// (`Config::type_apps`).
     #[must_use]
     pub fn type_apps(&self) -> &[AppId] {
-        &self.apps.0
+        &self.apps.app_of
     }
 
     /// The bucket a relaunch of `process_type` spends from: its app's, or
@@ -445,6 +547,23 @@ impl Manager {
             .map(|h| rename(*h))
             .collect();
         self.ledger.rename_hosts(rename);
+    }
+}
+
+impl TypeApps {
+    fn of(cfg: &Config) -> TypeApps {
+        let app_of = cfg.type_apps();
+        let apps = app_of.iter().map(|a| a.index() + 1).max().unwrap_or(0);
+        let mut types_of = vec![Vec::new(); apps];
+        for (t, a) in app_of.iter().enumerate() {
+            if let Some(v) = types_of.get_mut(a.index()) {
+                v.push(TypeId(u16::try_from(t).unwrap_or(u16::MAX)));
+            }
+        }
+        TypeApps {
+            app_of: app_of.into(),
+            types_of: types_of.into(),
+        }
     }
 }
 

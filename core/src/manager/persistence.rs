@@ -45,6 +45,10 @@ impl Step<'_> {
             let upto = old_count.max(count);
             m.ledger.refresh_type(cfg, &m.durable, process_type, upto);
         }
+        if let JournalRecord::BudgetSet { app, .. } | JournalRecord::BreakerSet { app, .. } = record
+        {
+            m.refresh_payable(cfg, Some(app));
+        }
         self.out.push(Effect::Persist(record));
         if let Some((instance, host)) = placed {
             let note = super::Note::InstanceStopped { instance, host };
@@ -150,17 +154,23 @@ impl Step<'_> {
             return;
         };
         self.persist_placed(JournalRecord::InstanceStopped { instance }, Some(host));
+        // A probe that never booted counts as a failed probe.
         if d.boot_seen_done {
             return;
         }
-        // A probe that never booted counts as a failed probe.
         let (cfg, now) = (self.cfg, self.now);
         let app = self.m.app_of(instance.slot.process_type);
         if matches!(self.m.breaker(app), Breaker::HalfOpen { probe: Some(p) } if p == instance) {
             self.update_breaker(app, |b| b.on_failure(cfg, now, instance));
         }
-        if matches!(self.m.durable.fleet_breaker, FleetBreaker::HalfOpen { probe: Some(p), .. } if p == instance)
+        // For the fleet, not when a user stopped it: the fleet breaker counts
+        // failing apps, and a restart is no failure.
+        let user_stop = d.stop == Some(StopReason::UserRequested);
+        if !user_stop
+            && matches!(self.m.durable.fleet_breaker, FleetBreaker::HalfOpen { probe: Some(p), .. } if p == instance)
         {
+            self.out
+                .push(Effect::Note(super::Note::BootFailureCounted { instance }));
             let apps = self.m.app_count();
             self.update_fleet_breaker(|b| b.on_failure((cfg, apps), now, (app, instance)));
         }

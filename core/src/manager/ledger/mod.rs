@@ -176,6 +176,12 @@ impl Ledger {
     }
 
     /// The vacant slots whose backoff has ended by `now`, in slot order.
+    /// What the last [`Ledger::launchable`] returned, without promoting:
+    /// for reading it beside the rest of the manager in the same step.
+    pub(crate) fn launchable_as_promoted(&self) -> &BTreeSet<SlotId> {
+        self.launchable.0.ready()
+    }
+
     pub(crate) fn launchable(&mut self, now: Tick) -> &BTreeSet<SlotId> {
         if !self.launchable.0.is_built() {
             let vacant: Vec<(SlotId, Tick)> = self
