@@ -3,7 +3,9 @@
 //! (fantoccini). It checks that the timeline shows two overlapping `clock`
 //! instances on two hosts and names S1 at the step where it breaks, follows
 //! that step's link into stateright's Explorer, and saves screenshots under
-//! `target/` (`explorer-screenshot.png`, `explorer-stateright.png`).
+//! `target/` (`explorer-screenshot.png`, `explorer-narrow.png`: opened in a
+//! narrow window, scrolled to the step with the lane names still in view,
+//! `explorer-stateright.png`).
 //!
 //! It needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
 //! `chromium` and `chromium-driver`) and fails, not skips, without them.
@@ -234,6 +236,58 @@ async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
     );
     let png = client.screenshot().await.unwrap();
     std::fs::write(target.join("explorer-screenshot.png"), png).unwrap();
+
+    // In a window narrower than the trace, the timeline opens scrolled to
+    // the breaking step, and the lane names stay in view beside it.
+    client.set_window_size(520, 900).await.unwrap();
+    client.goto(&url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready='true']"))
+        .await
+        .expect("the timeline renders again");
+    let view = client
+        .execute(
+            "const sc = document.getElementById('timeline-scroll');
+             const box = sc.getBoundingClientRect();
+             const col = document.getElementById('violation-column').getBoundingClientRect();
+             const lane = [...document.querySelectorAll('.lane-label')].find(t => t.textContent === 'host 0').getBoundingClientRect();
+             return { overflow: sc.scrollWidth > sc.clientWidth, scrolled: sc.scrollLeft,
+                      boxLeft: box.left, boxRight: box.left + sc.clientWidth,
+                      colLeft: col.left, colRight: col.right, laneLeft: lane.left, laneRight: lane.right };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let f = |k: &str| view[k].as_f64().unwrap();
+    assert_eq!(
+        view["overflow"], true,
+        "the trace is wider than the window: {view}"
+    );
+    assert!(
+        f("colLeft") >= f("boxLeft") && f("colRight") <= f("boxRight"),
+        "the breaking column is in view: {view}"
+    );
+    // Where the column starts unscrolled: the timeline's LEFT + broken * W.
+    let unscrolled = 150.0 + 46.0 * broken as f64;
+    if unscrolled + 46.0 > f("boxRight") - f("boxLeft") {
+        assert!(f("scrolled") > 0.0, "scrolled to the step: {view}");
+    }
+    assert!(
+        f("laneLeft") >= f("boxLeft") && f("laneRight") <= f("colLeft"),
+        "the lane name stays in view, left of the column: {view}"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-narrow.png"), png).unwrap();
+    client.set_window_size(1600, 1000).await.unwrap();
+    client.goto(&url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready='true']"))
+        .await
+        .expect("the timeline renders a third time");
 
     // The step's link opens the same state in stateright's Explorer.
     client

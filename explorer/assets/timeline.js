@@ -204,8 +204,14 @@
     svg.append(el('text', { x: xb(broken) + W / 2, y: HEAD - 16, class: 'broken-mark' }, '✗ ' + T.property.split(' ')[0]));
   }
 
+  // Lane and instance names go in a group pinned to the left edge of the
+  // view (moved with the scroll, on an opaque band), so that they stay in
+  // view however far right the timeline is scrolled.
+  const pinned = el('g', { class: 'pinned-labels' });
+  pinned.append(el('rect', { x: 0, y: HEAD - 6, width: LEFT - 4, height: height - HEAD + 6, class: 'pinned-band' }));
+
   // Lanes.
-  svg.append(el('text', { x: 8, y: managerY + 4, class: 'lane-label' }, 'manager'));
+  pinned.append(el('text', { x: 8, y: managerY + 4, class: 'lane-label' }, 'manager'));
   svg.append(el('line', { x1: LEFT, x2: xb(steps.length), y1: managerY, y2: managerY, class: 'lane-line' }));
   steps.forEach((s, i) => {
     if (s.events.length) {
@@ -221,12 +227,12 @@
     runs((i) => (steps[i].agents.find((a) => a.host === hst) || {}).partitioned || null, (a, b) => a === b)
       .forEach((r) => svg.append(el('rect', { x: xb(r.from), y: lane.top, width: (r.to - r.from + 1) * W, height: lane.bottom - lane.top, class: 'cut-off' },
         tip(`host ${hst} cut off`))));
-    svg.append(el('text', { x: 8, y: lane.mid + 4, class: 'lane-label' }, `host ${hst}`));
+    pinned.append(el('text', { x: 8, y: lane.mid + 4, class: 'lane-label' }, `host ${hst}`));
     svg.append(el('line', { x1: LEFT, x2: xb(steps.length), y1: lane.mid, y2: lane.mid, class: 'lane-line' }));
     lane.rows.forEach((name, r) => {
       const top = lane.top + HOST_HEAD + r * ROW_H;
       const row = el('g', { class: 'instance-row', 'data-instance': name, 'data-host': hst });
-      row.append(el('text', { x: 20, y: top + 13, class: 'instance-label' + (culprits.includes(name) ? ' culprit' : '') }, name));
+      pinned.append(el('text', { x: 20, y: top + 13, class: 'instance-label' + (culprits.includes(name) ? ' culprit' : ''), 'data-instance': name, 'data-host': hst }, name));
       runs((i) => truthAt(i, hst, name), (a, b) => a === b).forEach((run) => {
         row.append(el('rect', {
           x: xb(run.from) + 1, y: top + 2, width: (run.to - run.from + 1) * W - 2, height: 14, rx: 3,
@@ -276,8 +282,9 @@
     hit.addEventListener('click', () => select(i));
     svg.append(hit);
   });
-  // Links stay clickable above the hit areas.
+  // Links stay clickable above the hit areas; the names above everything.
   svg.querySelectorAll('a.explorer-link').forEach((a) => svg.append(a));
+  svg.append(pinned);
 
   // ---- page -------------------------------------------------------------
 
@@ -292,8 +299,21 @@
         ' — ', h('span', { class: 'violation-text', text: T.summary }),
         brokenHref ? h('span', {}, ' · ', h('a', { href: brokenHref, id: 'violation-explorer-link', text: "this state in stateright's Explorer" })) : null)),
     legend(),
-    h('div', { class: 'scroll' }, svg),
+    h('div', { class: 'scroll', id: 'timeline-scroll' }, svg),
     h('section', { id: 'detail', class: 'detail' }));
+  const scroller = document.getElementById('timeline-scroll');
+  scroller.addEventListener('scroll', () => {
+    pinned.setAttribute('transform', `translate(${scroller.scrollLeft} 0)`);
+  });
+
+  /// Scrolls the timeline so that state `i`'s column is in view, beside the
+  /// pinned names (centred when it was out of view).
+  function reveal(i) {
+    const x = xb(i), view = scroller.clientWidth;
+    if (x - LEFT < scroller.scrollLeft || x + W > scroller.scrollLeft + view) {
+      scroller.scrollLeft = Math.max(0, x - LEFT - (view - LEFT - W) / 2);
+    }
+  }
 
   function legend() {
     const sw = (cls, text) => h('span', { class: 'swatch' }, h('i', { class: cls }), text);
@@ -314,6 +334,7 @@
   function select(i) {
     i = Math.max(0, Math.min(last, i));
     selection.setAttribute('x', xb(i));
+    reveal(i);
     const url = new URL(window.location.href);
     url.searchParams.set('step', i);
     history.replaceState(null, '', url.pathname + url.search);
