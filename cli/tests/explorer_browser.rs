@@ -346,3 +346,87 @@ async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&profile);
 }
+
+/// `tally check --mutation trust-late-messages` writes its S1 trace: one
+/// launch started twice on one host after a duplicated reply.
+fn twice_started_trace(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["check", "--mutation", "trust-late-messages", "--trace-out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
+    dir.join("hunt-trust-late-messages--s1-singleton.json")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_processes_of_one_instance_are_two_rows() {
+    let target = workspace().join("target");
+    let trace_file = twice_started_trace(&target.join("explorer-browser-twice"));
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_file).unwrap()).unwrap();
+    let broken = trace["broken_at"].as_u64().unwrap();
+    let (_tally, url) = explore(&trace_file);
+    let (_driver, port) = chromedriver();
+    let profile = target.join(format!("explorer-chromium-twice-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1200,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("chromedriver session");
+    client.goto(&url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready='true']"))
+        .await
+        .expect("the timeline renders");
+    let bars = client
+        .execute(
+            "return [...document.querySelectorAll('rect.truth')].map(r => ({
+                instance: r.dataset.instance, row: r.dataset.row, host: r.dataset.host,
+                from: Number(r.dataset.from), to: Number(r.dataset.to) }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let at_broken: Vec<&serde_json::Value> = bars
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["from"].as_u64().unwrap() <= broken && broken <= b["to"].as_u64().unwrap())
+        .collect();
+    assert_eq!(at_broken.len(), 2, "two processes, two bars: {bars}");
+    assert_eq!(
+        at_broken[0]["instance"], at_broken[1]["instance"],
+        "of one instance: {bars}"
+    );
+    assert_eq!(
+        at_broken[0]["host"], at_broken[1]["host"],
+        "on one host: {bars}"
+    );
+    assert_ne!(
+        at_broken[0]["row"], at_broken[1]["row"],
+        "in two rows: {bars}"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-twice.png"), png).unwrap();
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+}

@@ -72,23 +72,35 @@
     const lane = hosts[h];
     if (lane && !lane.rows.includes(name)) lane.rows.push(name);
   };
+  // A second process of one instance on one host (a launch started twice:
+  // the very thing a picture of `trust-late-messages` must show) gets a row
+  // of its own, `clock.1@g1 #2`.
+  const copy = (name, k) => (k === 0 ? name : `${name} #${k + 1}`);
+  const copies = (s, h, name) => s.processes.filter((p) => p.host === h && p.instance === name);
   for (const s of steps) {
-    s.processes.forEach((p) => note(p.host, p.instance));
+    s.processes.forEach((p) => copies(s, p.host, p.instance).forEach((_, k) => note(p.host, copy(p.instance, k))));
     s.ledger.forEach((r) => note(r.host, r.instance));
     s.agents.forEach((a) => a.instances.forEach((x) => note(a.host, x[0])));
   }
+  // The instance of a row, and which of its copies the row shows.
+  const rowOf = (row) => {
+    const m = /^(.*) #(\d+)$/.exec(row);
+    return m ? { name: m[1], k: Number(m[2]) - 1 } : { name: row, k: 0 };
+  };
 
-  function truthAt(i, h, name) {
+  function truthAt(i, h, row) {
     const s = steps[i];
-    const p = s.processes.find((p) => p.host === h && p.instance === name);
+    const { name, k } = rowOf(row);
+    const p = copies(s, h, name)[k];
     if (!p) return null;
     const agent = s.agents.find((a) => a.host === h);
     const local = agent && agent.instances.find((x) => x[0] === name);
     if (p.dying || (local && local[1] === 'killing')) return 'stopping';
     return p.booting ? 'booting' : 'up';
   }
-  function ledgerAt(i, h, name) {
-    const r = steps[i].ledger.find((r) => r.host === h && r.instance === name);
+  function ledgerAt(i, h, row) {
+    const { name, k } = rowOf(row);
+    const r = k === 0 && steps[i].ledger.find((r) => r.host === h && r.instance === name);
     return r ? r.phase : null;
   }
   // Runs of equal states: [{from, to, state}] with `to` inclusive.
@@ -232,12 +244,12 @@
     lane.rows.forEach((name, r) => {
       const top = lane.top + HOST_HEAD + r * ROW_H;
       const row = el('g', { class: 'instance-row', 'data-instance': name, 'data-host': hst });
-      pinned.append(el('text', { x: 20, y: top + 13, class: 'instance-label' + (culprits.includes(name) ? ' culprit' : ''), 'data-instance': name, 'data-host': hst }, name));
+      pinned.append(el('text', { x: 20, y: top + 13, class: 'instance-label' + (culprits.includes(rowOf(name).name) ? ' culprit' : ''), 'data-instance': rowOf(name).name, 'data-row': name, 'data-host': hst }, name));
       runs((i) => truthAt(i, hst, name), (a, b) => a === b).forEach((run) => {
         row.append(el('rect', {
           x: xb(run.from) + 1, y: top + 2, width: (run.to - run.from + 1) * W - 2, height: 14, rx: 3,
-          class: `truth state-${run.state}` + (culprits.includes(name) && run.from <= broken && broken <= run.to ? ' culprit' : ''),
-          'data-instance': name, 'data-host': hst, 'data-state': run.state, 'data-from': run.from, 'data-to': run.to,
+          class: `truth state-${run.state}` + (culprits.includes(rowOf(name).name) && run.from <= broken && broken <= run.to ? ' culprit' : ''),
+          'data-instance': rowOf(name).name, 'data-row': name, 'data-host': hst, 'data-state': run.state, 'data-from': run.from, 'data-to': run.to,
         }, tip(`${name} on host ${hst}: ${run.state}, states ${run.from}–${run.to} (ground truth)`)));
         if (run.to < last && truthAt(run.to + 1, hst, name) == null) {
           const why = endReason(run.to);
@@ -353,7 +365,10 @@
       h('p', {}, h('b', { text: 'Next action: ' }), s.action != null ? actionLong(i) : 'none (end of trace)'),
       h('div', { class: 'tables' },
         h('div', {}, h('h3', { text: 'Ground truth' }), table(['instance', 'host', 'state'],
-          s.processes.map((p) => [p.instance, p.host, truthAt(i, p.host, p.instance)]))),
+          s.processes.map((p, j) => {
+            const row = copy(p.instance, s.processes.slice(0, j).filter((q) => q.host === p.host && q.instance === p.instance).length);
+            return [row, p.host, truthAt(i, p.host, row)];
+          }))),
         h('div', {}, h('h3', { text: 'Ledger' }), table(['instance', 'host', 'phase'],
           s.ledger.map((r) => [r.instance, r.host, phaseLabel(r.phase)]))),
         h('div', {}, h('h3', { text: 'Agents' }), table(['host', 'inc.', 'lag', 'cut off', 'instances (phase, lease until)'],
