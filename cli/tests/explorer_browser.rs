@@ -430,3 +430,92 @@ async fn two_processes_of_one_instance_are_two_rows() {
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&profile);
 }
+
+/// A headless Chromium session through a fresh chromedriver, with the page
+/// at `url` rendered.
+async fn open(url: &str, name: &str) -> (fantoccini::Client, Killed, PathBuf) {
+    let (driver, port) = chromedriver();
+    let profile = workspace()
+        .join("target")
+        .join(format!("explorer-chromium-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1200,1400", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("chromedriver session");
+    client.goto(url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready='true']"))
+        .await
+        .expect("the timeline renders");
+    (client, driver, profile)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
+    let target = workspace().join("target");
+    let dir = target.join("explorer-browser-s3");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["check", "--mutation", "unbounded-retries", "--trace-out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
+    let trace_file = dir.join("hunt-unbounded-retries--s3-launch-bound.json");
+    let (_tally, url) = explore(&trace_file);
+    let (client, _driver, profile) = open(&url, "s3").await;
+    let text = client
+        .find(Locator::Id("violation"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("launches >") && text.contains("F "),
+        "the banner says the numbers: {text}"
+    );
+    let rows = client
+        .execute(
+            "return [...document.querySelectorAll('#launch-bound tbody tr')].map(r =>
+                ({ scope: r.dataset.scope, over: r.classList.contains('over'),
+                   cells: [...r.children].map(c => c.textContent) }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let fleet = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scope"] == "fleet")
+        .unwrap_or_else(|| panic!("no fleet row: {rows}"));
+    assert_eq!(fleet["over"], true, "the exceeded bound is marked: {rows}");
+    let cells: Vec<u64> = fleet["cells"].as_array().unwrap()[1..3]
+        .iter()
+        .map(|c| c.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(cells[0] > cells[1], "launches over the bound: {rows}");
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-s3.png"), png).unwrap();
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+}

@@ -343,6 +343,17 @@
       h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', { text: String(c) }))))));
   }
 
+  // S3 term by term, for the fleet and each app; a bound exceeded in red.
+  function boundTable(rows) {
+    if (!rows.length) return h('p', { class: 'muted', text: 'not in this trace' });
+    const r = (b) => b.refill_milli / 1000;
+    return h('table', {}, h('thead', {}, h('tr', {}, ...['', 'launches', 'bound', 'F', 'n·B', 'r·S', 'n·P']
+      .map((t) => h('th', { text: t })))),
+      h('tbody', {}, ...rows.map((b) => h('tr', { class: b.launches > b.bound ? 'over' : null, 'data-scope': b.scope },
+        ...[b.scope, b.launches, b.bound, b.first_launches, `${b.buckets}·${b.capacity}`,
+          `${r(b)}·${b.successful_boots}`, `${b.buckets}·${b.cooldowns}`].map((c) => h('td', { text: String(c) }))))));
+  }
+
   function select(i) {
     i = Math.max(0, Math.min(last, i));
     selection.setAttribute('x', xb(i));
@@ -376,6 +387,8 @@
             a.instances.map((x) => `${x[0]} ${x[1]} ≤${x[2]}`).join(', ')]))),
         h('div', {}, h('h3', { text: 'In flight' }), table(['#', 'kind', 'host', 'sent at', 'carries'],
           s.messages.map((m, k) => [k, m.kind, m.host, m.sent_at, m.summary]))),
+        h('div', { id: 'launch-bound' }, h('h3', { text: 'Launch bound (S3): launches ≤ F + n·B + r·S + n·P' }),
+          boundTable(s.bound || [])),
         h('div', {}, h('h3', { text: 'Manager' }), table(['field', 'value'],
           Object.entries(s.manager).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : v]))))].filter((c) => c != null));
     document.getElementById('prev').addEventListener('click', () => select(i - 1));

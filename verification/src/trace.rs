@@ -61,6 +61,32 @@ pub struct Step<'a> {
     pub messages: Vec<MessageRow>,
     /// Manager: budget, breaker, lockdown, formation.
     pub manager: ManagerRow<'a>,
+    /// S3's launch bound at this state, term by term: the fleet's, then
+    /// each app's.
+    pub bound: Vec<BoundRow>,
+}
+
+/// One launch bound of S3 (`tally_core::launch_bound`), term by term.
+#[derive(Serialize)]
+pub struct BoundRow {
+    /// `fleet`, or the app's name.
+    pub scope: String,
+    /// Launches so far (ground truth of the manager's decisions).
+    pub launches: u64,
+    /// The bound: `F + n*B + r*S + n*P`.
+    pub bound: u64,
+    /// `F`: free first launches granted.
+    pub first_launches: u64,
+    /// `n`: buckets (1 for an app, the apps for the fleet).
+    pub buckets: u64,
+    /// `B`: one bucket's capacity.
+    pub capacity: u32,
+    /// `r`, in thousandths.
+    pub refill_milli: u32,
+    /// `S`: boots that really completed.
+    pub successful_boots: u64,
+    /// `P`: probe cool-downs elapsed.
+    pub cooldowns: u64,
 }
 
 /// A process in ground truth.
@@ -208,6 +234,7 @@ pub fn build<'a>(
                 formation: &state.manager.durable().formation,
                 free_launches_granted: &state.manager.durable().free_launches_granted,
             },
+            bound: bound_rows(cfg, state),
         })
         .collect();
     let broken_at = broken_at(cfg, property, path);
@@ -331,8 +358,58 @@ pub fn culprits(cfg: &ModelConfig, property: &str, state: &World) -> String {
                 None => format!("{} runs, the ledger does not hold it", running(p)),
             })
             .unwrap_or_default(),
+        "S3 launch bound" => bound_rows(cfg, state)
+            .iter()
+            .find(|b| b.launches > b.bound)
+            .map(|b| {
+                let r = f64::from(b.refill_milli) / 1000.0;
+                format!(
+                    "{}: {} launches > {} = F {} + {}*B {} + r*S {}*{} + {}*P {}",
+                    b.scope,
+                    b.launches,
+                    b.bound,
+                    b.first_launches,
+                    b.buckets,
+                    b.capacity,
+                    r,
+                    b.successful_boots,
+                    b.buckets,
+                    b.cooldowns
+                )
+            })
+            .unwrap_or_default(),
         _ => String::new(),
     }
+}
+
+/// S3's bounds at `state`, by the core's one definition and the model's
+/// inputs (what `properties::s3_launch_bound` checks).
+fn bound_rows(cfg: &ModelConfig, state: &World) -> Vec<BoundRow> {
+    let row = |scope: String, launches: u64, inputs: tally_core::LaunchBoundInputs| BoundRow {
+        scope,
+        launches,
+        bound: tally_core::launch_bound(&cfg.core, inputs),
+        first_launches: inputs.first_launches,
+        buckets: inputs.buckets,
+        capacity: cfg.core.budget.capacity,
+        refill_milli: cfg.core.budget.refill_per_boot_milli,
+        successful_boots: inputs.successful_boots,
+        cooldowns: inputs.cooldowns_elapsed,
+    };
+    let mut rows = vec![row(
+        "fleet".into(),
+        u64::from(state.ghost.launches),
+        state.launch_bound_inputs(cfg),
+    )];
+    let names = cfg.core.app_names();
+    if names.len() > 1 {
+        for (a, (name, g)) in names.iter().zip(&state.ghost.apps).enumerate() {
+            let app = tally_core::AppId(u16::try_from(a).unwrap_or(u16::MAX));
+            let inputs = state.launch_bound_inputs_of_app(cfg, app);
+            rows.push(row((*name).to_owned(), u64::from(g.launches), inputs));
+        }
+    }
+    rows
 }
 
 fn ledger_rows(cfg: &ModelConfig, state: &World) -> Vec<LedgerRow> {
