@@ -514,6 +514,24 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
         .map(|c| c.as_str().unwrap().parse().unwrap())
         .collect();
     assert!(cells[0] > cells[1], "launches over the bound: {rows}");
+    // The manager's flow control in words, not JSON.
+    let pane = client
+        .find(Locator::Id("detail"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pane.contains("budget of shop")
+            && pane.contains("fleet breaker")
+            && pane.contains("closed:"),
+        "{pane}"
+    );
+    assert!(
+        !pane.contains("tokens_milli"),
+        "raw JSON in the pane: {pane}"
+    );
     let png = client.screenshot().await.unwrap();
     std::fs::write(target.join("explorer-s3.png"), png).unwrap();
     client.close().await.unwrap();

@@ -343,6 +343,43 @@
       h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', { text: String(c) }))))));
   }
 
+  // The manager's flow control in words, not JSON.
+  const apps = [...new Set(types.map((t) => t.app))];
+  const perType = (v) => (v || []).map((n, t) => `${types[t] ? types[t].name : t}=${n}`).join(' ');
+  function breakerWords(b) {
+    if (!b || typeof b !== 'object') return String(b);
+    switch (b.state) {
+      case 'closed': {
+        const n = b.failing ? `${b.failing.length} failing app(s)${b.failing.length ? ` (${b.failing.map((a) => apps[a] || a).join(', ')})` : ''}`
+          : `${b.failures} failure(s)`;
+        return `closed: ${n} in the window from t${b.window_start}`;
+      }
+      case 'open': return `open since t${b.since}${b.manual ? ', by an operator' : ''}`;
+      case 'half-open': return `half-open: ${b.probe ? `probing with ${instName(b.probe)}` : 'one probe may launch'}`;
+      default: return JSON.stringify(b);
+    }
+  }
+  function managerRows(m) {
+    const rows = [];
+    for (const [k, v] of Object.entries(m)) {
+      if (k === 'budgets') {
+        v.forEach((b, a) => rows.push([`budget of ${apps[a] || a}`,
+          `${b.tokens_milli / 1000} token(s), probe ${b.probe_ready ? 'ready' : `at t${b.probe_refresh_at}`}`]));
+      } else if (k === 'breakers') {
+        v.forEach((b, a) => rows.push([`breaker of ${apps[a] || a}`, breakerWords(b)]));
+      } else if (k === 'fleet_breaker') {
+        rows.push(['fleet breaker', breakerWords(v)]);
+      } else if (k === 'formation') {
+        rows.push(['formation', perType(v)]);
+      } else if (k === 'free_launches_granted') {
+        rows.push(['F (free launches granted)', perType(v)]);
+      } else {
+        rows.push([k, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
+      }
+    }
+    return rows;
+  }
+
   // S3 term by term, for the fleet and each app; a bound exceeded in red.
   function boundTable(rows) {
     if (!rows.length) return h('p', { class: 'muted', text: 'not in this trace' });
@@ -389,8 +426,7 @@
           s.messages.map((m, k) => [k, m.kind, m.host, m.sent_at, m.summary]))),
         h('div', { id: 'launch-bound' }, h('h3', { text: 'Launch bound (S3): launches ≤ F + n·B + r·S + n·P' }),
           boundTable(s.bound || [])),
-        h('div', {}, h('h3', { text: 'Manager' }), table(['field', 'value'],
-          Object.entries(s.manager).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : v]))))].filter((c) => c != null));
+        h('div', {}, h('h3', { text: 'Manager' }), table(['field', 'value'], managerRows(s.manager))))].filter((c) => c != null));
     document.getElementById('prev').addEventListener('click', () => select(i - 1));
     document.getElementById('next').addEventListener('click', () => select(i + 1));
   }
