@@ -142,36 +142,7 @@ async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
         serde_json::from_str(&std::fs::read_to_string(&trace_file).unwrap()).unwrap();
     let broken = trace["broken_at"].as_u64().unwrap();
     let (_tally, url) = explore(&trace_file);
-    let (_driver, port) = chromedriver();
-
-    let profile = target.join(format!("explorer-chromium-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1600,1000", format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("chromedriver session");
-
-    client.goto(&url).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("body[data-ready='true']"))
-        .await
-        .expect("the timeline renders");
+    let (client, _driver, profile) = open(&url, "timeline", (1600, 1000)).await;
 
     // S1 is named at the step where it breaks.
     let violation = client.find(Locator::Id("violation")).await.unwrap();
@@ -369,34 +340,7 @@ async fn two_processes_of_one_instance_are_two_rows() {
         serde_json::from_str(&std::fs::read_to_string(&trace_file).unwrap()).unwrap();
     let broken = trace["broken_at"].as_u64().unwrap();
     let (_tally, url) = explore(&trace_file);
-    let (_driver, port) = chromedriver();
-    let profile = target.join(format!("explorer-chromium-twice-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1200,900", format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("chromedriver session");
-    client.goto(&url).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("body[data-ready='true']"))
-        .await
-        .expect("the timeline renders");
+    let (client, _driver, profile) = open(&url, "twice", (1200, 900)).await;
     let bars = client
         .execute(
             "return [...document.querySelectorAll('rect.truth')].map(r => ({
@@ -433,7 +377,11 @@ async fn two_processes_of_one_instance_are_two_rows() {
 
 /// A headless Chromium session through a fresh chromedriver, with the page
 /// at `url` rendered.
-async fn open(url: &str, name: &str) -> (fantoccini::Client, Killed, PathBuf) {
+async fn open(
+    url: &str,
+    name: &str,
+    (width, height): (u32, u32),
+) -> (fantoccini::Client, Killed, PathBuf) {
     let (driver, port) = chromedriver();
     let profile = workspace()
         .join("target")
@@ -445,7 +393,7 @@ async fn open(url: &str, name: &str) -> (fantoccini::Client, Killed, PathBuf) {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1200,1400", format!("--user-data-dir={}", profile.display()),
+                format!("--window-size={width},{height}"), format!("--user-data-dir={}", profile.display()),
             ]
         }
     });
@@ -481,7 +429,7 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
     assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
     let trace_file = dir.join("hunt-unbounded-retries--s3-launch-bound.json");
     let (_tally, url) = explore(&trace_file);
-    let (client, _driver, profile) = open(&url, "s3").await;
+    let (client, _driver, profile) = open(&url, "s3", (1200, 1400)).await;
     let text = client
         .find(Locator::Id("violation"))
         .await

@@ -131,31 +131,30 @@ impl Breaker {
     #[must_use]
     pub fn next_change(&self, cfg: &Config) -> Option<Tick> {
         match *self {
-            Breaker::Open {
-                since,
-                manual: false,
-            } if !cfg.mutations.has(Mutation::BreakerNeverHalfOpens) => {
-                Some(since.plus(cfg.breaker.cooldown_ticks))
-            }
+            Breaker::Open { since, manual } => half_open_at(cfg, since, manual),
             _ => None,
         }
     }
 
     /// Half-opens an automatically opened breaker after its cool-down.
     pub fn on_tick(&mut self, cfg: &Config, now: Tick) -> BreakerChange {
-        if let Breaker::Open {
-            since,
-            manual: false,
-        } = *self
-        {
-            let cooled = now.since(since) >= cfg.breaker.cooldown_ticks;
-            if cooled && !cfg.mutations.has(Mutation::BreakerNeverHalfOpens) {
+        match self.next_change(cfg) {
+            Some(at) if at <= now => {
                 *self = Breaker::HalfOpen { probe: None };
-                return BreakerChange::Changed;
+                BreakerChange::Changed
             }
+            _ => BreakerChange::None,
         }
-        BreakerChange::None
     }
+}
+
+/// When a breaker opened at `since` half-opens by itself: after the
+/// cool-down, unless an operator opened it (or under
+/// `breaker-never-half-opens`). One rule for an app's breaker and the
+/// fleet's.
+fn half_open_at(cfg: &Config, since: Tick, manual: bool) -> Option<Tick> {
+    (!manual && !cfg.mutations.has(Mutation::BreakerNeverHalfOpens))
+        .then(|| since.plus(cfg.breaker.cooldown_ticks))
 }
 
 /// The fleet breaker: it counts distinct apps whose boots fail, so that
@@ -315,12 +314,7 @@ impl FleetBreaker {
     #[must_use]
     pub fn next_change(&self, cfg: &Config) -> Option<Tick> {
         match *self {
-            FleetBreaker::Open {
-                since,
-                manual: false,
-            } if !cfg.mutations.has(Mutation::BreakerNeverHalfOpens) => {
-                Some(since.plus(cfg.breaker.cooldown_ticks))
-            }
+            FleetBreaker::Open { since, manual } => half_open_at(cfg, since, manual),
             _ => None,
         }
     }
