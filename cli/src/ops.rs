@@ -183,6 +183,11 @@ fn only_app(ps: &mut Ps, app: &str) -> Result<(), ScaleError> {
         dyno.rsplit_once('.')
             .is_some_and(|(t, _)| names.iter().any(|n| n == t))
     });
+    // Lifecycle lines name their dyno (`slot=blog:web.1`); those of the
+    // fleet (breaker, lockdown, pauses) name none and stay.
+    let prefix = format!("slot={app}:");
+    ps.recent
+        .retain(|line| !line.contains("slot=") || line.contains(&prefix));
     Ok(())
 }
 

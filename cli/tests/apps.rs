@@ -164,6 +164,19 @@ fn a_broken_app_spends_its_own_budget_and_the_healthy_one_is_untouched() {
         "{only:#}"
     );
     assert_eq!(only["apps"].as_array().unwrap().len(), 1, "{only:#}");
+    let recent = only["recent"].as_array().unwrap();
+    assert!(
+        recent
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("slot=blog:")),
+        "{only:#}"
+    );
+    assert!(
+        recent
+            .iter()
+            .all(|l| !l.as_str().unwrap().contains("slot=shop:")),
+        "only blog's lifecycle lines: {only:#}"
+    );
     let out = c.tally(&["ps", "--app", "nope"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("apps: shop, blog"));
