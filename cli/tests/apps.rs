@@ -164,13 +164,9 @@ fn a_broken_app_spends_its_own_budget_and_the_healthy_one_is_untouched() {
         "{only:#}"
     );
     assert_eq!(only["apps"].as_array().unwrap().len(), 1, "{only:#}");
+    // The lifecycle lines of shop's dynos (its clock's stop and relaunch
+    // just above) are left out; the fleet's own lines stay.
     let recent = only["recent"].as_array().unwrap();
-    assert!(
-        recent
-            .iter()
-            .any(|l| l.as_str().unwrap().contains("slot=blog:")),
-        "{only:#}"
-    );
     assert!(
         recent
             .iter()
