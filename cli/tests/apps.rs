@@ -193,23 +193,24 @@ fn a_broken_app_spends_its_own_budget_and_the_healthy_one_is_untouched() {
 fn types_in_the_deployments_settings_are_refused_with_apps() {
     let root = write_apps("refused");
     let shop = format!("shop={}", root.join("shop").display());
-    let out = std::process::Command::new(common::TALLY)
-        .args(["run", "--hosts", "0", "--app", &shop, "--config"])
-        .arg(root.join("deployment.toml"))
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .output()
-        .unwrap();
+    let run = || {
+        std::process::Command::new(common::TALLY)
+            .args(["run", "--hosts", "0", "--app", &shop, "--config"])
+            .arg(root.join("deployment.toml"))
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .output()
+            .unwrap()
+    };
     // The file does not exist: the read error names it.
+    let out = run();
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("deployment.toml"),
+        "{out:?}"
+    );
     std::fs::write(root.join("deployment.toml"), common::SETTINGS).unwrap();
-    let out = std::process::Command::new(common::TALLY)
-        .args(["run", "--hosts", "0", "--app", &shop, "--config"])
-        .arg(root.join("deployment.toml"))
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .output()
-        .unwrap();
+    let out = run();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -211,13 +211,7 @@ async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
     // In a window narrower than the trace, the timeline opens scrolled to
     // the breaking step, and the lane names stay in view beside it.
     client.set_window_size(520, 900).await.unwrap();
-    client.goto(&url).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("body[data-ready='true']"))
-        .await
-        .expect("the timeline renders again");
+    rendered(&client, &url).await;
     let view = client
         .execute(
             "const sc = document.getElementById('timeline-scroll');
@@ -252,13 +246,7 @@ async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
     let png = client.screenshot().await.unwrap();
     std::fs::write(target.join("explorer-narrow.png"), png).unwrap();
     client.set_window_size(1600, 1000).await.unwrap();
-    client.goto(&url).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("body[data-ready='true']"))
-        .await
-        .expect("the timeline renders a third time");
+    rendered(&client, &url).await;
 
     // The step's link opens the same state in stateright's Explorer.
     client
@@ -405,6 +393,12 @@ async fn open(
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("chromedriver session");
+    rendered(&client, url).await;
+    (client, driver, profile)
+}
+
+/// Opens `url` and waits until the timeline has rendered.
+async fn rendered(client: &fantoccini::Client, url: &str) {
     client.goto(url).await.unwrap();
     client
         .wait()
@@ -412,7 +406,6 @@ async fn open(
         .for_element(Locator::Css("body[data-ready='true']"))
         .await
         .expect("the timeline renders");
-    (client, driver, profile)
 }
 
 #[tokio::test(flavor = "current_thread")]

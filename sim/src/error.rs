@@ -27,9 +27,11 @@ pub enum SimError {
         message: String,
     },
     /// An unknown policy name.
-    #[error("unknown policy `{name}`; valid policies: naive-2012, tally")]
+    #[error("unknown policy `{name}`; valid policies: {valid}")]
     UnknownPolicy {
         /// The name given.
         name: String,
+        /// The valid names.
+        valid: String,
     },
 }

@@ -62,6 +62,7 @@ impl Policy {
             .find(|p| p.name() == name)
             .ok_or_else(|| SimError::UnknownPolicy {
                 name: name.to_owned(),
+                valid: Policy::ALL.map(Policy::name).join(", "),
             })
     }
 
