@@ -220,10 +220,46 @@ fn render_budget(s: &mut String, app: &PsApp) {
     );
 }
 
+/// The leader and the standbys of a highly available group.
+fn render_managers(s: &mut String, m: &tally_manager::api::PsManagers) {
+    use std::fmt::Write as _;
+    let at = |agent: &str, api: &str| {
+        if agent.is_empty() {
+            "(addresses not registered)".to_string()
+        } else {
+            format!("agents {agent}, API {api}")
+        }
+    };
+    match &m.leader {
+        Some(l) => {
+            let _ = writeln!(
+                s,
+                "leader:   {} (term {}) {}",
+                l.name,
+                l.term.unwrap_or(0),
+                at(&l.agent, &l.api)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "leader:   none (an election is under way)");
+        }
+    }
+    if m.standbys.is_empty() {
+        let _ = writeln!(s, "standby:  none");
+    }
+    for st in &m.standbys {
+        let _ = writeln!(s, "standby:  {} {}", st.name, at(&st.agent, &st.api));
+    }
+    let _ = writeln!(s, "store:    {}\n", m.store);
+}
+
 /// `ps` for people, in the habit of `heroku ps`.
 fn render_ps(ps: &Ps) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
+    if let Some(m) = &ps.managers {
+        render_managers(&mut s, m);
+    }
     for t in &ps.types {
         let kind = if t.singleton { "singleton" } else { "scalable" };
         let _ = writeln!(

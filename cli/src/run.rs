@@ -41,9 +41,30 @@ pub struct RunArgs {
     #[arg(long)]
     logs: bool,
     /// Local agents to start as threads (hosts 0..N); 0 to attach agents
-    /// with `tally agent` instead.
-    #[arg(long, default_value_t = 2)]
-    hosts: u16,
+    /// with `tally agent` instead. Default 2; 0 with --store (a local agent
+    /// would die with its manager).
+    #[arg(long)]
+    hosts: Option<u16>,
+    /// A highly available manager: keep the journal, the leader key, the
+    /// token and the host bindings in etcd, and run as the leader or a
+    /// standby of every manager started with the same store:
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (prefix `tally/` by
+    /// default). Needs a tally built with `--features etcd`.
+    #[arg(long, value_name = "etcd://HOST:PORT,...")]
+    store: Option<String>,
+    /// This manager's name among its peers (with --store; default: the host
+    /// name and the process id).
+    #[arg(long, requires = "store")]
+    name: Option<String>,
+    /// The store lease's time to live, in seconds (with --store): a
+    /// standby takes over this long after the leader stops renewing it.
+    /// Every manager of a group must use the same.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    store_lease_s: i64,
+    /// The longest wait for one attempt of one etcd call, in ms (with
+    /// --store; three attempts per call).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    store_timeout_ms: u64,
     /// Journal, token, addresses and dyno logs.
     #[arg(long, default_value = DATA_DIR)]
     data_dir: PathBuf,
@@ -69,9 +90,16 @@ pub struct RunArgs {
 /// `tally agent`.
 #[derive(clap::Args)]
 pub struct AgentArgs {
-    /// The manager's agent address (DATA_DIR/agent.addr of `tally run`).
-    #[arg(long)]
-    manager: SocketAddr,
+    /// The manager's agent address (DATA_DIR/agent.addr of `tally run`);
+    /// for a highly available group, every manager's, comma separated: the
+    /// agent follows the leader among them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "ADDR[,ADDR...]"
+    )]
+    manager: Vec<SocketAddr>,
     /// This host's id (unique per host).
     #[arg(long)]
     host: u16,
@@ -122,7 +150,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         procfile: args.procfile.clone(),
         apps: args.apps.clone(),
         config: args.config.clone(),
-        hosts: args.hosts,
+        hosts: args
+            .hosts
+            .unwrap_or(if args.store.is_some() { 0 } else { 2 }),
         data_dir: args.data_dir.clone(),
         agent_listen: args.agent_listen,
         api_listen: args.api_listen,
@@ -130,6 +160,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         allow_remote_agents: args.allow_remote_agents,
         journal_segment_bytes: args.journal_segment_bytes,
         env_file: args.env.clone(),
+        store: args.store.clone(),
+        name: args.name.clone(),
+        store_lease_s: args.store_lease_s,
+        store_timeout_ms: args.store_timeout_ms,
     };
     let deployment = opts.deployment()?;
     process::init_logging();
@@ -173,16 +207,28 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
             }
         );
     }
-    eprintln!(
-        "tally: managing {} with {} local host(s); data in {}\n  agents: {}  (more: tally agent --manager {} --host N)\n  API:    http://{}  (token: {})\n  try:    tally ps | tally scale web=3 | tally restart | tally lockdown on",
-        types.join(", "),
-        args.hosts,
-        args.data_dir.display(),
-        server.agent_addr,
-        server.agent_addr,
-        server.api_addr,
-        server.token_path.display(),
-    );
+    if let Some(group) = server.group() {
+        eprintln!(
+            "tally: manager {group} for {}; data in {}\n  agents: {}  (agents list every manager: tally agent --manager {},OTHER:PORT --host N)\n  API:    http://{}  (token: {}; a standby points to the leader)\n  a standby until it wins the leader key; `tally ps` shows the leader and the standbys",
+            types.join(", "),
+            args.data_dir.display(),
+            server.agent_addr(),
+            server.agent_addr(),
+            server.api_addr(),
+            server.token_path().display(),
+        );
+    } else {
+        eprintln!(
+            "tally: managing {} with {} local host(s); data in {}\n  agents: {}  (more: tally agent --manager {} --host N)\n  API:    http://{}  (token: {})\n  try:    tally ps | tally scale web=3 | tally restart | tally lockdown on",
+            types.join(", "),
+            opts.hosts,
+            args.data_dir.display(),
+            server.agent_addr(),
+            server.agent_addr(),
+            server.api_addr(),
+            server.token_path().display(),
+        );
+    }
     Err(ProcessError::from(server.wait()).into())
 }
 
@@ -201,7 +247,7 @@ fn parse_app(s: &str) -> Result<(String, PathBuf), String> {
 /// `tally agent`: one host agent, until the manager refuses it.
 pub fn agent(args: &AgentArgs) -> Result<ExitCode, CliError> {
     let opts = AgentOptions {
-        manager: args.manager,
+        managers: args.manager.clone(),
         host: args.host,
         data_dir: args.data_dir.clone(),
         token_file: args.token_file.clone(),

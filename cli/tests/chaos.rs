@@ -290,7 +290,8 @@ fn inject(c: &mut Cluster, rng: &mut Rng, fault: Fault) {
                 // renews host 0's instances (its own agent is refused too
                 // after `HostBindingsLost`, or frozen), their leases expire,
                 // the ledger empties, and the binding may pass.
-                let refused = text.find("manager says");
+                // `manager at ADDR says: WHY; retrying`.
+                let refused = text.find(" says: ");
                 let connected = text.find("connected to manager");
                 assert!(
                     refused.is_some_and(|r| connected.is_none_or(|c| r < c)),

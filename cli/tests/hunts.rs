@@ -41,6 +41,11 @@ const PINNED: &[(&str, &str, usize)] = &[
     ("margin-ignores-kill", "S2 no phantom", 9),
     ("fleet-wide-budget", "S7 apps isolated", 11),
     ("breaker-counts-one-app", "S7 apps isolated", 13),
+    ("unfenced-append", "S6 fencing tokens unique", 10),
+    ("unguarded-leader", "S2 no phantom", 21),
+    ("takeover-trusts-ledger", "S2 no phantom", 9),
+    ("guard-from-append", "S2 no phantom", 20),
+    ("guard-ignores-drift", "S2 no phantom", 20),
 ];
 
 fn out_dir(name: &str) -> PathBuf {

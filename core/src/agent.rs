@@ -6,7 +6,7 @@
 //! before the manager's view of them, whatever the network delay.
 
 use crate::config::{Config, Mutation, limits};
-use crate::ids::{Generation, HostId, Incarnation, InstanceId, SlotId, Tick};
+use crate::ids::{Generation, HostId, Incarnation, InstanceId, SlotId, Term, Tick};
 use crate::message::{
     AgentReport, ExitOutcome, Exited, ManagerReply, PROTOCOL_VERSION, RunPhase, Running,
 };
@@ -190,6 +190,12 @@ pub enum AgentNote {
     AtCapacity,
     /// A message for another host.
     Misrouted,
+    /// A reply from a leader of a lower term than one already heard: a
+    /// deposed leader's; nothing in it was done.
+    StaleTerm {
+        /// The reply's term.
+        term: Term,
+    },
 }
 
 /// What the agent asks its shell to do.
@@ -222,6 +228,10 @@ pub struct Agent {
     /// Highest generation seen per slot: launches at or below are refused.
     highest: BTreeMap<SlotId, Generation>,
     exits: Vec<Exited>,
+    /// The highest leader term heard: replies of a lower term are refused
+    /// (DESIGN.md, HA rule 4). Forgotten on a crash, as the generations
+    /// are: the incarnation already refuses every older reply.
+    term: Term,
 }
 
 impl Agent {
@@ -238,6 +248,7 @@ impl Agent {
             instances: Instances::default(),
             highest: BTreeMap::new(),
             exits: Vec::new(),
+            term: Term(0),
         }
     }
 
@@ -281,6 +292,12 @@ impl Agent {
     #[must_use]
     pub fn incarnation(&self) -> Incarnation {
         self.incarnation
+    }
+
+    /// The highest leader term this agent has heard.
+    #[must_use]
+    pub fn term(&self) -> Term {
+        self.term
     }
 
     /// Instances on this host.
@@ -389,6 +406,11 @@ impl Agent {
             out.push(AgentEffect::Note(AgentNote::Misrouted));
             return;
         }
+        if reply.term < self.term {
+            out.push(AgentEffect::Note(AgentNote::StaleTerm { term: reply.term }));
+            return;
+        }
+        self.term = reply.term;
         for instance in &reply.stop {
             self.on_stop(cfg, *instance, out);
         }
@@ -512,7 +534,8 @@ impl Agent {
             instances,
             highest,
             exits,
+            term,
         } = self;
-        (incarnation, next_report_at, instances, highest, exits).hash(state);
+        (incarnation, next_report_at, instances, highest, exits, term).hash(state);
     }
 }

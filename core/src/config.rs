@@ -94,6 +94,20 @@ pub struct BreakerConfig {
     pub fleet_app_share_milli: u32,
 }
 
+/// More than one manager on a store (DESIGN.md, "More than one manager"):
+/// the store's leader lease, from which the leadership guard is derived.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadershipConfig {
+    /// The store lease's TTL: the leader key lapses this long after the
+    /// store last heard a keep-alive (measured by the store).
+    pub lease_ticks: u64,
+    /// Slack between the end of the guard (in real time, drift included)
+    /// and the store lease's end: the guard satisfies
+    /// `guard * (1 + drift) + margin < lease`.
+    pub margin_ticks: u64,
+}
+
 /// A quarter of the apps failing at once is a shared cause.
 fn default_fleet_app_share_milli() -> u32 {
     250
@@ -149,11 +163,26 @@ pub enum Mutation {
     /// failing apps, and no app has a breaker of its own; one broken app
     /// trips it and stops every app's launches.
     BreakerCountsOneApp,
+    /// A journal append without the term compare: a paused old leader's
+    /// append commits after a new leader took over (HA rule 1).
+    UnfencedAppend,
+    /// A leader acts until an append fails, without a guard: it renews
+    /// leases after its store lease expired (HA rule 2).
+    UnguardedLeader,
+    /// A new leader trusts the ledger it took over: instances are leased
+    /// only until the takeover, not a full expiry from it (HA rule 3).
+    TakeoverTrustsLedger,
+    /// A fenced append restarts the guard, though it does not extend the
+    /// store lease (HA rule 2).
+    GuardFromAppend,
+    /// The guard is `lease - margin` of the manager's own clock, without
+    /// the drift factor (HA rule 2).
+    GuardIgnoresDrift,
 }
 
 impl Mutation {
     /// Every mutation, in declaration order.
-    pub const ALL: [Mutation; 20] = [
+    pub const ALL: [Mutation; 25] = [
         Mutation::TimeoutFreesSlot,
         Mutation::UnboundedRetries,
         Mutation::NoSelfFencing,
@@ -174,6 +203,11 @@ impl Mutation {
         Mutation::MarginIgnoresKill,
         Mutation::FleetWideBudget,
         Mutation::BreakerCountsOneApp,
+        Mutation::UnfencedAppend,
+        Mutation::UnguardedLeader,
+        Mutation::TakeoverTrustsLedger,
+        Mutation::GuardFromAppend,
+        Mutation::GuardIgnoresDrift,
     ];
 
     /// The switch's name on the command line (`timeout-frees-slot`).
@@ -200,6 +234,11 @@ impl Mutation {
             Mutation::MarginIgnoresKill => "margin-ignores-kill",
             Mutation::FleetWideBudget => "fleet-wide-budget",
             Mutation::BreakerCountsOneApp => "breaker-counts-one-app",
+            Mutation::UnfencedAppend => "unfenced-append",
+            Mutation::UnguardedLeader => "unguarded-leader",
+            Mutation::TakeoverTrustsLedger => "takeover-trusts-ledger",
+            Mutation::GuardFromAppend => "guard-from-append",
+            Mutation::GuardIgnoresDrift => "guard-ignores-drift",
         }
     }
 
@@ -222,7 +261,7 @@ impl Mutation {
 // Every switch has a bit of the `u32` set, and `ALL` lists each one in the
 // order of its discriminant (so `ALL.len()` is the next discriminant).
 const _: () = assert!(Mutation::ALL.len() <= u32::BITS as usize);
-const _: () = assert!(Mutation::BreakerCountsOneApp as usize + 1 == Mutation::ALL.len());
+const _: () = assert!(Mutation::GuardIgnoresDrift as usize + 1 == Mutation::ALL.len());
 
 impl std::fmt::Display for Mutation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -291,6 +330,11 @@ pub struct Config {
     pub breaker: BreakerConfig,
     /// Seed of the manager's jitter generator.
     pub seed: u64,
+    /// More than one manager on a store: the leader lease and the guard
+    /// derived from it. `None`: one manager with a local journal, which
+    /// always leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leadership: Option<LeadershipConfig>,
     /// Unsafe switches, for the checker only.
     #[serde(default)]
     pub mutations: Mutations,
@@ -422,6 +466,16 @@ pub enum ConfigError {
         /// Maximum delay.
         max: u64,
     },
+    /// The store lease leaves no room for a guard.
+    #[error(
+        "leadership.lease_ticks ({lease}) is too short: no guard g >= 1 satisfies g * (1 + drift) + margin ({margin}) < lease; lengthen the store lease"
+    )]
+    LeadershipLeaseTooShort {
+        /// The store lease.
+        lease: u64,
+        /// The configured margin.
+        margin: u64,
+    },
     /// An unknown mutation name.
     #[error("unknown mutation `{name}`; valid mutations: {valid}")]
     UnknownMutation {
@@ -482,6 +536,14 @@ impl Config {
             return Err(ConfigError::LeaseTooShort {
                 lease: t.lease_ticks,
                 needed: report,
+            });
+        }
+        if let Some(l) = &self.leadership
+            && self.leadership_guard_ticks() == Some(0)
+        {
+            return Err(ConfigError::LeadershipLeaseTooShort {
+                lease: l.lease_ticks,
+                margin: l.margin_ticks,
             });
         }
         if self.budget.backoff_base_ticks > self.budget.backoff_max_ticks {
@@ -558,18 +620,57 @@ impl Config {
             .saturating_add(margin)
     }
 
+    /// `ceil(ticks * drift)`: how far a clock may fall behind real time
+    /// while it measures `ticks`.
+    #[must_use]
+    pub fn drift_ticks_over(&self, ticks: u64) -> u64 {
+        let ppm = u64::from(self.timing.drift_ppm);
+        // In `u64` when it fits (a 128-bit division is slow, and this is
+        // asked on every renewal); the same value either way.
+        if let Some(scaled) = ticks.checked_mul(ppm) {
+            return scaled.div_ceil(1_000_000);
+        }
+        let scaled = u128::from(ticks) * u128::from(ppm);
+        u64::try_from(scaled.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+
+    /// The leadership guard (DESIGN.md, HA rule 2): a leader processes an
+    /// input only within this many ticks of its own clock since the send
+    /// time of its last confirmation. The largest `g` with
+    /// `g + ceil(g * drift) + margin < lease`, so that the guard ends, in
+    /// real time, before the store lease can lapse; `lease - margin - 1`
+    /// under `guard-ignores-drift`. `None` without a store (one manager
+    /// always leads); `Some(0)` when the lease is too short (refused by
+    /// validation).
+    #[must_use]
+    pub fn leadership_guard_ticks(&self) -> Option<u64> {
+        let l = self.leadership.as_ref()?;
+        let room = l.lease_ticks.saturating_sub(l.margin_ticks);
+        // `g + drift(g) < room`, the largest such g.
+        let fits = |g: u64| g.saturating_add(self.drift_ticks_over(g)) < room;
+        let mut g = room.saturating_sub(1);
+        if self.mutations.has(Mutation::GuardIgnoresDrift) {
+            return Some(g);
+        }
+        // drift(g) <= g for any drift below 100%, so this ends quickly for
+        // the drifts a deployment has; a search keeps it exact.
+        let mut lo = 0;
+        while lo < g {
+            let mid = lo + (g - lo).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                g = mid - 1;
+            }
+        }
+        Some(lo)
+    }
+
     /// `ceil(duration * drift)`: how far an agent's clock may fall behind
     /// during one lease.
     #[must_use]
     pub fn drift_ticks_per_lease(&self) -> u64 {
-        let t = &self.timing;
-        // In `u64` when it fits (a 128-bit division is slow, and this is
-        // asked on every renewal); the same value either way.
-        if let Some(scaled) = t.lease_ticks.checked_mul(u64::from(t.drift_ppm)) {
-            return scaled.div_ceil(1_000_000);
-        }
-        let scaled = u128::from(t.lease_ticks) * u128::from(t.drift_ppm);
-        u64::try_from(scaled.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        self.drift_ticks_over(self.timing.lease_ticks)
     }
 
     /// One report interval plus the report's delivery: an instance starts
@@ -624,7 +725,12 @@ impl Config {
             .iter()
             .map(|p| u64::from(p.count_max))
             .sum();
+        // With a store, the leader may be gone when faults stop: a standby
+        // takes over once its store lease lapses, and then settles as a
+        // restarted manager does (every lease a full expiry from then).
+        let takeover = self.leadership.as_ref().map_or(0, |l| l.lease_ticks);
         settle
+            .saturating_add(takeover)
             .saturating_add(t.report_interval_ticks)
             .saturating_add(slots.saturating_mul(b.probe_cooldown_ticks.max(boot_cycle)))
     }
@@ -768,6 +874,7 @@ impl Config {
                 fleet_app_share_milli: default_fleet_app_share_milli(),
             },
             seed: 1,
+            leadership: None,
             mutations: Mutations::NONE,
         }
     }

@@ -146,6 +146,22 @@ impl PartialOrd for InstanceId {
 #[serde(transparent)]
 pub struct Incarnation(pub u32);
 
+/// A leader's term: the store's revision at which it created the leader
+/// key (DESIGN.md, "More than one manager"), so strictly increasing across
+/// elections. `Term(0)` is the sole manager of a local journal, which never
+/// has a store.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Term(pub u64);
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "term {}", self.0)
+    }
+}
+
 impl fmt::Display for Tick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "t{}", self.0)

@@ -8,7 +8,7 @@
 use crate::breaker::{Breaker, FleetBreaker};
 use crate::budget::Budget;
 use crate::config::{Config, Mutation};
-use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId, Tick, TypeId};
+use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId, Term, Tick, TypeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -133,10 +133,18 @@ pub enum JournalRecord {
         /// Paused.
         paused: bool,
     },
+    /// A manager took the leader key in the store: its first record,
+    /// appended (fenced by this term) before it acts (DESIGN.md, "More than
+    /// one manager", rule 3).
+    TermBegan {
+        /// The new leader's term.
+        term: Term,
+    },
 }
 
-/// Journal format version.
-pub const JOURNAL_VERSION: u16 = 3;
+/// Journal format version. 4 added `TermBegan`; a version 3 journal is
+/// read as it is (it has none).
+pub const JOURNAL_VERSION: u16 = 4;
 
 /// Counts of records, kept by the shell beside the durable state (a fold
 /// of the same journal, never compacted away) and read by
@@ -250,6 +258,10 @@ pub struct Durable {
     pub paused_all: bool,
     /// Hosts with launches paused.
     pub paused_hosts: BTreeSet<HostId>,
+    /// The term of the leader that wrote the latest `TermBegan` (0: the
+    /// sole manager of a local journal). Every reply carries it.
+    #[serde(default)]
+    pub term: Term,
 }
 
 impl Durable {
@@ -270,6 +282,7 @@ impl Durable {
             lockdown: false,
             paused_all: false,
             paused_hosts: BTreeSet::new(),
+            term: Term(0),
         }
     }
 
@@ -365,6 +378,7 @@ impl Durable {
                     self.paused_hosts.remove(&h);
                 }
             },
+            JournalRecord::TermBegan { term } => self.term = self.term.max(term),
         }
         true
     }

@@ -52,11 +52,11 @@ pub use budget::{
     Budget, LaunchBoundInputs, launch_bound, launch_bound_closed, launch_bound_inputs,
 };
 pub use config::{Config, ConfigError, Mutation, Mutations, ProcessKind};
-pub use ids::{AppId, Generation, HostId, Incarnation, InstanceId, SlotId, Tick, TypeId};
+pub use ids::{AppId, Generation, HostId, Incarnation, InstanceId, SlotId, Term, Tick, TypeId};
 pub use invariants::Violation;
 pub use journal::{Counters, Durable, JournalRecord, StopReason, TypeCounters};
 pub use manager::{
-    Alert, Effect, LiveView, Manager, ManagerInput, Note, OperatorCommand, Phase, Rejected,
-    UserCommand,
+    Alert, Effect, Leadership, LiveView, Manager, ManagerInput, Note, OperatorCommand, Phase,
+    Rejected, UserCommand, append_admitted,
 };
 pub use message::{AgentReport, ExitOutcome, ManagerReply, Message, RunPhase};

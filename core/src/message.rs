@@ -7,7 +7,7 @@
 //! that it answers, which is what lets an agent measure a lease from the
 //! moment it asked (DESIGN.md, "Leases", and shortcut 4).
 
-use crate::ids::{HostId, Incarnation, InstanceId, Tick};
+use crate::ids::{HostId, Incarnation, InstanceId, Term, Tick};
 use serde::{Deserialize, Serialize};
 
 /// Wire format version, carried by every message.
@@ -92,6 +92,10 @@ pub struct ManagerReply {
     pub launch: Vec<InstanceId>,
     /// Instances to stop (and tombstone, if never started).
     pub stop: Vec<InstanceId>,
+    /// The replying leader's term: an agent refuses a reply of a lower
+    /// term than the highest it has seen (DESIGN.md, HA rule 4).
+    #[serde(default)]
+    pub term: Term,
 }
 
 /// Anything that travels between the machines.

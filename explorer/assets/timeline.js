@@ -14,7 +14,10 @@
   const SVG = 'http://www.w3.org/2000/svg';
 
   // Geometry: a column per state; actions happen on the boundaries.
-  const W = 46, LEFT = 150, HEAD = 140, MANAGER_H = 44, HOST_HEAD = 26, ROW_H = 30, GAP = 10;
+  // With a store (two manager processes), the manager lane grows a line per
+  // process: its role, term and state at each step.
+  const HA = steps.length > 0 && (steps[0].managers || []).length > 0;
+  const W = 46, LEFT = 150, HEAD = 140, MANAGER_H = HA ? 72 : 44, HOST_HEAD = 26, ROW_H = 30, GAP = 10;
   const xb = (i) => LEFT + i * W; // boundary before state i
   const LATE_TICKS = 2;
 
@@ -22,6 +25,9 @@
 
   const kindOf = (a) => (a == null ? null : typeof a === 'string' ? a : Object.keys(a)[0]);
   const argOf = (a) => (a != null && typeof a === 'object' ? a[kindOf(a)] : null);
+  // The actions that move a message, and the message's index.
+  const MOVES = ['deliver', 'deliver-duplicate', 'lose', 'deliver-to', 'deliver-then-pause'];
+  const msgIndex = (a) => (['deliver-to', 'deliver-then-pause'].includes(kindOf(a)) ? argOf(a)[0] : argOf(a));
   const phaseName = (p) => (typeof p === 'string' ? p : Object.keys(p)[0]);
   const phaseLabel = (p) => (typeof p === 'string' ? p : `${Object.keys(p)[0]} (${Object.values(p)[0]})`);
   const types = (T.config.core && T.config.core.process_types) || [];
@@ -36,8 +42,8 @@
     const a = steps[i].action, k = kindOf(a), x = argOf(a);
     if (k == null) return '';
     const msg = () => {
-      const m = steps[i].messages[x];
-      return m ? `${m.kind} h${m.host}` : `#${x}`;
+      const m = steps[i].messages[msgIndex(a)];
+      return m ? `${m.kind} h${m.host}` : `#${msgIndex(a)}`;
     };
     switch (k) {
       case 'tick': return 'tick';
@@ -52,6 +58,15 @@
       case 'partition': return `h${x} cut off`;
       case 'heal': return `h${x} heals`;
       case 'manager-restarts': return 'manager restarts';
+      case 'deliver-to': return `${msg()} → m${x[1]}`;
+      case 'deliver-then-pause': return `${msg()} → m${x[1]}, pauses`;
+      case 'manager-pauses': return `m${x} pauses`;
+      case 'manager-resumes': return `m${x} resumes`;
+      case 'manager-crashes': return `m${x} crashes`;
+      case 'takes-over': return `m${x} takes over`;
+      case 'tick-with-manager-clock-stall': return `tick, m${x} stalls`;
+      case 'keep-alives-cut': return `m${x} keep-alives cut`;
+      case 'keep-alives-restored': return `m${x} keep-alives back`;
       case 'command': return 'command';
       default: return k;
     }
@@ -60,7 +75,7 @@
   // The action from state i, with the message it moves.
   function actionLong(i) {
     const a = steps[i].action, k = kindOf(a);
-    const m = ['deliver', 'deliver-duplicate', 'lose'].includes(k) ? steps[i].messages[argOf(a)] : null;
+    const m = MOVES.includes(k) ? steps[i].messages[msgIndex(a)] : null;
     const what = m ? ` — ${m.kind} ${m.kind === 'report' ? 'from' : 'to'} host ${m.host}: ${m.summary}` : '';
     return `${steps[i].action_label}${what}`;
   }
@@ -133,8 +148,8 @@
     const dupKeys = new Set();
     steps.forEach((s, k) => {
       const kind = kindOf(s.action);
-      if (!['deliver', 'deliver-duplicate', 'lose'].includes(kind)) return;
-      const idx = argOf(s.action);
+      if (!MOVES.includes(kind)) return;
+      const idx = msgIndex(s.action);
       const msg = s.network[idx], row = s.messages[idx];
       if (!msg || !row) return;
       const key = JSON.stringify(msg);
@@ -223,8 +238,27 @@
   pinned.append(el('rect', { x: 0, y: HEAD - 6, width: LEFT - 4, height: height - HEAD + 6, class: 'pinned-band' }));
 
   // Lanes.
-  pinned.append(el('text', { x: 8, y: managerY + 4, class: 'lane-label' }, 'manager'));
+  pinned.append(el('text', { x: 8, y: (HA ? managerY - 14 : managerY) + 4, class: 'lane-label' }, HA ? 'managers' : 'manager'));
   svg.append(el('line', { x1: LEFT, x2: xb(steps.length), y1: managerY, y2: managerY, class: 'lane-line' }));
+  if (HA) {
+    // One line per manager process: L leader, Z deposed but unaware,
+    // S standby, D down; its term; ‖ paused, ~ keep-alives cut, ! outside
+    // its guard.
+    const ROLE = { leader: 'L', zombie: 'Z', standby: 'S', down: 'D' };
+    svg.append(el('text', { x: LEFT + 4, y: managerY + 33, class: 'manager-legend' },
+      'L leader · Z deposed, unaware · S standby · D down · then its term · ‖ paused · ~ keep-alives cut · ! outside its guard'));
+    [0, 1].forEach((p) => {
+      const py = managerY + 10 + p * 12;
+      pinned.append(el('text', { x: 20, y: py + 3, class: 'instance-label' }, `process ${p}`));
+      steps.forEach((s, i) => {
+        const m = (s.managers || [])[p];
+        if (!m) return;
+        const marks = `${ROLE[m.role] || '?'}${m.term != null ? m.term : ''}${m.paused ? '‖' : ''}${m.keepalives_cut ? '~' : ''}${m.term != null && !m.leads ? '!' : ''}`;
+        svg.append(el('text', { x: xb(i) + W / 2, y: py + 3, class: `manager-role role-${m.role}`, 'data-step': i, 'data-process': p },
+          marks, tip(`state ${i}: process ${p} ${m.role}${m.term != null ? ` in term ${m.term}` : ''}${m.paused ? ', paused' : ''}${m.keepalives_cut ? ', keep-alives cut' : ''}${m.term != null ? (m.leads ? ', within its guard' : ', outside its guard') : ''}${m.pending ? `, ${m.pending} effect(s) waiting` : ''}`)));
+      });
+    });
+  }
   steps.forEach((s, i) => {
     if (s.events.length) {
       svg.append(el('circle', { cx: xb(i), cy: managerY - 12, r: 4, class: 'event-dot' },
@@ -419,9 +453,15 @@
           }))),
         h('div', {}, h('h3', { text: 'Ledger' }), table(['instance', 'host', 'phase'],
           s.ledger.map((r) => [r.instance, r.host, phaseLabel(r.phase)]))),
-        h('div', {}, h('h3', { text: 'Agents' }), table(['host', 'inc.', 'lag', 'cut off', 'instances (phase, lease until)'],
-          s.agents.map((a) => [a.host, a.incarnation, a.lag, a.partitioned ? 'yes' : '',
+        h('div', {}, h('h3', { text: 'Agents' }), table(['host', 'inc.', 'lag', 'cut off', ...(HA ? ['term heard'] : []), 'instances (phase, lease until)'],
+          s.agents.map((a) => [a.host, a.incarnation, a.lag, a.partitioned ? 'yes' : '', ...(HA ? [a.term] : []),
             a.instances.map((x) => `${x[0]} ${x[1]} ≤${x[2]}`).join(', ')]))),
+        HA ? h('div', { id: 'managers' }, h('h3', { text: s.store
+          ? `Managers · store: term ${s.store.term}, key ${s.store.holder != null ? `held by process ${s.store.holder} until t${s.store.key_until}` : 'free'}${s.store.journal_differs ? ', journal ahead of the leader’s ledger or behind it' : ''}`
+          : 'Managers' }),
+        table(['process', 'role', 'term', 'guard', 'paused', 'keep-alives', 'clock lag', 'waiting effects'],
+          (s.managers || []).map((m) => [m.process, m.role, m.term != null ? m.term : '', m.term != null ? (m.leads ? 'acts' : 'outside') : '',
+            m.paused ? 'yes' : '', m.keepalives_cut ? 'cut' : '', m.lag, m.pending || '']))) : null,
         h('div', {}, h('h3', { text: 'In flight' }), table(['#', 'kind', 'host', 'sent at', 'carries'],
           s.messages.map((m, k) => [k, m.kind, m.host, m.sent_at, m.summary]))),
         h('div', { id: 'launch-bound' }, h('h3', { text: 'Launch bound (S3): launches ≤ F + n·B + r·S + n·P' }),

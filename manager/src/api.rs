@@ -94,6 +94,32 @@ pub struct PsApp {
     pub launch_bound: u64,
 }
 
+/// One manager of a highly available deployment, as `ps` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsManager {
+    /// Its name (`tally run --name`).
+    pub name: String,
+    /// The leader's term (the store revision at which it took the leader
+    /// key); `None` for a standby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// Its agent address (empty when it has not registered).
+    pub agent: String,
+    /// Its API address (empty when it has not registered).
+    pub api: String,
+}
+
+/// The managers of a highly available deployment (`tally run --store`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsManagers {
+    /// The store, as `--store` named it.
+    pub store: String,
+    /// The leader, if any manager leads.
+    pub leader: Option<PsManager>,
+    /// The other running managers, by name.
+    pub standbys: Vec<PsManager>,
+}
+
 /// What `GET /ps` returns.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ps {
@@ -135,6 +161,9 @@ pub struct Ps {
     pub slots: BTreeMap<String, SlotHistory>,
     /// Latest lifecycle lines.
     pub recent: Vec<String>,
+    /// The leader and the standbys, for a highly available deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers: Option<PsManagers>,
 }
 
 /// Builds the `ps` view.
@@ -240,6 +269,10 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         lockdown_refusals: m.stats.lockdown_refusals,
         slots: m.stats.slots.clone(),
         recent: m.stats.recent.iter().cloned().collect(),
+        managers: m
+            .managers
+            .as_ref()
+            .and_then(|v| v.lock().ok().map(|v| v.clone())),
     }
 }
 
@@ -378,48 +411,59 @@ pub fn serve(
     fatal: &std::sync::Mutex<Option<String>>,
     host_known: &dyn Fn(HostId) -> bool,
 ) {
-    for mut request in server.incoming_requests() {
-        let authorized = request.headers().iter().any(|h| {
-            h.field.equiv("Authorization")
-                && h.value
-                    .as_str()
-                    .strip_prefix("Bearer ")
-                    .is_some_and(|t| same(t.trim(), token))
-        });
-        let method = request.method().as_str().to_ascii_uppercase();
-        let path = request.url().split('?').next().unwrap_or("").to_string();
-        let answer = if method == "GET" && path == "/health" {
-            ok(serde_json::json!({ "status": "ok", "applied": core.applied() }))
-        } else if !authorized {
-            // Refused before the body is read: a caller without the token
-            // cannot hold a worker by sending one slowly.
-            error(
-                401,
-                "missing or wrong bearer token (see the data dir's `token` file)",
-            )
-        } else {
-            let mut body = String::new();
-            match request
-                .as_reader()
-                .take(BODY_MAX + 1)
-                .read_to_string(&mut body)
-            {
-                Err(_) => error(400, "the request body is not UTF-8 text"),
-                Ok(n) if n as u64 > BODY_MAX => {
-                    error(413, format!("request body over the {BODY_MAX}-byte limit"))
-                }
-                Ok(_) => route(&method, &path, &body, core, clock, fatal, host_known),
-            }
-        };
-        let json = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
-        let header =
-            tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).ok();
-        let mut response = tiny_http::Response::from_string(json).with_status_code(answer.status);
-        if let Some(h) = header {
-            response = response.with_header(h);
-        }
-        let _ = request.respond(response);
+    for request in server.incoming_requests() {
+        answer(request, core, clock, token, fatal, host_known);
     }
+}
+
+/// Answers one request (as [`serve`] does each).
+pub(crate) fn answer(
+    mut request: tiny_http::Request,
+    core: &Core,
+    clock: Clock,
+    token: &str,
+    fatal: &std::sync::Mutex<Option<String>>,
+    host_known: &dyn Fn(HostId) -> bool,
+) {
+    let authorized = request.headers().iter().any(|h| {
+        h.field.equiv("Authorization")
+            && h.value
+                .as_str()
+                .strip_prefix("Bearer ")
+                .is_some_and(|t| same(t.trim(), token))
+    });
+    let method = request.method().as_str().to_ascii_uppercase();
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let answer = if method == "GET" && path == "/health" {
+        ok(serde_json::json!({ "status": "ok", "applied": core.applied() }))
+    } else if !authorized {
+        // Refused before the body is read: a caller without the token
+        // cannot hold a worker by sending one slowly.
+        error(
+            401,
+            "missing or wrong bearer token (see the data dir's `token` file)",
+        )
+    } else {
+        let mut body = String::new();
+        match request
+            .as_reader()
+            .take(BODY_MAX + 1)
+            .read_to_string(&mut body)
+        {
+            Err(_) => error(400, "the request body is not UTF-8 text"),
+            Ok(n) if n as u64 > BODY_MAX => {
+                error(413, format!("request body over the {BODY_MAX}-byte limit"))
+            }
+            Ok(_) => route(&method, &path, &body, core, clock, fatal, host_known),
+        }
+    };
+    let json = serde_json::to_string_pretty(&answer.body).unwrap_or_default();
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).ok();
+    let mut response = tiny_http::Response::from_string(json).with_status_code(answer.status);
+    if let Some(h) = header {
+        response = response.with_header(h);
+    }
+    let _ = request.respond(response);
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, Answer> {
@@ -620,6 +664,7 @@ fn describe(core: &Core, rejected: &Rejected) -> String {
     core.read(|m, _| {
         let name = |t: tally_core::TypeId| m.deployment.type_name(t).to_string();
         match rejected {
+            Rejected::NotLeading => rejected.to_string(),
             Rejected::UnknownProcessType { process_type } => {
                 format!("unknown process type {}", name(*process_type))
             }

@@ -64,6 +64,32 @@ impl Client {
     ) -> Result<(u16, serde_json::Value), ClientError> {
         let dir = &self.data_dir;
         let (addr, token) = api_endpoint(dir).map_err(ClientError::Endpoint)?;
+        let (status, json) = self.call_at(addr, &token, method, path, body.clone())?;
+        // A standby of a highly available group answers 421 with the
+        // leader's API address (the token is the group's): ask it there.
+        if status == 421 {
+            if let Some(leader) = json
+                .get("leader_api")
+                .and_then(|a| a.as_str())
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .filter(|a| *a != addr)
+            {
+                return self.call_at(leader, &token, method, path, body);
+            }
+        }
+        Ok((status, json))
+    }
+
+    /// One call to the API at `addr`.
+    fn call_at(
+        &self,
+        addr: SocketAddr,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), ClientError> {
+        let dir = &self.data_dir;
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)

@@ -61,8 +61,9 @@ pub enum HostError {
 /// How to run one host.
 #[derive(Clone, Debug)]
 pub struct HostOptions {
-    /// The manager's agent address.
-    pub manager: SocketAddr,
+    /// The managers' agent addresses: one manager, or every manager of a
+    /// highly available group (the agent follows the leader among them).
+    pub managers: Vec<SocketAddr>,
     /// This host's id.
     pub host: HostId,
     /// Where the incarnation counter, dyno logs and ready files live.
@@ -256,16 +257,17 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
             session: random_hex()?,
             token: opts.token.clone(),
         };
-        let (addr, host) = (opts.manager, opts.host);
+        let (addrs, host) = (opts.managers.clone(), opts.host);
         std::thread::Builder::new()
             .name(format!("link-{}", host.0))
-            .spawn(move || link_loop(addr, host, &hello, &tx, &link, &stop))
+            .spawn(move || link_loop(&addrs, host, &hello, &tx, &link, &stop))
             .map_err(|source| HostError::Io {
                 path: dir.clone(),
                 source,
             })?;
     }
-    tracing::info!(host = opts.host.0, incarnation = incarnation.0, manager = %opts.manager, "agent started");
+    let managers: Vec<String> = opts.managers.iter().map(ToString::to_string).collect();
+    tracing::info!(host = opts.host.0, incarnation = incarnation.0, managers = %managers.join(","), "agent started");
     let mut shell = Shell {
         opts: opts.clone(),
         dir,
@@ -564,45 +566,94 @@ impl Shell {
     }
 }
 
+/// How long an agent waits for a manager's `Welcome` (or refusal) after
+/// its hello: a stopped manager accepts connections but never answers.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a link may stay silent before the agent takes the manager for
+/// gone and tries the next one: one lease (at least a second). The manager
+/// answers every report, and reports go every report interval, so a
+/// leader that stopped (SIGSTOP, a hung machine) or lost its guard is left
+/// within a lease, whatever TCP says.
+fn silence_limit(d: &Deployment) -> Duration {
+    let lease_ms = d.config.timing.lease_ticks.saturating_mul(d.tick_ms);
+    Duration::from_millis(lease_ms.max(1_000))
+}
+
 /// Connects, says hello, and forwards the manager's frames, reconnecting
-/// whenever the connection fails.
+/// whenever the connection fails or falls silent. With several manager
+/// addresses (a highly available group), it goes to the leader a standby
+/// names, or else to the next address; while no manager leads it keeps
+/// trying them all, and its dynos live on their leases meanwhile.
 fn link_loop(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     host: HostId,
     hello: &Frame,
     tx: &Sender<Event>,
     link: &Link,
     stop: &AtomicBool,
 ) {
+    let mut next = 0usize;
+    let mut redirect: Option<SocketAddr> = None;
     let mut announced = false;
+    // Moves on to the next address; a pause after each full round.
+    let advance = |next: &mut usize| {
+        *next = next.wrapping_add(1);
+        if addrs.is_empty() || *next % addrs.len() == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     while !stop.load(Ordering::SeqCst) {
+        let Some(addr) = redirect
+            .take()
+            .or_else(|| addrs.get(next % addrs.len().max(1)).copied())
+        else {
+            return;
+        };
         let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
             if !announced {
                 tracing::info!(host = host.0, "manager at {addr} unreachable; retrying");
                 announced = true;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            advance(&mut next);
             continue;
         };
-        announced = false;
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(WELCOME_TIMEOUT));
         if write_frame(&mut stream, hello).is_err() {
-            std::thread::sleep(Duration::from_millis(200));
+            advance(&mut next);
             continue;
         }
         let Ok(reader) = stream.try_clone() else {
-            std::thread::sleep(Duration::from_millis(200));
+            advance(&mut next);
             continue;
         };
         let mut reader: Box<dyn Read> = Box::new(BufReader::new(reader));
-        match read_frame(&mut reader) {
+        let silence = match read_frame(&mut reader) {
             Ok(Frame::Welcome { deployment }) => {
+                let silence = silence_limit(&deployment);
                 if tx.send(Event::Welcome(Box::new(deployment))).is_err() {
                     return;
                 }
+                silence
+            }
+            Ok(Frame::NotLeader { why, leader }) => {
+                tracing::info!(host = host.0, "manager at {addr}: {why}");
+                redirect = leader
+                    .and_then(|l| l.parse::<SocketAddr>().ok())
+                    .filter(|l| *l != addr);
+                if let Some(l) = redirect {
+                    // Try the leader, then go on from there in the list.
+                    if let Some(i) = addrs.iter().position(|a| *a == l) {
+                        next = i;
+                    }
+                } else {
+                    advance(&mut next);
+                }
+                continue;
             }
             Ok(Frame::Refused { why, retry: true }) => {
-                tracing::warn!(host = host.0, "manager says: {why}; retrying");
+                tracing::warn!(host = host.0, "manager at {addr} says: {why}; retrying");
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -611,10 +662,12 @@ fn link_loop(
                 return;
             }
             _ => {
-                std::thread::sleep(Duration::from_millis(200));
+                advance(&mut next);
                 continue;
             }
-        }
+        };
+        announced = false;
+        let _ = stream.set_read_timeout(Some(silence));
         if let Ok(mut guard) = link.lock() {
             *guard = Some(stream);
         }
@@ -631,9 +684,18 @@ fn link_loop(
             }
         }
         if let Ok(mut guard) = link.lock() {
-            *guard = None;
+            if let Some(s) = guard.take() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
         }
-        tracing::warn!(host = host.0, "lost the manager at {addr}; reconnecting");
-        std::thread::sleep(Duration::from_millis(200));
+        tracing::warn!(
+            host = host.0,
+            "lost the manager at {addr} (closed, or silent for {silence:?}); reconnecting"
+        );
+        if addrs.len() > 1 {
+            advance(&mut next);
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }

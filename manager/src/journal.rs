@@ -132,6 +132,20 @@ pub enum JournalError {
         /// Who holds it, as its lock file says.
         holder: String,
     },
+    /// The etcd journal or leader key (`tally run --store etcd://...`).
+    #[cfg(feature = "etcd")]
+    #[error("etcd journal: {0}")]
+    Store(#[from] crate::etcd::StoreError),
+    /// A record of the etcd journal that is not an entry of this version.
+    #[error(
+        "journal record {seq} in the store does not decode ({why}); refusing to use the journal: restore it from a backup or an etcd snapshot"
+    )]
+    Undecodable {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        why: String,
+    },
     /// The journal or the mark was removed or replaced under a running manager.
     #[error(
         "{path} was removed or replaced while this manager was running; stopping, since what it writes would be lost"
@@ -209,14 +223,43 @@ pub struct Snapshot {
     pub counters: Counters,
 }
 
-/// One journal entry.
+/// One journal entry: a segment line's JSON, and the value of one record
+/// key of the etcd journal (`ha`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-enum Entry {
+pub enum Entry {
     /// One core step's records.
     Step(Vec<JournalRecord>),
     /// Everything so far.
     Snapshot(Box<Snapshot>),
+}
+
+impl Entry {
+    /// Decodes an entry's JSON (as [`encode_step`] and [`encode_snapshot`]
+    /// write it).
+    ///
+    /// # Errors
+    /// The bytes are not an entry of this records version.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// One step's records as one entry's JSON, exactly as a segment line
+/// carries it after its sequence number and checksum.
+///
+/// # Errors
+/// A record does not serialize (never for the core's records).
+pub fn encode_step(records: &[&JournalRecord]) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&EntryRef::Step(records))
+}
+
+/// A snapshot as one entry's JSON.
+///
+/// # Errors
+/// The state does not serialize (never for the core's state).
+pub fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&EntryRef::Snapshot(snapshot))
 }
 
 /// Serialized borrow of a step, so a commit copies no record.
@@ -1024,5 +1067,44 @@ impl Sink<Effect> for FileJournal {
             Effect::Persist(r) => Some(r),
             _ => None,
         }))
+    }
+}
+
+/// The journal a manager writes: the local files (one manager per data
+/// dir), or etcd (a leader among standbys, `tally run --store etcd://...`).
+// One per manager, made once and never moved after: the sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Journal {
+    /// `DATA_DIR/journal/`.
+    File(FileJournal),
+    /// The fenced etcd journal of the leader.
+    #[cfg(feature = "etcd")]
+    Etcd(crate::ha::EtcdJournal),
+}
+
+impl Journal {
+    /// The file journal's [`FileJournal::check_files`]; nothing to check
+    /// for etcd (every append is fenced by the leader key instead).
+    ///
+    /// # Errors
+    /// A journal file was removed or replaced.
+    pub fn check(&self) -> Result<(), JournalError> {
+        match self {
+            Journal::File(j) => j.check_files(),
+            #[cfg(feature = "etcd")]
+            Journal::Etcd(_) => Ok(()),
+        }
+    }
+}
+
+impl Sink<Effect> for Journal {
+    type Error = JournalError;
+
+    fn commit(&mut self, seq: u64, effects: &[Effect]) -> Result<(), JournalError> {
+        match self {
+            Journal::File(j) => j.commit(seq, effects),
+            #[cfg(feature = "etcd")]
+            Journal::Etcd(j) => j.commit(seq, effects),
+        }
     }
 }

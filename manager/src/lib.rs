@@ -19,7 +19,11 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod fence;
+#[cfg(feature = "etcd")]
+pub mod ha;
 pub mod host;
 pub mod journal;
 pub mod logs;

@@ -44,6 +44,9 @@ pub struct Stats {
     pub leases_expired: u64,
     /// User commands refused by lockdown.
     pub lockdown_refusals: u64,
+    /// Inputs dropped outside the leadership guard (a highly available
+    /// manager that is not, or no longer, confirmed as leader).
+    pub not_leading_drops: u64,
     /// Per slot.
     pub slots: BTreeMap<String, SlotHistory>,
     /// The latest lifecycle lines, oldest first.
@@ -69,6 +72,13 @@ pub struct ManagerMachine {
     pub counters: Counters,
     /// What `ps` shows besides.
     pub stats: Stats,
+    /// The managers of a highly available deployment (leader, term,
+    /// standbys), kept fresh from the store by the manager's registration
+    /// thread; `None` for a manager alone on its data dir.
+    pub managers: Option<Arc<std::sync::Mutex<crate::api::PsManagers>>>,
+    /// Whether the last input was dropped for want of leadership (the
+    /// first of a run is logged, not the rest).
+    dropping: bool,
     /// Log lines of steps not yet committed.
     pending: Vec<String>,
     /// The instances this step took out of the ledger, with their hosts, as
@@ -92,6 +102,8 @@ impl ManagerMachine {
             manager,
             counters,
             stats: Stats::default(),
+            managers: None,
+            dropping: false,
             pending: Vec::new(),
             gone: Vec::new(),
         }
@@ -107,6 +119,16 @@ impl ManagerMachine {
 
     /// Logs and counts what one step did.
     fn observe(&mut self, now: Tick, input: &ManagerInput, effects: &[Effect]) {
+        if !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Note(Note::NotLeading)))
+            && !matches!(
+                input,
+                ManagerInput::LeadershipConfirmed { .. } | ManagerInput::LeadershipLost
+            )
+        {
+            self.dropping = false;
+        }
         let d = Arc::clone(&self.deployment);
         self.gone.clear();
         self.gone.extend(effects.iter().filter_map(|e| match e {
@@ -230,6 +252,9 @@ impl ManagerMachine {
             JournalRecord::LockdownSet { on } => {
                 self.log(now, format!("lockdown {}", if *on { "on" } else { "off" }));
             }
+            JournalRecord::TermBegan { term } => {
+                self.log(now, format!("leading in {term}"));
+            }
             JournalRecord::PauseSet { host, paused } => {
                 let at = host.map_or("everywhere".to_string(), |h| h.to_string());
                 let what = if *paused { "paused" } else { "resumed" };
@@ -282,6 +307,18 @@ impl ManagerMachine {
             }
             Note::LockdownRefused => self.stats.lockdown_refusals += 1,
             Note::ProbeSpent => self.log(now, "probe relaunch spent".into()),
+            // Once per run of dropped inputs: a deposed or stalled leader
+            // drops every report its links still hold.
+            Note::NotLeading => {
+                self.stats.not_leading_drops += 1;
+                if !self.dropping {
+                    self.dropping = true;
+                    self.log(
+                        now,
+                        "inputs dropped: not leading (outside the leadership guard, or deposed); nothing is done until the store confirms the leadership again".into(),
+                    );
+                }
+            }
             Note::ReportVersionMismatch
             | Note::StaleExit
             | Note::InstanceStopped { .. }
@@ -333,6 +370,14 @@ impl Machine for ManagerMachine {
         let effects = out.get(start..).unwrap_or(&[]).to_vec();
         self.observe(now, &seen, &effects);
         result
+    }
+
+    fn appended(&mut self, now: Tick, effects: &[Effect]) {
+        // The append was sent at `now` or later: the earliest send time is
+        // the conservative one (a no-op in the core but under a mutation).
+        if effects.iter().any(|e| matches!(e, Effect::Persist(_))) {
+            self.manager.append_committed(&self.deployment.config, now);
+        }
     }
 
     fn committed(&mut self) {

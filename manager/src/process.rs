@@ -60,6 +60,19 @@ pub enum ProcessError {
     /// A local agent's thread could not start.
     #[error(transparent)]
     Thread(std::io::Error),
+    /// `--store` in a build without etcd support.
+    #[error(
+        "--store {0}: this tally was built without etcd support: build with `cargo build --release --features etcd --bin tally`"
+    )]
+    NoEtcd(String),
+    /// A `--store` that cannot be used.
+    #[error("{0}")]
+    Store(String),
+    /// Local agents with a store: they would die with their manager.
+    #[error(
+        "--hosts {0} with --store: a local agent runs inside its manager and dies with it, which defeats a standby; run `tally agent --manager ADDR,ADDR --host N` on each host instead (--hosts 0)"
+    )]
+    LocalHostsWithStore(u16),
 }
 
 /// Sets up log lines on stderr. `TALLY_LOG` (or `RUST_LOG`) sets the level:
@@ -135,6 +148,16 @@ pub struct RunOptions {
     pub journal_segment_bytes: u64,
     /// The dynos' environment file (`.env` beside the Procfile without it).
     pub env_file: Option<PathBuf>,
+    /// A highly available group: the journal, the leader key and the
+    /// shared state in etcd (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`);
+    /// `None`: the local file journal, one manager per data dir.
+    pub store: Option<String>,
+    /// This manager's name among its peers (with `store`).
+    pub name: Option<String>,
+    /// The store lease's time to live, seconds (with `store`).
+    pub store_lease_s: i64,
+    /// The longest wait for one attempt of one store call, ms.
+    pub store_timeout_ms: u64,
 }
 
 impl RunOptions {
@@ -142,8 +165,14 @@ impl RunOptions {
     /// and settings. Nothing is started.
     ///
     /// # Errors
-    /// An address off loopback, or bad files.
+    /// An address off loopback, bad files, or `--store` in a build without
+    /// etcd support.
     pub fn deployment(&self) -> Result<Deployment, ProcessError> {
+        if let Some(url) = &self.store {
+            if !cfg!(feature = "etcd") {
+                return Err(ProcessError::NoEtcd(url.clone()));
+            }
+        }
         if !self.api_listen.ip().is_loopback() && !self.allow_remote_api {
             return Err(ProcessError::RemoteApi(self.api_listen));
         }
@@ -169,13 +198,83 @@ impl RunOptions {
     }
 }
 
+/// A started manager: alone on its data dir, or one of a highly available
+/// group on etcd.
+pub enum Started {
+    /// The manager of a local file journal.
+    Single(Server),
+    /// A manager of a group (standby or leader).
+    #[cfg(feature = "etcd")]
+    Ha(crate::ha::HaServer),
+}
+
+impl Started {
+    /// The agent link's address.
+    #[must_use]
+    pub fn agent_addr(&self) -> SocketAddr {
+        match self {
+            Started::Single(s) => s.agent_addr,
+            #[cfg(feature = "etcd")]
+            Started::Ha(s) => s.agent_addr,
+        }
+    }
+
+    /// The API's address.
+    #[must_use]
+    pub fn api_addr(&self) -> SocketAddr {
+        match self {
+            Started::Single(s) => s.api_addr,
+            #[cfg(feature = "etcd")]
+            Started::Ha(s) => s.api_addr,
+        }
+    }
+
+    /// The token file.
+    #[must_use]
+    pub fn token_path(&self) -> &std::path::Path {
+        match self {
+            Started::Single(s) => &s.token_path,
+            #[cfg(feature = "etcd")]
+            Started::Ha(s) => &s.token_path,
+        }
+    }
+
+    /// The group this manager belongs to, in words (`None` alone).
+    #[must_use]
+    pub fn group(&self) -> Option<String> {
+        match self {
+            Started::Single(_) => None,
+            #[cfg(feature = "etcd")]
+            Started::Ha(s) => Some(format!("{} in {}", s.name, s.store)),
+        }
+    }
+
+    /// Blocks until the manager must stop (its journal failed, or it was
+    /// deposed); the caller exits non-zero.
+    #[must_use]
+    pub fn wait(&self) -> ServerError {
+        match self {
+            Started::Single(s) => s.wait(),
+            #[cfg(feature = "etcd")]
+            Started::Ha(s) => s.wait(),
+        }
+    }
+}
+
 /// Starts the manager for `deployment` (from [`RunOptions::deployment`])
 /// and its local agents, each on a thread of its own. The caller then waits
-/// on the server ([`Server::wait`]).
+/// on it ([`Started::wait`]).
 ///
 /// # Errors
-/// A data dir that cannot be used, or a thread that cannot start.
-pub fn start(opts: &RunOptions, deployment: &Deployment) -> Result<Server, ProcessError> {
+/// A data dir that cannot be used, or a thread that cannot start; with a
+/// store, an unreachable or different one.
+pub fn start(opts: &RunOptions, deployment: &Deployment) -> Result<Started, ProcessError> {
+    if let Some(url) = &opts.store {
+        if opts.hosts > 0 {
+            return Err(ProcessError::LocalHostsWithStore(opts.hosts));
+        }
+        return start_ha(opts, deployment, url);
+    }
     let server = Server::start(ServerOptions {
         data_dir: opts.data_dir.clone(),
         deployment: deployment.clone(),
@@ -189,7 +288,7 @@ pub fn start(opts: &RunOptions, deployment: &Deployment) -> Result<Server, Proce
     let stop = Arc::new(AtomicBool::new(false));
     for h in 0..opts.hosts {
         let host = HostOptions {
-            manager: server.agent_addr,
+            managers: vec![server.agent_addr],
             host: HostId(h),
             data_dir: opts.data_dir.clone(),
             fence_exe: fence_exe.clone(),
@@ -205,14 +304,55 @@ pub fn start(opts: &RunOptions, deployment: &Deployment) -> Result<Server, Proce
             })
             .map_err(ProcessError::Thread)?;
     }
-    Ok(server)
+    Ok(Started::Single(server))
+}
+
+/// One manager of a highly available group on etcd.
+#[cfg(feature = "etcd")]
+fn start_ha(
+    opts: &RunOptions,
+    deployment: &Deployment,
+    url: &str,
+) -> Result<Started, ProcessError> {
+    use crate::etcd::StoreSettings;
+    use crate::ha::{HaOptions, HaServer, StoreUrl};
+    let parsed = StoreUrl::parse(url).map_err(ProcessError::Store)?;
+    let store = StoreSettings {
+        call_timeout: std::time::Duration::from_millis(opts.store_timeout_ms.max(1)),
+        attempts_max: 3,
+        lease_ttl_s: opts.store_lease_s,
+        ..StoreSettings::new(parsed.endpoints, parsed.prefix)
+    };
+    let server = HaServer::start(HaOptions {
+        data_dir: opts.data_dir.clone(),
+        deployment: deployment.clone(),
+        agent_listen: opts.agent_listen,
+        api_listen: opts.api_listen,
+        journal: JournalOptions {
+            segment_bytes_max: opts.journal_segment_bytes,
+        },
+        store,
+        name: opts.name.clone(),
+    })?;
+    Ok(Started::Ha(server))
+}
+
+/// Without etcd support, `--store` is refused, saying how to build it in.
+#[cfg(not(feature = "etcd"))]
+fn start_ha(
+    _opts: &RunOptions,
+    _deployment: &Deployment,
+    url: &str,
+) -> Result<Started, ProcessError> {
+    Err(ProcessError::NoEtcd(url.to_string()))
 }
 
 /// One host agent as its own process: `tally agent`.
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
-    /// The manager's agent address.
-    pub manager: SocketAddr,
+    /// The managers' agent addresses (one, or every manager of a highly
+    /// available group: the agent follows the leader).
+    pub managers: Vec<SocketAddr>,
     /// This host's id.
     pub host: u16,
     /// Incarnation counter, dyno logs and ready files.
@@ -245,7 +385,7 @@ impl AgentOptions {
 /// The data dir fails, or the manager refuses the agent.
 pub fn agent(opts: &AgentOptions, token: String) -> Result<(), ProcessError> {
     let host = HostOptions {
-        manager: opts.manager,
+        managers: opts.managers.clone(),
         host: HostId(opts.host),
         token,
         data_dir: opts.data_dir.clone(),

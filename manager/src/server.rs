@@ -1,7 +1,8 @@
 //! The manager process: the data dir, the journal, the agent link, the
 //! timer and the HTTP API, all feeding the one [`Shared`] core.
 
-use crate::journal::{self, DirLock, FileJournal, JournalError, JournalOptions};
+use crate::clock::Moment;
+use crate::journal::{self, DirLock, FileJournal, Journal, JournalError, JournalOptions};
 use crate::machine::ManagerMachine;
 use crate::settings::Deployment;
 use crate::shell::{Applied, Shared, ShellError};
@@ -23,7 +24,7 @@ use tally_core::{
 use thiserror::Error;
 
 /// The manager's shared core.
-pub type Core = Shared<ManagerMachine, FileJournal>;
+pub type Core = Shared<ManagerMachine, Journal>;
 
 /// Why the manager cannot start or had to stop.
 #[derive(Debug, Error)]
@@ -58,6 +59,40 @@ pub enum ServerError {
     /// The journal failed while running.
     #[error("stopping: {0}")]
     Fatal(String),
+    /// The etcd store (`tally run --store etcd://...`).
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    Store(#[from] crate::etcd::StoreError),
+    /// The store holds another deployment's journal.
+    #[error(
+        "the etcd journal under {prefix} (at {endpoints}) was created for a different Procfile, tally.toml or store lease; every manager of a deployment must run the same ones. Start this manager with the files the others use; or give this deployment its own prefix (etcd://HOSTS/PREFIX)"
+    )]
+    StoreDeploymentChanged {
+        /// The store's endpoints.
+        endpoints: String,
+        /// The key prefix.
+        prefix: String,
+    },
+    /// The store lease leaves no room for a leadership guard.
+    #[error(
+        "--store-lease-s {lease_s} is too short for tick_ms = {tick_ms}: {source}. Give a longer --store-lease-s"
+    )]
+    StoreLease {
+        /// The lease, seconds.
+        lease_s: i64,
+        /// The tick.
+        tick_ms: u64,
+        /// The core's refusal.
+        source: tally_core::ConfigError,
+    },
+    /// The store's shared state is not what this tally writes.
+    #[error("etcd key {key}: {why}; refusing to use it")]
+    StoreMeta {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
@@ -67,13 +102,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
     }
 }
 
-/// What the data dir remembers besides the journal.
+/// What the data dir (or the etcd store) remembers besides the journal.
 #[derive(Serialize, Deserialize)]
-struct Meta {
+pub(crate) struct Meta {
     /// Tick 0, in Unix milliseconds: the manager's clock counts from here
     /// across restarts, so that journaled times stay meaningful.
-    genesis_unix_ms: u64,
-    deployment: Deployment,
+    pub(crate) genesis_unix_ms: u64,
+    pub(crate) deployment: Deployment,
 }
 
 /// Where the manager listens.
@@ -107,20 +142,22 @@ pub struct Server {
     stop: Arc<AtomicBool>,
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The manager's clock in ticks since genesis: the wall clock read once at
-/// start (so journaled times stay meaningful across restarts), then the
-/// monotonic clock, so that a wall-clock step cannot expire every lease at
-/// once (or freeze expiry).
+/// start (so journaled times stay meaningful across restarts), then
+/// `CLOCK_BOOTTIME`, so that a wall-clock step cannot expire every lease at
+/// once (or freeze expiry), and a suspend of the whole machine counts as
+/// time passed (as it does for the agents and their fences: a leader
+/// suspended past its store lease resumes outside its guard).
 #[derive(Clone, Copy)]
 pub struct Clock {
     base_ms: u64,
-    start: Instant,
+    start: Moment,
     tick_ms: u64,
 }
 
@@ -130,32 +167,51 @@ impl Clock {
     pub fn start(genesis_unix_ms: u64, tick_ms: u64) -> Clock {
         Clock {
             base_ms: unix_ms().saturating_sub(genesis_unix_ms),
-            start: Instant::now(),
+            start: Moment::now(),
             tick_ms,
         }
+    }
+
+    fn ms_at(&self, at: &Moment) -> u64 {
+        let ms = |ns: u64| ns / 1_000_000;
+        if at.boot_ns >= self.start.boot_ns {
+            self.base_ms
+                .saturating_add(ms(at.boot_ns - self.start.boot_ns))
+        } else {
+            self.base_ms
+                .saturating_sub(ms(self.start.boot_ns - at.boot_ns).saturating_add(1))
+        }
+    }
+
+    /// The tick `at` falls in (floored; a moment before the clock started
+    /// counts from its start backwards, never below tick 0).
+    #[must_use]
+    pub fn tick_of(&self, at: Moment) -> Tick {
+        Tick(self.ms_at(&at) / self.tick_ms.max(1))
     }
 
     /// Now, in ticks (floored).
     #[must_use]
     pub fn now(&self) -> Tick {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Tick(self.base_ms.saturating_add(elapsed) / self.tick_ms.max(1))
+        self.tick_of(Moment::now())
     }
 
-    /// The first instant at which [`Clock::now`] reads `t` or later (an
-    /// instant already past for a tick already reached); `None` if it lies
-    /// beyond what an `Instant` can hold.
+    /// An instant at which [`Clock::now`] will read `t` or later unless the
+    /// machine is suspended meanwhile (then later: a sleeper checks again);
+    /// an instant already past for a tick already reached; `None` if it
+    /// lies beyond what an `Instant` can hold.
     #[must_use]
     pub fn instant_of(&self, t: Tick) -> Option<Instant> {
-        let ms = t.0.saturating_mul(self.tick_ms.max(1));
-        self.start
-            .checked_add(Duration::from_millis(ms.saturating_sub(self.base_ms)))
+        let now = Moment::now();
+        let target = t.0.saturating_mul(self.tick_ms.max(1));
+        let ahead = target.saturating_sub(self.ms_at(&now));
+        now.instant.checked_add(Duration::from_millis(ahead))
     }
 }
 
 /// Writes `contents` to `path` atomically, with `mode`. The temporary file
 /// is created new (never through a planted link) and renamed over `path`.
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServerError> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServerError> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -265,7 +321,7 @@ fn open_core(
     deployment: &Deployment,
     lock: DirLock,
     journal_opts: JournalOptions,
-) -> Result<(ManagerMachine, FileJournal, Clock, bool), ServerError> {
+) -> Result<(ManagerMachine, Journal, Clock, bool), ServerError> {
     let cfg = &deployment.config;
     let meta_path = dir.join("meta.json");
     if meta_path.exists() {
@@ -287,7 +343,7 @@ fn open_core(
         );
         let machine =
             ManagerMachine::new(Arc::new(deployment.clone()), manager, journal.counters());
-        return Ok((machine, journal, clock, false));
+        return Ok((machine, Journal::File(journal), clock, false));
     }
     // No meta.json: a data dir never started, or whose first start was cut
     // short before meta.json (written last). Parts of an unused journal
@@ -327,7 +383,7 @@ fn open_core(
     write_file(&meta_path, &bytes, 0o600)?;
     tracing::info!("new manager: journal started in {}", dir.display());
     let machine = ManagerMachine::new(Arc::new(deployment.clone()), manager, journal.counters());
-    Ok((machine, journal, clock, true))
+    Ok((machine, Journal::File(journal), clock, true))
 }
 
 impl Server {
@@ -383,16 +439,14 @@ impl Server {
             fatal: Arc::clone(&fatal),
             stop: Arc::clone(&stop),
         };
-        let link = Arc::new(LinkContext {
-            core: Arc::clone(&core),
+        let link = Arc::new(LinkContext::new(
+            Arc::clone(&core),
             clock,
-            deployment: opts.deployment.clone(),
-            token: token.clone(),
-            fatal: Arc::clone(&fatal),
-            live: std::sync::Mutex::new(BTreeMap::new()),
-            bindings: std::sync::Mutex::new(bindings),
-            pending: AtomicUsize::new(0),
-        });
+            opts.deployment.clone(),
+            token.clone(),
+            Arc::clone(&fatal),
+            bindings,
+        ));
         spawn("agent-listener", {
             let link = Arc::clone(&link);
             move || accept_agents(&agents, &link)
@@ -451,7 +505,7 @@ impl Server {
 /// first, and reads the wake again after every sleep, so a wake that an
 /// input brought forward is met within one period, no later than a `Tick`
 /// every period would meet it. At most one `Tick` per tick of the clock.
-fn run_timer(
+pub(crate) fn run_timer(
     core: &Core,
     clock: Clock,
     period: Duration,
@@ -475,14 +529,14 @@ fn run_timer(
         }
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         if Instant::now() >= next_check {
-            core.check_sink(FileJournal::check_files)?;
+            core.check_sink(Journal::check)?;
             next_check = Instant::now() + period;
         }
     }
     Ok(())
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ServerError> {
+pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ServerError> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
@@ -495,9 +549,32 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ServerErro
 
 /// Records a fatal journal error for `wait`.
 pub fn set_fatal(fatal: &std::sync::Mutex<Option<String>>, e: &ShellError<JournalError>) {
-    tracing::error!("{e}");
+    let why = if deposed(e) {
+        format!(
+            "{e}: a fenced append failed; stepping down: nothing of that step is acted on, this manager acts no more and exits (its supervisor starts it again as a standby)"
+        )
+    } else {
+        e.to_string()
+    };
+    tracing::error!("{why}");
     if let Ok(mut guard) = fatal.lock() {
-        guard.get_or_insert_with(|| e.to_string());
+        guard.get_or_insert(why);
+    }
+}
+
+/// Whether a journal failure is an etcd leader's deposition.
+fn deposed(e: &ShellError<JournalError>) -> bool {
+    #[cfg(feature = "etcd")]
+    {
+        matches!(
+            e,
+            ShellError::Sink(JournalError::Store(crate::etcd::StoreError::Deposed { .. }))
+        )
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = e;
+        false
     }
 }
 
@@ -513,8 +590,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// a host's identity cannot pass to another machine while the ledger places
 /// any instance on it, since that machine would confirm as dead dynos it
 /// never started.
-struct HostBindings {
-    path: PathBuf,
+pub(crate) struct HostBindings {
+    /// `hosts.json`; `None` when the bindings live in the etcd store,
+    /// where every manager of the deployment finds them.
+    path: Option<PathBuf>,
     machines: BTreeMap<HostId, String>,
 }
 
@@ -529,16 +608,49 @@ impl HostBindings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io(&path)(e)),
         };
-        Ok(HostBindings { path, machines })
+        Ok(HostBindings {
+            path: Some(path),
+            machines,
+        })
     }
 
-    fn save(&self) -> Result<(), ServerError> {
+    /// Bindings kept in the etcd store (`hosts`, written fenced by the
+    /// leader), as read there.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn in_store(machines: BTreeMap<HostId, String>) -> HostBindings {
+        HostBindings {
+            path: None,
+            machines,
+        }
+    }
+
+    fn save(&self, core: &Core) -> Result<(), ServerError> {
         let bytes = serde_json::to_vec_pretty(&self.machines).map_err(|e| ServerError::Io {
-            path: self.path.clone(),
+            path: self.path.clone().unwrap_or_else(|| PathBuf::from("hosts")),
             source: std::io::Error::other(e),
         })?;
-        write_file(&self.path, &bytes, 0o600)
+        match &self.path {
+            Some(path) => write_file(path, &bytes, 0o600),
+            None => save_in_store(core, &bytes),
+        }
     }
+}
+
+/// Writes the host bindings to the store, fenced by the leader's term.
+#[cfg(feature = "etcd")]
+fn save_in_store(core: &Core, bytes: &[u8]) -> Result<(), ServerError> {
+    core.read_sink(|journal| match journal {
+        Journal::Etcd(j) => j.save_bindings(bytes),
+        Journal::File(_) => Ok(()),
+    })
+    .map_err(|e| ServerError::Fatal(e.to_string()))?
+    .map_err(ServerError::Store)
+}
+
+/// Without etcd support every binding has a file.
+#[cfg(not(feature = "etcd"))]
+fn save_in_store(_core: &Core, _bytes: &[u8]) -> Result<(), ServerError> {
+    Ok(())
 }
 
 /// Who is behind an agent link.
@@ -550,12 +662,12 @@ struct AgentIdentity {
 }
 
 /// What every agent connection shares.
-struct LinkContext {
-    core: Arc<Core>,
-    clock: Clock,
-    deployment: Deployment,
-    token: String,
-    fatal: Arc<std::sync::Mutex<Option<String>>>,
+pub(crate) struct LinkContext {
+    pub(crate) core: Arc<Core>,
+    pub(crate) clock: Clock,
+    pub(crate) deployment: Deployment,
+    pub(crate) token: String,
+    pub(crate) fatal: Arc<std::sync::Mutex<Option<String>>>,
     /// Hosts with a live link: who (machine, incarnation, session) and the
     /// connection number.
     live: std::sync::Mutex<BTreeMap<HostId, (AgentIdentity, u64)>>,
@@ -566,8 +678,29 @@ struct LinkContext {
 }
 
 impl LinkContext {
+    /// What the agent links of a manager share.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        clock: Clock,
+        deployment: Deployment,
+        token: String,
+        fatal: Arc<std::sync::Mutex<Option<String>>>,
+        bindings: HostBindings,
+    ) -> LinkContext {
+        LinkContext {
+            core,
+            clock,
+            deployment,
+            token,
+            fatal,
+            live: std::sync::Mutex::new(BTreeMap::new()),
+            bindings: std::sync::Mutex::new(bindings),
+            pending: AtomicUsize::new(0),
+        }
+    }
+
     /// A host that has ever attached, or that the ledger places instances on.
-    fn host_known(&self, host: HostId) -> bool {
+    pub(crate) fn host_known(&self, host: HostId) -> bool {
         let bound = self
             .bindings
             .lock()
@@ -581,9 +714,9 @@ impl LinkContext {
 }
 
 /// Reads from a stream until a deadline for the whole read, not per call.
-struct Deadline<'a> {
-    stream: &'a TcpStream,
-    until: Instant,
+pub(crate) struct Deadline<'a> {
+    pub(crate) stream: &'a TcpStream,
+    pub(crate) until: Instant,
 }
 
 impl Read for Deadline<'_> {
@@ -615,20 +748,26 @@ fn accept_agents(listener: &TcpListener, link: &Arc<LinkContext>) {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        if link.pending.fetch_add(1, Ordering::SeqCst) >= PENDING_MAX {
-            link.pending.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(
-                "agent link: {PENDING_MAX} connections already wait for their hello; closing one more"
-            );
-            drop(stream);
-            continue;
-        }
-        let slot = PendingSlot(Arc::clone(link));
-        // A failed spawn drops the closure, and with it the slot.
-        let _ = std::thread::Builder::new()
-            .name("agent-link".into())
-            .spawn(move || serve_agent(stream, slot, n as u64));
+        accept_agent(stream, link, n as u64);
     }
+}
+
+/// Serves one accepted agent connection on a thread of its own, unless
+/// [`PENDING_MAX`] connections already wait for their hello.
+pub(crate) fn accept_agent(stream: TcpStream, link: &Arc<LinkContext>, n: u64) {
+    if link.pending.fetch_add(1, Ordering::SeqCst) >= PENDING_MAX {
+        link.pending.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!(
+            "agent link: {PENDING_MAX} connections already wait for their hello; closing one more"
+        );
+        drop(stream);
+        return;
+    }
+    let slot = PendingSlot(Arc::clone(link));
+    // A failed spawn drops the closure, and with it the slot.
+    let _ = std::thread::Builder::new()
+        .name("agent-link".into())
+        .spawn(move || serve_agent(stream, slot, n));
 }
 
 /// Checks a hello; registers the host's link.
@@ -720,7 +859,7 @@ fn admit(
                 );
             }
             bindings.machines.insert(host, machine.clone());
-            if let Err(e) = bindings.save() {
+            if let Err(e) = bindings.save(&link.core) {
                 return Err((format!("cannot record the host's machine: {e}"), true));
             }
         }

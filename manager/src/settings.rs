@@ -965,6 +965,7 @@ pub fn build_apps(apps: &[AppSource], file: &FileSettings) -> Result<Deployment,
             .unwrap_or(250),
         },
         seed: file.seed,
+        leadership: None,
         mutations: Mutations::NONE,
     };
     config.validate().map_err(|e| in_settings_words(e, file))?;

@@ -49,6 +49,11 @@ pub trait Machine {
     /// machine reports about them (log lines) may now go out. A batch run on
     /// a copy and then discarded never reaches this.
     fn committed(&mut self) {}
+
+    /// Called after the sink committed one step's `effects` (sent to the
+    /// sink at `now` or later): the core's `append_committed` for a
+    /// journaled step. Nothing by default.
+    fn appended(&mut self, _now: Tick, _effects: &[Self::Effect]) {}
 }
 
 /// Where a step's effects go before the caller sees them: the journal.
@@ -211,6 +216,7 @@ where
                 return Err(ShellError::Sink(e));
             }
             self.applied.store(seq, Ordering::SeqCst);
+            inner.machine.appended(now, &effects);
             out.push(Applied {
                 seq,
                 now,

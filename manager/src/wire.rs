@@ -55,6 +55,16 @@ pub enum Frame {
         /// Whether trying again later may succeed.
         retry: bool,
     },
+    /// Manager to agent, after `Hello`: this manager is a standby of a
+    /// highly available deployment (`tally run --store etcd://...`); the
+    /// agent tries the leader, or the next manager address it knows.
+    NotLeader {
+        /// In words: "not leader; leader is NAME at ADDR", or that none
+        /// leads now.
+        why: String,
+        /// The leader's agent address, when known.
+        leader: Option<String>,
+    },
     /// A core message.
     Core(Message),
 }

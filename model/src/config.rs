@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tally_core::config::{BreakerConfig, BudgetConfig, ProcessTypeConfig, Timing};
+use tally_core::config::{
+    BreakerConfig, BudgetConfig, LeadershipConfig, ProcessTypeConfig, Timing,
+};
 use tally_core::{
     Config, ConfigError, HostId, Mutation, OperatorCommand, ProcessKind, TypeId, UserCommand,
 };
@@ -29,8 +31,16 @@ pub struct FaultBudget {
     /// Dynos that crash after boot.
     pub dyno_crash: u8,
     /// Ticks an agent's clock may fall behind (drift); at most the
-    /// configured drift per lease for each agent.
+    /// configured drift per lease for each agent, and (with a store) the
+    /// drift over one store lease for each manager.
     pub clock_stall: u8,
+    /// Manager pauses (with a store): a manager not scheduled while time
+    /// passes, maybe between processing an input and sending its effects.
+    pub manager_pause: u8,
+    /// Keep-alive streams broken (with a store): until it heals, none of
+    /// that manager's keep-alives reaches the store, and it learns nothing
+    /// from them (its appends still go through).
+    pub keepalive_cut: u8,
     /// Boots may outlast the timeout (before calm). Not a counted fault.
     pub slow_boots: bool,
 }
@@ -47,6 +57,8 @@ impl FaultBudget {
             || self.boot_failure > 0
             || self.dyno_crash > 0
             || self.clock_stall > 0
+            || self.manager_pause > 0
+            || self.keepalive_cut > 0
     }
 }
 
@@ -363,6 +375,7 @@ pub fn model_core(singletons: u16, scalable: u16) -> Config {
             fleet_app_share_milli: 250,
         },
         seed: 0,
+        leadership: None,
         mutations: tally_core::Mutations::NONE,
     }
 }
@@ -376,6 +389,17 @@ pub fn timed_kills(core: &mut Config) {
     t.margin_ticks = 1;
     t.report_delivery_ticks = 1;
     t.boot_timeout_ticks = 5;
+}
+
+/// Two managers on a store (DESIGN.md, "More than one manager"): a store
+/// lease of `lease_ticks`, no margin. With the presets' drift (a quarter),
+/// a lease of 5 gives a guard of 3 ticks (3 + 1 < 5), and a manager's
+/// clock may lose 2 ticks over one store lease; a lease of 3, a guard of 1.
+pub fn with_store(core: &mut Config, lease_ticks: u64) {
+    core.leadership = Some(LeadershipConfig {
+        lease_ticks,
+        margin_ticks: 0,
+    });
 }
 
 fn base(name: &str, hosts: u16, core: Config) -> ModelConfig {
@@ -522,6 +546,7 @@ pub fn ci() -> Preset {
         restart,
         two_apps(),
     ];
+    configs.extend(failover());
     // Every horizon reaches the recovery bound: L1 proves convergence
     // within T(cfg), and no recovery is cut short by the horizon.
     for c in &mut configs {
@@ -532,6 +557,50 @@ pub fn ci() -> Preset {
         configs,
         complete: true,
     }
+}
+
+/// Two managers on a store (DESIGN.md, "More than one manager"), with a
+/// store lease of 5 ticks (a guard of 3): failovers within the fault
+/// budget, each configuration exhaustive.
+///
+/// - `ci-failover`: two hosts; the leader may pause (also between
+///   processing a report and sending its effects), crash, or lose its
+///   keep-alive stream while it goes on acting: S1 across hosts through
+///   any of those failovers. Refutes `unfenced-append` and
+///   `takeover-trusts-ledger`.
+/// - `ci-failover-keepalive`: one host, the same faults and a clock stall,
+///   a later calm: long enough for an old leader's late renewal to
+///   outlast the new leader's expiry. Refutes `unguarded-leader` and
+///   `guard-from-append` too.
+/// - `ci-failover-drift`: one host, a broken keep-alive stream and three
+///   clock stalls (two of the old leader's, one of the agent's): refutes
+///   `guard-ignores-drift`.
+#[must_use]
+pub fn failover() -> Vec<ModelConfig> {
+    let mut core = model_core(1, 0);
+    with_store(&mut core, 5);
+    let mut two_hosts = base("ci-failover", 2, core.clone());
+    two_hosts.calm_at = 6;
+    two_hosts.faults = FaultBudget {
+        manager_pause: 1,
+        manager_restart: 1,
+        keepalive_cut: 1,
+        ..FaultBudget::default()
+    };
+    let mut keepalive = base("ci-failover-keepalive", 1, core.clone());
+    keepalive.calm_at = 8;
+    keepalive.faults = FaultBudget {
+        clock_stall: 1,
+        ..two_hosts.faults
+    };
+    let mut drift = base("ci-failover-drift", 1, core);
+    drift.calm_at = 11;
+    drift.faults = FaultBudget {
+        keepalive_cut: 1,
+        clock_stall: 3,
+        ..FaultBudget::default()
+    };
+    vec![two_hosts, keepalive, drift]
 }
 
 /// Two apps on two hosts (DESIGN.md, "Apps are isolated"): `shop`'s

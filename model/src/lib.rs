@@ -6,8 +6,9 @@
 //! ## What the model assumes
 //!
 //! - **Time** is discrete with a bounded horizon (`ModelConfig::horizon`).
-//!   The manager's clock is real time; each agent's clock may stall, falling
-//!   behind by at most the configured drift per lease (`clock_stall`).
+//!   The manager's clock is real time (with a store, each manager's may
+//!   stall too); each agent's clock may stall, falling behind by at most
+//!   the configured drift per lease (`clock_stall`).
 //! - **Network**: any message in flight may be delivered next (reordering),
 //!   delayed while time passes, lost or duplicated (within the fault budget);
 //!   a send beyond `network_capacity` messages in flight to and from its host
@@ -26,6 +27,24 @@
 //!   reaches its kill time plus `kill_ticks`, before any machine steps at
 //!   that instant. With `kill_ticks = 0` (most presets) the exit is at once;
 //!   `ci-timed-kills` and `margin-ignores-kill` exercise rule 7.
+//! - **More than one manager** (when the core's configuration has
+//!   `leadership`; see [`ha`]): two manager processes and a store that
+//!   holds the leader key (a new term per election, kept alive once per
+//!   tick by its holder, lapsing `leadership.lease_ticks` after the last
+//!   keep-alive, in real time) and the journal (appends fenced by the
+//!   term; a takeover reads it whole). Process 0 leads from tick 0. Faults,
+//!   within the budget: a manager pauses (`manager_pause`; not scheduled
+//!   while time passes, and possibly between processing a report and
+//!   sending its effects, which then wait in the process), crashes
+//!   (`manager_restart`; it comes back as a standby), loses its keep-alive
+//!   stream while it goes on acting (`keepalive_cut`; its appends still
+//!   go through), and its clock drifts (`clock_stall`, at most the drift
+//!   over one store lease). A report reaches whichever running manager
+//!   its agent found; a standby takes the key as soon as it is free (after
+//!   calm, before time passes). Keep-alives and takeovers are instantaneous
+//!   (a keep-alive's send time is when the store hears it), which the
+//!   guard's `margin` would otherwise cover. Such states are fingerprinted
+//!   whole: no host symmetry.
 //! - **Recovery**: L1 is decided over a horizon of at least
 //!   `calm_at + T(cfg)` (`Config::recovery_bound_ticks`).
 //! - **No cycles**: every action strictly increases `World::progress`
@@ -45,6 +64,7 @@
 //! so a step copies only what it changes.
 
 pub mod config;
+pub mod ha;
 pub mod model;
 pub mod world;
 

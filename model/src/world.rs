@@ -5,6 +5,7 @@
 //! input reaches which machine, and turns the effects into ground truth.
 
 use crate::config::{FaultBudget, MODEL_APPS_MAX, ModelConfig, ScriptedCommand};
+use crate::ha::{Ha, ManagerIdx};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +48,14 @@ pub mod witness {
     pub const REPLACED_AFTER_EXPIRY: u32 = 1 << 13;
     /// The fleet breaker opened by itself.
     pub const FLEET_BREAKER_TRIPPED: u32 = 1 << 14;
+    /// A standby took the leader key and recovered from the store.
+    pub const TAKEOVER: u32 = 1 << 15;
+    /// A manager found itself deposed (failed append or keep-alive).
+    pub const DEPOSED: u32 = 1 << 16;
+    /// A manager dropped an input outside its leadership guard.
+    pub const OUTSIDE_GUARD: u32 = 1 << 17;
+    /// An agent refused a reply of a lower term.
+    pub const STALE_TERM_REFUSED: u32 = 1 << 18;
 }
 
 /// One host: its agent, how far its clock lags real time, whether it is cut off.
@@ -132,10 +141,13 @@ fn app_bit(app: AppId) -> u8 {
 pub struct World {
     /// Real time (the manager's clock).
     pub now: Tick,
-    /// The core's manager. Shared with the states it came from until a
-    /// step changes it: most steps change one machine, and a successor
-    /// then copies only that one.
+    /// The core's manager (with a store: the latest leader's, see
+    /// [`Ha`]). Shared with the states it came from until a step changes
+    /// it: most steps change one machine, and a successor then copies only
+    /// that one.
     pub manager: Arc<Manager>,
+    /// The store and the second manager, when the core has `leadership`.
+    pub ha: Option<Arc<Ha>>,
     /// Hosts, indexed by `HostId` (each shared until changed, as the
     /// manager is).
     pub hosts: Vec<Arc<HostState>>,
@@ -183,13 +195,49 @@ pub enum Action {
     ManagerRestarts,
     /// The next scripted command is issued.
     Command,
+    /// The report at this index reaches manager process `1` (with a store).
+    DeliverTo(usize, ManagerIdx),
+    /// The report at this index reaches manager process `1`, which then
+    /// pauses before its effects leave (appends and replies wait).
+    DeliverThenPause(usize, ManagerIdx),
+    /// A manager process stops being scheduled while time passes.
+    ManagerPauses(ManagerIdx),
+    /// A paused manager process runs again: its waiting effects go out
+    /// first (appends fenced then).
+    ManagerResumes(ManagerIdx),
+    /// A manager process crashes; it comes back as a standby.
+    ManagerCrashes(ManagerIdx),
+    /// A standby takes the free leader key and recovers from the store.
+    TakesOver(ManagerIdx),
+    /// Real time advances, but this manager's clock stalls (drift).
+    TickWithManagerClockStall(ManagerIdx),
+    /// Manager process `1`'s keep-alive stream breaks.
+    KeepAlivesCut(ManagerIdx),
+    /// Manager process `1`'s keep-alive stream is restored.
+    KeepAlivesRestored(ManagerIdx),
 }
 
 impl World {
     /// The initial state: a fresh manager and agents at tick 0.
     pub fn initial(cfg: &ModelConfig) -> Option<World> {
         let mut out = Vec::new();
-        let manager = Manager::new(&cfg.core, Tick(0), &mut out).ok()?;
+        let mut manager = Manager::new(&cfg.core, Tick(0), &mut out).ok()?;
+        // With a store, process 0 has taken the key in term 1 at tick 0.
+        let ha = cfg
+            .core
+            .leadership
+            .as_ref()
+            .map(|l| Ha::initial(l.lease_ticks));
+        if let Some(ha) = &ha {
+            manager = Manager::take_over(
+                &cfg.core,
+                manager.durable().clone(),
+                (Tick(0), Tick(0)),
+                ha.term,
+                &mut out,
+            )
+            .ok()?;
+        }
         let hosts = crate::config::host_ids(cfg.hosts)
             .map(|h| {
                 Arc::new(HostState {
@@ -202,6 +250,7 @@ impl World {
         let mut w = World {
             now: Tick(0),
             manager: Arc::new(manager),
+            ha: ha.map(Arc::new),
             hosts,
             processes: Vec::new(),
             network: Vec::new(),
@@ -209,7 +258,7 @@ impl World {
             script_next: 0,
             ghost: Ghost::default(),
         };
-        w.apply_manager_effects(cfg, out);
+        w.apply_manager_effects(cfg, None, out);
         Some(w)
     }
 
@@ -234,6 +283,8 @@ impl World {
             boot_failure,
             dyno_crash,
             clock_stall,
+            manager_pause,
+            keepalive_cut,
             slow_boots: _,
         } = self.faults_left;
         let faults_left = [
@@ -245,11 +296,18 @@ impl World {
             boot_failure,
             dyno_crash,
             clock_stall,
+            manager_pause,
+            keepalive_cut,
         ]
         .iter()
         .map(|n| u64::from(*n))
         .sum::<u64>();
         let partitioned = self.hosts.iter().filter(|h| h.partitioned).count() as u64;
+        // A pause counts until it ends, as a partition does; a free leader
+        // key counts until a standby takes it.
+        let (paused, keyless) = self.ha.as_ref().map_or((0, 0), |ha| {
+            (ha.disturbed() as u64, u64::from(ha.holder.is_none()))
+        });
         let messages: u64 = self
             .network
             .iter()
@@ -266,7 +324,7 @@ impl World {
         let dying = self.processes.iter().filter(|p| p.dying()).count() as u64;
         [
             self.now.0,
-            u64::MAX - (2 * faults_left + partitioned),
+            u64::MAX - (2 * faults_left + partitioned + paused + keyless),
             u64::from(self.script_next),
             u64::MAX - messages,
             u64::MAX - booting,
@@ -304,12 +362,34 @@ impl World {
         if urgent && self.processes.iter().any(|p| self.boot_due(cfg, p)) {
             return false;
         }
+        // With a store, reports wait while no manager runs (until a
+        // standby takes the key): time must pass for that.
+        let undelivered = |m: &Arc<Message>| match (&self.ha, &**m) {
+            (Some(ha), Message::Report(_)) => (0..2).any(|p| ha.schedulable(p)),
+            _ => true,
+        };
         if self.now.0 >= cfg.calm_at
-            && (!self.network.is_empty() || self.hosts.iter().any(|h| h.partitioned))
+            && (self.network.iter().any(undelivered) || self.hosts.iter().any(|h| h.partitioned))
+        {
+            return false;
+        }
+        // After calm every pause ends and a free key is taken before time
+        // passes.
+        if self.now.0 >= cfg.calm_at
+            && let Some(ha) = &self.ha
+            && (ha.disturbed() > 0 || (ha.holder.is_none() && (0..2).any(|p| ha.standby(p))))
         {
             return false;
         }
         true
+    }
+
+    /// The clock of manager process `p`: real time minus its lag (real
+    /// time itself without a store).
+    #[must_use]
+    pub fn manager_now(&self, p: ManagerIdx) -> Tick {
+        let lag = self.ha.as_ref().map_or(0, |ha| ha.proc(p).lag);
+        Tick(self.now.0.saturating_sub(u64::from(lag)))
     }
 
     /// A boot that must complete before time advances. A process being
@@ -333,10 +413,41 @@ impl World {
                         actions.push(Action::TickWithClockStall(host(i)));
                     }
                 }
+                if let (Some(ha), Some(l)) = (&self.ha, &cfg.core.leadership) {
+                    let max =
+                        u8::try_from(cfg.core.drift_ticks_over(l.lease_ticks)).unwrap_or(u8::MAX);
+                    for p in 0..2 {
+                        if ha.runs_core(p) && ha.proc(p).lag < max {
+                            actions.push(Action::TickWithManagerClockStall(p));
+                        }
+                    }
+                }
             }
+        }
+        if let Some(ha) = &self.ha {
+            self.ha_actions(ha, fault, actions);
         }
         for (i, m) in self.network.iter().enumerate() {
             if !self.deliverable(m) || (i > 0 && self.network.get(i - 1) == Some(m)) {
+                continue;
+            }
+            let report = matches!(**m, Message::Report(_));
+            if let (Some(ha), true) = (&self.ha, report) {
+                // A report reaches whichever manager its agent found.
+                for p in 0..2 {
+                    if ha.schedulable(p) {
+                        actions.push(Action::DeliverTo(i, p));
+                        if fault && f.manager_pause > 0 {
+                            actions.push(Action::DeliverThenPause(i, p));
+                        }
+                    }
+                }
+                if fault && f.message_duplication > 0 && ha.schedulable(ha.leader) {
+                    actions.push(Action::DeliverDuplicate(i));
+                }
+                if fault && f.message_loss > 0 {
+                    actions.push(Action::Lose(i));
+                }
                 continue;
             }
             actions.push(Action::Deliver(i));
@@ -384,7 +495,7 @@ impl World {
                 actions.push(Action::HostCrashes(host(i)));
             }
         }
-        if fault && f.manager_restart > 0 {
+        if fault && f.manager_restart > 0 && self.ha.is_none() {
             actions.push(Action::ManagerRestarts);
         }
         if usize::from(self.script_next) < cfg.script.len() {
@@ -475,6 +586,75 @@ impl World {
                 let durable = w.manager.durable().compacted(&cfg.core);
                 w.manager = Arc::new(Manager::recover(&cfg.core, durable, w.now).ok()?);
             }
+            Action::DeliverTo(i, p) => {
+                let m = w.take_message(i)?;
+                let Message::Report(r) = Arc::unwrap_or_clone(m) else {
+                    return None;
+                };
+                w.ha.as_ref().filter(|ha| ha.schedulable(p))?;
+                w.manager_step_on(cfg, Some(p), ManagerInput::ReportReceived(r));
+            }
+            Action::DeliverThenPause(i, p) => {
+                w.faults_left.manager_pause = w.faults_left.manager_pause.checked_sub(1)?;
+                let m = w.take_message(i)?;
+                let Message::Report(r) = Arc::unwrap_or_clone(m) else {
+                    return None;
+                };
+                w.ha.as_ref().filter(|ha| ha.schedulable(p))?;
+                w.step_then_pause(cfg, p, ManagerInput::ReportReceived(r))?;
+            }
+            Action::ManagerPauses(p) => {
+                w.faults_left.manager_pause = w.faults_left.manager_pause.checked_sub(1)?;
+                let ha = w.ha.as_mut().map(Arc::make_mut)?;
+                if !ha.schedulable(p) {
+                    return None;
+                }
+                ha.proc_mut(p).paused = true;
+            }
+            Action::ManagerResumes(p) => {
+                let ha = w.ha.as_mut().map(Arc::make_mut)?;
+                let proc = ha.proc_mut(p);
+                if !proc.paused {
+                    return None;
+                }
+                proc.paused = false;
+                if let Some(pending) = proc.pending.take() {
+                    w.apply_manager_effects(cfg, Some(p), Arc::unwrap_or_clone(pending));
+                }
+            }
+            Action::ManagerCrashes(p) => {
+                w.faults_left.manager_restart = w.faults_left.manager_restart.checked_sub(1)?;
+                let ha = w.ha.as_ref()?;
+                if !ha.runs_core(p) {
+                    return None;
+                }
+                w.drop_core(p, false);
+                let proc = w.ha.as_mut().map(Arc::make_mut)?.proc_mut(p);
+                proc.paused = false;
+            }
+            Action::TakesOver(p) => w.take_over(cfg, p)?,
+            Action::KeepAlivesCut(p) => {
+                w.faults_left.keepalive_cut = w.faults_left.keepalive_cut.checked_sub(1)?;
+                let proc = w.ha.as_mut().map(Arc::make_mut)?.proc_mut(p);
+                if proc.cut {
+                    return None;
+                }
+                proc.cut = true;
+            }
+            Action::KeepAlivesRestored(p) => {
+                let proc = w.ha.as_mut().map(Arc::make_mut)?.proc_mut(p);
+                if !proc.cut {
+                    return None;
+                }
+                proc.cut = false;
+            }
+            Action::TickWithManagerClockStall(p) => {
+                w.faults_left.clock_stall = w.faults_left.clock_stall.checked_sub(1)?;
+                let ha = w.ha.as_mut().map(Arc::make_mut)?;
+                let proc = ha.proc_mut(p);
+                proc.lag = proc.lag.saturating_add(1);
+                w.tick(cfg, None);
+            }
             Action::Command => {
                 let c = *cfg.script.get(usize::from(w.script_next))?;
                 w.script_next = w.script_next.saturating_add(1);
@@ -488,12 +668,36 @@ impl World {
         Some(w)
     }
 
+    /// The moves of the store and the manager processes.
+    fn ha_actions(&self, ha: &Ha, fault: bool, actions: &mut Vec<Action>) {
+        let f = &self.faults_left;
+        for p in 0..2 {
+            if ha.proc(p).paused {
+                actions.push(Action::ManagerResumes(p));
+            } else if ha.runs_core(p) && fault && f.manager_pause > 0 {
+                actions.push(Action::ManagerPauses(p));
+            }
+            if ha.runs_core(p) && fault && f.manager_restart > 0 {
+                actions.push(Action::ManagerCrashes(p));
+            }
+            if ha.holder.is_none() && ha.standby(p) {
+                actions.push(Action::TakesOver(p));
+            }
+            if ha.proc(p).cut {
+                actions.push(Action::KeepAlivesRestored(p));
+            } else if ha.runs_core(p) && fault && f.keepalive_cut > 0 {
+                actions.push(Action::KeepAlivesCut(p));
+            }
+        }
+    }
+
     fn take_message(&mut self, i: usize) -> Option<Arc<Message>> {
         (i < self.network.len()).then(|| self.network.remove(i))
     }
 
     fn deliver(&mut self, cfg: &ModelConfig, m: Arc<Message>) {
         match Arc::unwrap_or_clone(m) {
+            // With a store, to the leader (the only duplicate delivery).
             Message::Report(r) => self.manager_step(cfg, ManagerInput::ReportReceived(r)),
             Message::Reply(r) => {
                 let h = r.host;
@@ -557,7 +761,207 @@ impl World {
             }
             self.agent_step(cfg, h, AgentInput::Tick);
         }
-        self.manager_step(cfg, ManagerInput::Tick);
+        match self.ha.as_ref().map(|ha| ha.leader) {
+            None => self.manager_step(cfg, ManagerInput::Tick),
+            Some(leader) => {
+                self.store_tick(cfg);
+                for p in [leader, Ha::other(leader)] {
+                    if self.ha.as_ref().is_some_and(|ha| ha.schedulable(p)) {
+                        self.manager_step_on(cfg, Some(p), ManagerInput::Tick);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The store at a new instant: the leader key lapses once its lease
+    /// ran out; then each scheduled manager's keep-alive (sent now, on its
+    /// clock) either renews the key and confirms its leadership, or finds
+    /// the key gone or another's and deposes it.
+    fn store_tick(&mut self, cfg: &ModelConfig) {
+        let Some(ttl) = cfg.core.leadership.as_ref().map(|l| l.lease_ticks) else {
+            return;
+        };
+        let now = self.now;
+        let Some(ha) = self.ha.as_mut().map(Arc::make_mut) else {
+            return;
+        };
+        if ha.holder.is_some() && now >= ha.key_until {
+            ha.holder = None;
+        }
+        for p in 0..2 {
+            if !self
+                .ha
+                .as_ref()
+                .is_some_and(|ha| ha.schedulable(p) && !ha.proc(p).cut)
+            {
+                continue;
+            }
+            if self.fenced(p) {
+                if let Some(ha) = self.ha.as_mut().map(Arc::make_mut) {
+                    ha.key_until = now.plus(ttl);
+                }
+                let sent_at = self.manager_now(p);
+                self.manager_step_on(cfg, Some(p), ManagerInput::LeadershipConfirmed { sent_at });
+            } else {
+                self.drop_core(p, true);
+            }
+        }
+    }
+
+    /// Whether the store's leader key is live and has `p`'s term: what a
+    /// fenced append and a keep-alive compare.
+    fn fenced(&self, p: ManagerIdx) -> bool {
+        self.ha
+            .as_ref()
+            .is_none_or(|ha| ha.holder == Some(p) && self.term_of(p).is_some_and(|t| t == ha.term))
+    }
+
+    /// The term of `p`'s core (its last `TermBegan`), if it runs one.
+    fn term_of(&self, p: ManagerIdx) -> Option<tally_core::Term> {
+        let ha = self.ha.as_ref()?;
+        if p == ha.leader {
+            Some(self.manager.durable().term)
+        } else {
+            ha.zombie.as_ref().map(|z| z.durable().term)
+        }
+    }
+
+    /// `p` stops running its core: crashed, or found itself deposed. The
+    /// leader's core stays in `manager`, frozen, for the properties.
+    fn drop_core(&mut self, p: ManagerIdx, deposed: bool) {
+        let Some(ha) = self.ha.as_mut().map(Arc::make_mut) else {
+            return;
+        };
+        ha.proc_mut(p).pending = None;
+        let dropped = if p == ha.leader {
+            std::mem::replace(&mut ha.leader_running, false)
+        } else {
+            ha.zombie.take().is_some()
+        };
+        if dropped && deposed {
+            self.ghost.last |= witness::DEPOSED;
+        }
+    }
+
+    /// The standby `p` takes the free key: a new term, a linearizable read
+    /// of the journal, the core's takeover (every lease a full expiry from
+    /// now), its `TermBegan` appended first. An old leader still running
+    /// becomes a zombie.
+    fn take_over(&mut self, cfg: &ModelConfig, p: ManagerIdx) -> Option<()> {
+        let ttl = cfg.core.leadership.as_ref()?.lease_ticks;
+        let now = self.now;
+        let own = self.manager_now(p);
+        let ha = self.ha.as_mut().map(Arc::make_mut)?;
+        if ha.holder.is_some() || !ha.standby(p) {
+            return None;
+        }
+        ha.term = tally_core::Term(ha.term.0.saturating_add(1));
+        ha.holder = Some(p);
+        ha.key_until = now.plus(ttl);
+        let journal = ha
+            .journal
+            .take()
+            .map_or_else(|| self.manager.durable().clone(), Arc::unwrap_or_clone)
+            .compacted(&cfg.core);
+        let mut out = Vec::new();
+        let core = Manager::take_over(&cfg.core, journal, (own, own), ha.term, &mut out).ok()?;
+        let old = std::mem::replace(&mut self.manager, Arc::new(core));
+        if ha.leader != p && ha.leader_running {
+            ha.zombie = Some(old);
+        }
+        ha.leader = p;
+        ha.leader_running = true;
+        self.ghost.last |= witness::TAKEOVER;
+        self.apply_manager_effects(cfg, Some(p), out);
+        Some(())
+    }
+
+    /// `p` processes `input`, then pauses before its effects leave: they
+    /// wait in its `pending` until it resumes.
+    fn step_then_pause(
+        &mut self,
+        cfg: &ModelConfig,
+        p: ManagerIdx,
+        input: ManagerInput,
+    ) -> Option<()> {
+        // The store keeps what it had: the leader's core runs ahead of it.
+        self.materialize_journal();
+        let now = self.manager_now(p);
+        let mut out = Vec::new();
+        let _refused = self.core_mut(p)?.step(&cfg.core, now, input, &mut out);
+        let ha = self.ha.as_mut().map(Arc::make_mut)?;
+        let proc = ha.proc_mut(p);
+        proc.paused = true;
+        proc.pending = Some(Arc::new(out));
+        Some(())
+    }
+
+    /// Makes the store's journal explicit (before the leader's core moves
+    /// ahead of it).
+    fn materialize_journal(&mut self) {
+        if let Some(ha) = self.ha.as_mut().map(Arc::make_mut)
+            && ha.journal.is_none()
+        {
+            ha.journal = Some(Arc::new(self.manager.durable().clone()));
+        }
+    }
+
+    /// Forgets the explicit journal when the leader's core has caught up.
+    fn normalize_journal(&mut self) {
+        let equal = self.ha.as_ref().is_some_and(|ha| {
+            ha.journal
+                .as_ref()
+                .is_some_and(|j| **j == *self.manager.durable())
+        });
+        if equal && let Some(ha) = self.ha.as_mut().map(Arc::make_mut) {
+            ha.journal = None;
+        }
+    }
+
+    /// Process `p`'s core, to step it.
+    fn core_mut(&mut self, p: ManagerIdx) -> Option<&mut Manager> {
+        let leader = self.ha.as_ref().map_or(0, |ha| ha.leader);
+        if p == leader {
+            return Some(Arc::make_mut(&mut self.manager));
+        }
+        let ha = self.ha.as_mut().map(Arc::make_mut)?;
+        ha.zombie.as_mut().map(Arc::make_mut)
+    }
+
+    /// Appends `record` for `p` if the store's fence lets it (always under
+    /// `unfenced-append`); `false` when it did not commit.
+    fn store_append(&mut self, cfg: &ModelConfig, p: ManagerIdx, record: &JournalRecord) -> bool {
+        let Some(ha) = self.ha.as_ref() else {
+            return true;
+        };
+        // The key's term while it is live; its holder's term is the store's
+        // latest (a key is created only at a new term).
+        let key_term = ha.holder.map(|_| ha.term);
+        let Some(term) = self.term_of(p) else {
+            return false;
+        };
+        if !tally_core::append_admitted(&cfg.core, key_term, term) {
+            return false;
+        }
+        // The leader's core already holds the record; the store's copy is
+        // explicit only when the two differ.
+        if p != ha.leader || ha.journal.is_some() {
+            self.materialize_journal();
+            if let Some(j) = self
+                .ha
+                .as_mut()
+                .map(Arc::make_mut)
+                .and_then(|ha| ha.journal.as_mut())
+            {
+                Arc::make_mut(j).apply(record);
+            }
+        }
+        let now = self.manager_now(p);
+        if let Some(core) = self.core_mut(p) {
+            core.append_committed(&cfg.core, now);
+        }
+        true
     }
 
     /// The agent kills `instance`: with `kill_ticks` zero it is gone at
@@ -588,15 +992,48 @@ impl World {
     }
 
     fn manager_step(&mut self, cfg: &ModelConfig, input: ManagerInput) {
-        let mut out = Vec::new();
-        // A refusal is an expected outcome (lockdown), visible as a note.
-        let _refused = Arc::make_mut(&mut self.manager).step(&cfg.core, self.now, input, &mut out);
-        self.apply_manager_effects(cfg, out);
+        let leader = self.ha.as_ref().map(|ha| ha.leader);
+        if leader.is_some_and(|p| !self.ha.as_ref().is_some_and(|ha| ha.schedulable(p))) {
+            return;
+        }
+        self.manager_step_on(cfg, leader, input);
     }
 
-    fn apply_manager_effects(&mut self, cfg: &ModelConfig, out: Vec<Effect>) {
+    /// Steps the core of manager process `p` (`None`: the one manager
+    /// without a store) on its own clock and applies its effects.
+    fn manager_step_on(&mut self, cfg: &ModelConfig, p: Option<ManagerIdx>, input: ManagerInput) {
+        let now = p.map_or(self.now, |p| self.manager_now(p));
+        // A leader whose appends may fail (the key lapsed) runs ahead of
+        // the store from here.
+        if p.is_some_and(|p| Some(p) == self.ha.as_ref().map(|ha| ha.leader) && !self.fenced(p)) {
+            self.materialize_journal();
+        }
+        let mut out = Vec::new();
+        let Some(core) = self.core_mut(p.unwrap_or(0)) else {
+            return;
+        };
+        // A refusal is an expected outcome (lockdown), visible as a note.
+        let _refused = core.step(&cfg.core, now, input, &mut out);
+        self.apply_manager_effects(cfg, p, out);
+    }
+
+    /// Turns effects of process `p` (`None`: the one manager) into the
+    /// world: with a store, each append is fenced, and the first that
+    /// fails deposes `p` and drops every later effect (rule 1).
+    fn apply_manager_effects(
+        &mut self,
+        cfg: &ModelConfig,
+        p: Option<ManagerIdx>,
+        out: Vec<Effect>,
+    ) {
         let lockdown = self.manager.lockdown();
         for e in out {
+            if let (Some(p), Effect::Persist(r)) = (p, &e)
+                && !self.store_append(cfg, p, r)
+            {
+                self.drop_core(p, true);
+                break;
+            }
             match e {
                 Effect::Persist(JournalRecord::InstanceLaunched { instance, free, .. }) => {
                     self.on_launch(instance, free);
@@ -614,6 +1051,9 @@ impl World {
                 Effect::Send(reply) => self.send(cfg, Message::Reply(reply)),
                 Effect::Note(n) => self.on_note(n, lockdown),
             }
+        }
+        if p.is_some() {
+            self.normalize_journal();
         }
     }
 
@@ -671,6 +1111,7 @@ impl World {
             Note::RetryRefused { .. } => witness::RETRY_REFUSED,
             Note::LockdownRefused => witness::LOCKDOWN_REFUSED,
             Note::ProbeSpent => witness::PROBE_SPENT,
+            Note::NotLeading => witness::OUTSIDE_GUARD,
             Note::ReportVersionMismatch
             | Note::StaleExit
             | Note::BootFailureCounted { .. }
@@ -709,6 +1150,9 @@ impl World {
                 }
                 AgentEffect::Note(AgentNote::StaleLaunch { .. }) => {
                     self.ghost.last |= witness::STALE_LAUNCH_REFUSED;
+                }
+                AgentEffect::Note(AgentNote::StaleTerm { .. }) => {
+                    self.ghost.last |= witness::STALE_TERM_REFUSED;
                 }
                 AgentEffect::Note(_) => {}
             }

@@ -546,6 +546,7 @@ impl Scenario {
                 fleet_app_share_milli: c.fleet_app_share_milli,
             },
             seed: self.seed,
+            leadership: None,
             mutations: Mutations::NONE,
         }
     }

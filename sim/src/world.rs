@@ -934,7 +934,10 @@ impl<'a> World<'a> {
         let kind = match input {
             ManagerInput::Tick => 0,
             ManagerInput::ReportReceived(_) => 1,
-            ManagerInput::User(_) | ManagerInput::Operator(_) => 2,
+            ManagerInput::User(_)
+            | ManagerInput::Operator(_)
+            | ManagerInput::LeadershipConfirmed { .. }
+            | ManagerInput::LeadershipLost => 2,
         };
         let started = Instant::now();
         let now = self.tick();

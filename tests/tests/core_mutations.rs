@@ -17,7 +17,8 @@ use tally_core::agent::Local;
 use tally_core::budget::Payment;
 use tally_core::{
     Agent, AgentEffect, AgentInput, AppId, Breaker, Budget, Config, Durable, FleetBreaker, HostId,
-    Incarnation, JournalRecord, Manager, ManagerInput, Mutation, Mutations, Phase, RunPhase, Tick,
+    Incarnation, JournalRecord, Manager, ManagerInput, Mutation, Mutations, Phase, RunPhase, Term,
+    Tick,
 };
 
 fn mutated(m: Mutation) -> Config {
@@ -304,7 +305,69 @@ fn observe(m: Mutation, cfg: &Config) -> String {
         Mutation::MarginIgnoresKill => format!("{:?}", released_at(cfg)),
         Mutation::FleetWideBudget => format!("{:?}", budgets_after_other_app_relaunch(cfg)),
         Mutation::BreakerCountsOneApp => format!("{:?}", fleet_breaker_after_one_app_fails(cfg)),
+        Mutation::UnfencedAppend => format!(
+            "{:?}",
+            tally_core::append_admitted(cfg, Some(Term(3)), Term(2))
+        ),
+        Mutation::UnguardedLeader => format!("{:?}", leads_long_after_confirmation(cfg)),
+        Mutation::TakeoverTrustsLedger => format!("{:?}", lease_deadline_after_takeover(cfg)),
+        Mutation::GuardFromAppend => format!("{:?}", leads_after_append(cfg)),
+        Mutation::GuardIgnoresDrift => format!("{:?}", with_store(cfg).leadership_guard_ticks()),
     }
+}
+
+/// `cfg` with a store lease of 10 ticks and a margin of 1: with the
+/// example's drift (a tenth) the guard is 8 ticks (8 + 1 + 1 < 10).
+fn with_store(cfg: &Config) -> Config {
+    let mut c = cfg.clone();
+    c.leadership = Some(tally_core::config::LeadershipConfig {
+        lease_ticks: 10,
+        margin_ticks: 1,
+    });
+    c
+}
+
+/// A leader that took over at tick 0 (campaign sent then), with the
+/// example's formation launched by it.
+fn leader(cfg: &Config) -> Manager {
+    let mut out = Vec::new();
+    let m = Manager::new(cfg, Tick(0), &mut out).unwrap();
+    Manager::take_over(
+        cfg,
+        m.durable().clone(),
+        (Tick(0), Tick(0)),
+        Term(1),
+        &mut out,
+    )
+    .unwrap()
+}
+
+/// Whether a leader confirmed at 0 still acts at tick 50.
+fn leads_long_after_confirmation(cfg: &Config) -> bool {
+    let cfg = with_store(cfg);
+    leader(&cfg).leads(&cfg, Tick(50))
+}
+
+/// Whether a leader confirmed at 0 whose append committed at 8 still acts
+/// at 12 (past its guard of 8 from the confirmation).
+fn leads_after_append(cfg: &Config) -> bool {
+    let cfg = with_store(cfg);
+    let mut m = leader(&cfg);
+    m.append_committed(&cfg, Tick(8));
+    m.leads(&cfg, Tick(12))
+}
+
+/// The lease deadline a new leader, taking over at tick 20, gives the
+/// instance its predecessor launched.
+fn lease_deadline_after_takeover(cfg: &Config) -> Vec<Tick> {
+    // The predecessor's journal (its launches), as it left it.
+    let mut n = Net::new(cfg.clone(), 1);
+    n.round();
+    let durable = n.manager.durable().clone();
+    let cfg = with_store(cfg);
+    let mut out = Vec::new();
+    let m = Manager::take_over(&cfg, durable, (Tick(20), Tick(20)), Term(2), &mut out).unwrap();
+    m.ledger().map(|(_, _, l)| l.lease_deadline).collect()
 }
 
 /// `cfg` with a second app, `blog`, of one `web` dyno.

@@ -30,7 +30,7 @@ impl CheckedModel {
 macro_rules! conditions {
     ($model:ty, $state:ty, |$s:ident| $world:expr) => {
         conditions!(@ $model, $state, |$s| $world;
-            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22)
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26)
     };
     (@ $model:ty, $state:ty, |$s:ident| $world:expr; $($i:literal)*) => {
         [$(

@@ -30,12 +30,17 @@ pub fn expected(m: Mutation) -> &'static [&'static str] {
         Mutation::MarginIgnoresKill => &["S1 singleton", "S2 no phantom"],
         Mutation::FleetWideBudget => &["S7 apps isolated", "S3 launch bound"],
         Mutation::BreakerCountsOneApp => &["S7 apps isolated"],
+        Mutation::UnfencedAppend => &["S1 singleton", "S2 no phantom", "S6 fencing tokens unique"],
+        Mutation::UnguardedLeader
+        | Mutation::TakeoverTrustsLedger
+        | Mutation::GuardFromAppend
+        | Mutation::GuardIgnoresDrift => &["S1 singleton", "S2 no phantom"],
     }
 }
 
 use tally_core::{TypeId, UserCommand};
 use tally_model::config::{
-    FaultBudget, ModelConfig, ScriptedCommand, model_core, timed_kills, two_apps,
+    FaultBudget, ModelConfig, ScriptedCommand, model_core, timed_kills, two_apps, with_store,
 };
 
 /// The small configuration in which the checker refutes `m`: the fewest
@@ -146,6 +151,46 @@ pub fn hunt_config(m: Mutation) -> ModelConfig {
             timed_kills(&mut c.core);
             f.host_partition = 1;
             f.clock_stall = 1;
+        }
+        // Two managers on a store: a paused old leader's launch, processed
+        // before its store lease ran out, is appended after the standby took
+        // over and launched the same slot.
+        Mutation::UnfencedAppend => {
+            with_store(&mut c.core, 5);
+            f.manager_pause = 1;
+        }
+        // The old leader's keep-alive stream breaks while it goes on acting
+        // (its appends still commit): the key lapses, the standby takes
+        // over, and the old leader's renewals reach the agent that has not
+        // yet heard the new term. One host: S2 breaks when the new leader
+        // expires the lease the old one kept renewing.
+        Mutation::UnguardedLeader | Mutation::TakeoverTrustsLedger => {
+            with_store(&mut c.core, 3);
+            c.hosts = 1;
+            c.network_capacity = 1;
+            c.calm_at = 10;
+            c.horizon = 10;
+            f.keepalive_cut = 1;
+        }
+        Mutation::GuardFromAppend => {
+            with_store(&mut c.core, 5);
+            c.hosts = 1;
+            c.network_capacity = 1;
+            c.calm_at = 11;
+            c.horizon = 11;
+            f.keepalive_cut = 1;
+            f.clock_stall = 1;
+        }
+        // And the old leader's clock runs slow (two ticks over the store
+        // lease), the agent's by one.
+        Mutation::GuardIgnoresDrift => {
+            with_store(&mut c.core, 5);
+            c.hosts = 1;
+            c.network_capacity = 1;
+            c.calm_at = 11;
+            c.horizon = 11;
+            f.keepalive_cut = 1;
+            f.clock_stall = 3;
         }
     }
     c.with_mutation(m)

@@ -178,6 +178,10 @@ witnessed!(saw_probe_spent, witness::PROBE_SPENT);
 witnessed!(saw_reap_in_lockdown, witness::PHANTOM_REAPED_IN_LOCKDOWN);
 witnessed!(saw_timeout_in_lockdown, witness::BOOT_TIMED_OUT_IN_LOCKDOWN);
 witnessed!(saw_fencing_in_lockdown, witness::SELF_FENCED_IN_LOCKDOWN);
+witnessed!(saw_takeover, witness::TAKEOVER);
+witnessed!(saw_deposed, witness::DEPOSED);
+witnessed!(saw_outside_guard, witness::OUTSIDE_GUARD);
+witnessed!(saw_stale_term_refused, witness::STALE_TERM_REFUSED);
 
 /// Name of the liveness property.
 pub const L1: &str = "L1 convergence";
@@ -325,6 +329,30 @@ pub const PROPERTIES: &[PropertyDef] = &[
         holds: saw_fencing_in_lockdown,
         explanation: "safety actions go on under lockdown: self-fencing",
     },
+    PropertyDef {
+        name: "sometimes failover",
+        kind: Kind::Sometimes,
+        holds: saw_takeover,
+        explanation: "with a store, a standby takes the leader key and recovers from the journal",
+    },
+    PropertyDef {
+        name: "sometimes deposed leader steps down",
+        kind: Kind::Sometimes,
+        holds: saw_deposed,
+        explanation: "an old leader's append or keep-alive fails and it stops acting",
+    },
+    PropertyDef {
+        name: "sometimes input dropped outside the guard",
+        kind: Kind::Sometimes,
+        holds: saw_outside_guard,
+        explanation: "a leader whose guard lapsed drops an input instead of acting on it",
+    },
+    PropertyDef {
+        name: "sometimes stale term refused",
+        kind: Kind::Sometimes,
+        holds: saw_stale_term_refused,
+        explanation: "an agent refuses a reply from a lower term than one it heard",
+    },
 ];
 
 /// Looks a property up by name.
@@ -335,5 +363,5 @@ pub fn find(name: &str) -> Option<&'static PropertyDef> {
 
 /// How many properties there are: stateright wants one `fn` per property,
 /// in arrays of this length (`checked::conditions!`).
-pub const PROPERTY_COUNT: usize = 23;
+pub const PROPERTY_COUNT: usize = 27;
 const _: () = assert!(PROPERTIES.len() == PROPERTY_COUNT);

@@ -181,6 +181,11 @@ impl Memo {
 
     fn fingerprint(&mut self, w: &World) -> u64 {
         let n = w.hosts.len();
+        // With a store, the zombie's ledger and the store's journal name
+        // hosts too: such states are fingerprinted whole (no reduction).
+        if w.ha.is_some() {
+            return crate::graph::fingerprint(w);
+        }
         let manager = self.manager(&w.manager, n);
         // Nothing the model builds names a host it lacks; if something did,
         // the signatures could not hold it: fingerprint that state whole.
@@ -235,6 +240,7 @@ impl Memo {
         let World {
             now,
             manager: _,
+            ha: _,
             hosts: _,
             processes: _,
             network: _,
@@ -355,7 +361,17 @@ fn hash_without_host<H: Hasher>(m: &Message, s: &mut H) {
             renew,
             launch,
             stop,
-        }) => (version, incarnation, request_sent_at, renew, launch, stop).hash(s),
+            term,
+        }) => (
+            version,
+            incarnation,
+            request_sent_at,
+            renew,
+            launch,
+            stop,
+            term,
+        )
+            .hash(s),
     }
 }
 
@@ -371,6 +387,9 @@ fn set_host(m: &mut Message, h: HostId) {
 /// case, and then nothing is cloned), else `w` relabelled in place.
 #[must_use]
 pub fn representative(mut w: World) -> World {
+    if w.ha.is_some() {
+        return w;
+    }
     let n = w.hosts.len();
     let mut order: Vec<(u64, usize)> = (0..n)
         .map(|i| {

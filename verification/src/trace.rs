@@ -14,8 +14,10 @@ use tally_model::world::witness;
 use tally_model::{Action, ModelConfig, TallyModel, World};
 
 /// Trace format version. 2 added `broken_at`, `summary` and, per step,
-/// `explorer_path`, `action_label`, `events`, `messages` and `violated`.
-pub const TRACE_VERSION: u16 = 3;
+/// `explorer_path`, `action_label`, `events`, `messages` and `violated`;
+/// 3 the manager's rows per app and `bound`; 4 `store`, `managers` and the
+/// agents' `term`.
+pub const TRACE_VERSION: u16 = 4;
 
 /// One ledger entry as the manager sees it.
 #[derive(Serialize)]
@@ -64,6 +66,47 @@ pub struct Step<'a> {
     /// S3's launch bound at this state, term by term: the fleet's, then
     /// each app's.
     pub bound: Vec<BoundRow>,
+    /// With a store: the leader key.
+    pub store: Option<StoreRow>,
+    /// With a store: each manager process (empty without one).
+    pub managers: Vec<ManagerProcRow>,
+}
+
+/// The store's leader key.
+#[derive(Serialize)]
+pub struct StoreRow {
+    /// The latest term handed out.
+    pub term: u64,
+    /// The process holding the live key, if any.
+    pub holder: Option<u8>,
+    /// Real time at which the key lapses unless kept alive.
+    pub key_until: u64,
+    /// Whether the store's journal differs from the leader's ledger (a
+    /// leader ahead of the store, or an unfenced append).
+    pub journal_differs: bool,
+}
+
+/// One manager process.
+#[derive(Serialize)]
+pub struct ManagerProcRow {
+    /// 0 or 1.
+    pub process: u8,
+    /// `leader` (its core is the ledger shown), `zombie` (a deposed
+    /// leader that does not know it yet), `standby`, or `down` (the
+    /// leader's process, crashed or stepped down).
+    pub role: &'static str,
+    /// Its core's term.
+    pub term: Option<u64>,
+    /// Whether its guard lets it act now, on its clock.
+    pub leads: bool,
+    /// Not scheduled.
+    pub paused: bool,
+    /// Its keep-alive stream is broken.
+    pub keepalives_cut: bool,
+    /// Clock lag behind real time.
+    pub lag: u8,
+    /// Effects processed before a pause, not yet sent.
+    pub pending: usize,
 }
 
 /// One launch bound of S3 (`tally_core::launch_bound`), term by term.
@@ -113,6 +156,8 @@ pub struct AgentRow {
     pub lag: u8,
     /// Cut off.
     pub partitioned: bool,
+    /// The highest leader term it has heard.
+    pub term: u64,
     /// Instances with phase and lease end (agent clock).
     pub instances: Vec<(String, tally_core::RunPhase, u64)>,
 }
@@ -193,6 +238,10 @@ const EVENTS: &[(u32, &str)] = &[
         witness::REPLACED_AFTER_EXPIRY,
         "replaced after lease expiry",
     ),
+    (witness::TAKEOVER, "a standby took over"),
+    (witness::DEPOSED, "a deposed leader stepped down"),
+    (witness::OUTSIDE_GUARD, "input dropped outside the guard"),
+    (witness::STALE_TERM_REFUSED, "reply of a lower term refused"),
 ];
 
 /// Builds the trace of `path`.
@@ -235,6 +284,13 @@ pub fn build<'a>(
                 free_launches_granted: &state.manager.durable().free_launches_granted,
             },
             bound: bound_rows(cfg, state),
+            store: state.ha.as_ref().map(|ha| StoreRow {
+                term: ha.term.0,
+                holder: ha.holder,
+                key_until: ha.key_until.0,
+                journal_differs: ha.journal.is_some(),
+            }),
+            managers: manager_rows(cfg, state),
         })
         .collect();
     let broken_at = broken_at(cfg, property, path);
@@ -446,12 +502,45 @@ fn agent_rows(cfg: &ModelConfig, state: &World) -> Vec<AgentRow> {
             incarnation: h.agent.incarnation().0,
             lag: h.lag,
             partitioned: h.partitioned,
+            term: h.agent.term().0,
             instances: h
                 .agent
                 .instances()
                 .iter()
                 .map(|(id, l)| (instance_name(cfg, *id), l.phase, l.lease_until.0))
                 .collect(),
+        })
+        .collect()
+}
+
+fn manager_rows(cfg: &ModelConfig, state: &World) -> Vec<ManagerProcRow> {
+    let Some(ha) = state.ha.as_ref() else {
+        return Vec::new();
+    };
+    (0..2)
+        .map(|p| {
+            let core = if p == ha.leader {
+                ha.leader_running.then_some(&*state.manager)
+            } else {
+                ha.zombie.as_deref()
+            };
+            let role = match (p == ha.leader, core.is_some()) {
+                (true, true) => "leader",
+                (true, false) => "down",
+                (false, true) => "zombie",
+                (false, false) => "standby",
+            };
+            let proc = ha.proc(p);
+            ManagerProcRow {
+                process: p,
+                role,
+                term: core.map(|m| m.durable().term.0),
+                leads: core.is_some_and(|m| m.leads(&cfg.core, state.manager_now(p))),
+                paused: proc.paused,
+                keepalives_cut: proc.cut,
+                lag: proc.lag,
+                pending: proc.pending.as_ref().map_or(0, |e| e.len()),
+            }
         })
         .collect()
 }
@@ -500,15 +589,19 @@ fn message_row(cfg: &ModelConfig, m: &Message) -> MessageRow {
                     parts.push(format!("{verb} {}", names(ids)));
                 }
             }
+            let mut summary = if parts.is_empty() {
+                "nothing".to_string()
+            } else {
+                parts.join("; ")
+            };
+            if cfg.core.leadership.is_some() {
+                summary.push_str(&format!(" (term {})", r.term.0));
+            }
             MessageRow {
                 kind: "reply",
                 host: r.host.0,
                 sent_at: r.request_sent_at.0,
-                summary: if parts.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    parts.join("; ")
-                },
+                summary,
             }
         }
     }

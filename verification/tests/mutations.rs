@@ -113,6 +113,19 @@ refuted!(
     Mutation::BreakerCountsOneApp,
     13
 );
+refuted!(unfenced_append_is_refuted, Mutation::UnfencedAppend, 10);
+refuted!(unguarded_leader_is_refuted, Mutation::UnguardedLeader, 21);
+refuted!(
+    takeover_trusts_ledger_is_refuted,
+    Mutation::TakeoverTrustsLedger,
+    9
+);
+refuted!(guard_from_append_is_refuted, Mutation::GuardFromAppend, 20);
+refuted!(
+    guard_ignores_drift_is_refuted,
+    Mutation::GuardIgnoresDrift,
+    20
+);
 
 /// A refutation means something only if the same configuration holds
 /// without the mutation: every hunting configuration, unmutated, is proved

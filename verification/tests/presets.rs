@@ -62,6 +62,9 @@ fn ci_preset_proves_every_property_and_reaches_every_sometimes() {
             ("ci-messages-restart-partition", 1_130_888, 2_773_293),
             ("ci-restart-failures", 4_114_952, 9_679_790),
             ("ci-two-apps", 274_687, 421_751),
+            ("ci-failover", 2_249_197, 8_064_377),
+            ("ci-failover-keepalive", 1_574_330, 3_531_113),
+            ("ci-failover-drift", 3_405_321, 8_152_620),
         ]
     );
     for r in &reports {

@@ -23,15 +23,15 @@ mod types;
 mod vacancy;
 
 pub use types::{
-    Alert, Backoff, CommandKind, Effect, LiveView, Liveness, ManagerInput, Note, OperatorCommand,
-    Phase, Rejected, UserCommand, phase_of,
+    Alert, Backoff, CommandKind, Effect, Leadership, LiveView, Liveness, ManagerInput, Note,
+    OperatorCommand, Phase, Rejected, UserCommand, phase_of,
 };
 
 use crate::breaker::{Breaker, FleetBreaker};
 use crate::budget::{Budget, LaunchBoundInputs};
 use crate::config::{Config, ConfigError, Mutation};
-use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId, Tick, TypeId};
-use crate::journal::{Counters, Durable, DurableInstance};
+use crate::ids::{AppId, Generation, HostId, InstanceId, SlotId, Term, Tick, TypeId};
+use crate::journal::{Counters, Durable, DurableInstance, JournalRecord};
 use ledger::Ledger;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub struct Manager {
     #[serde(flatten)]
     ledger: Ledger,
     rng: u64,
+    /// Whether it may act: always with a local journal; within its guard
+    /// with a store (DESIGN.md, HA rule 2). Volatile.
+    leadership: Leadership,
     #[serde(skip)]
     apps: TypeApps,
     #[serde(skip)]
@@ -116,6 +119,16 @@ impl PayableTypes {
     }
 }
 
+/// The store's fence on a journal append (DESIGN.md, HA rule 1): it
+/// commits only while the leader key is live with the appender's term
+/// (`key_term`: the key's term, `None` once it lapsed); under
+/// `unfenced-append`, whatever the key. A store implements it as a compare
+/// in the append's own transaction; the model's store calls this.
+#[must_use]
+pub fn append_admitted(cfg: &Config, key_term: Option<Term>, appender: Term) -> bool {
+    cfg.mutations.has(Mutation::UnfencedAppend) || key_term == Some(appender)
+}
+
 /// One step in progress: the manager with the step's configuration, time
 /// and effect buffer, so that the decisions below take only what they decide
 /// about.
@@ -149,6 +162,16 @@ impl Manager {
     /// at `now`. Every instance is treated as leased for a full expiry period
     /// from now, since the grant times were not journaled.
     pub fn recover(cfg: &Config, durable: Durable, now: Tick) -> Result<Manager, ConfigError> {
+        Manager::recover_leased_until(cfg, durable, now, now.plus(cfg.lease_expiry_ticks()))
+    }
+
+    /// [`Manager::recover`], with every instance leased until `lease_deadline`.
+    fn recover_leased_until(
+        cfg: &Config,
+        durable: Durable,
+        now: Tick,
+        lease_deadline: Tick,
+    ) -> Result<Manager, ConfigError> {
         cfg.validate()?;
         let mut durable = durable;
         durable.fit(cfg, now);
@@ -162,12 +185,18 @@ impl Manager {
         }
         let live = Liveness {
             view: LiveView::Unknown,
-            lease_deadline: now.plus(cfg.lease_expiry_ticks()),
+            lease_deadline,
+        };
+        let leadership = if cfg.leadership.is_some() {
+            Leadership::Unconfirmed
+        } else {
+            Leadership::Sole
         };
         Ok(Manager {
             ledger: Ledger::recovered(cfg, &durable, live),
             durable,
             rng: cfg.seed,
+            leadership,
             apps: TypeApps::of(cfg),
             payable: PayableTypes::default(),
         })
@@ -177,10 +206,92 @@ impl Manager {
         })
     }
 
+    /// A manager that has just taken the leader key in the store (term
+    /// `term`, campaign sent at `campaign_sent_at` on its clock), rebuilt
+    /// from the journal it read after taking the key. Like a restart
+    /// (DESIGN.md, HA rule 3), every journaled instance is leased for a full
+    /// expiry period from `now`, whatever the old leader last knew (only
+    /// until `now` under `takeover-trusts-ledger`). Emits `TermBegan`, its
+    /// first record, which the shell appends (fenced by `term`) before
+    /// anything else.
+    pub fn take_over(
+        cfg: &Config,
+        durable: Durable,
+        (now, campaign_sent_at): (Tick, Tick),
+        term: Term,
+        out: &mut Vec<Effect>,
+    ) -> Result<Manager, ConfigError> {
+        let lease_deadline = if cfg.mutations.has(Mutation::TakeoverTrustsLedger) {
+            now
+        } else {
+            now.plus(cfg.lease_expiry_ticks())
+        };
+        let mut m = Manager::recover_leased_until(cfg, durable, now, lease_deadline)?;
+        m.leadership = Leadership::Confirmed {
+            sent_at: campaign_sent_at,
+        };
+        let mut step = Step {
+            m: &mut m,
+            cfg,
+            now,
+            out,
+        };
+        step.persist(JournalRecord::TermBegan { term });
+        m.ledger.flush(cfg);
+        Ok(m)
+    }
+
+    /// Whether the manager may act at `now` (its own clock): always with a
+    /// local journal; with a store, only within `Config::leadership_guard_ticks`
+    /// of its last confirmation's send time, and never once deposed
+    /// (DESIGN.md, HA rule 2). Under `unguarded-leader`, until deposed.
+    #[must_use]
+    pub fn leads(&self, cfg: &Config, now: Tick) -> bool {
+        match self.leadership {
+            Leadership::Sole => true,
+            Leadership::Confirmed { sent_at } => {
+                cfg.mutations.has(Mutation::UnguardedLeader)
+                    || cfg
+                        .leadership_guard_ticks()
+                        .is_some_and(|g| now.since(sent_at) <= g)
+            }
+            Leadership::Unconfirmed | Leadership::Deposed => false,
+        }
+    }
+
+    /// Whether, and since when, its leadership is confirmed.
+    #[must_use]
+    pub fn leadership(&self) -> Leadership {
+        self.leadership
+    }
+
+    /// The shell tells the manager that an append (sent at `sent_at`, its
+    /// clock) committed under its term. A fenced append proves the term was
+    /// current when it committed, but it does not extend the store lease,
+    /// so it restarts no guard (HA rule 2), except under
+    /// `guard-from-append`.
+    pub fn append_committed(&mut self, cfg: &Config, sent_at: Tick) {
+        if cfg.mutations.has(Mutation::GuardFromAppend) {
+            self.confirm(sent_at);
+        }
+    }
+
+    fn confirm(&mut self, sent_at: Tick) {
+        self.leadership = match self.leadership {
+            Leadership::Confirmed { sent_at: was } => Leadership::Confirmed {
+                sent_at: was.max(sent_at),
+            },
+            Leadership::Unconfirmed => Leadership::Confirmed { sent_at },
+            other @ (Leadership::Sole | Leadership::Deposed) => other,
+        };
+    }
+
     /// Applies one input at `now`, appending effects to `out`.
     ///
     /// Facts (ticks, reports) never fail. A refused user command returns
-    /// `Err` and leaves the state exactly as it was.
+    /// `Err` and leaves the state exactly as it was. With a store, nothing
+    /// but a confirmation is processed outside the guard: facts are noted
+    /// `NotLeading` and dropped, commands refused.
     pub fn step(
         &mut self,
         cfg: &Config,
@@ -188,6 +299,25 @@ impl Manager {
         input: ManagerInput,
         out: &mut Vec<Effect>,
     ) -> Result<(), Rejected> {
+        match input {
+            ManagerInput::LeadershipConfirmed { sent_at } => {
+                self.confirm(sent_at);
+                return Ok(());
+            }
+            ManagerInput::LeadershipLost => {
+                self.leadership = Leadership::Deposed;
+                return Ok(());
+            }
+            ManagerInput::User(_) if !self.leads(cfg, now) => {
+                out.push(Effect::Note(Note::NotLeading));
+                return Err(Rejected::NotLeading);
+            }
+            _ if !self.leads(cfg, now) => {
+                out.push(Effect::Note(Note::NotLeading));
+                return Ok(());
+            }
+            _ => {}
+        }
         let mut step = Step {
             m: self,
             cfg,
@@ -208,6 +338,8 @@ impl Manager {
                 step.on_operator(command);
                 Ok(())
             }
+            // Answered above.
+            ManagerInput::LeadershipConfirmed { .. } | ManagerInput::LeadershipLost => Ok(()),
         };
         if let Err(Rejected::LockedDown { .. }) = result {
             out.push(Effect::Note(Note::LockdownRefused));
@@ -263,6 +395,7 @@ impl Manager {
             durable,
             ledger,
             rng,
+            leadership,
             apps: _,
             payable: _,
         } = self;
@@ -278,6 +411,7 @@ impl Manager {
             lockdown,
             paused_all,
             paused_hosts: _,
+            term,
         } = durable;
         (
             formation,
@@ -290,6 +424,7 @@ impl Manager {
             lockdown,
             paused_all,
             rng,
+            (leadership, term),
         )
             .hash(state);
         ledger.hash_without_hosts(state);

@@ -25,6 +25,7 @@ impl Step<'_> {
             renew: Vec::with_capacity(report.running.len()),
             launch: Vec::new(),
             stop: Vec::new(),
+            term: self.m.durable.term,
         };
         if self.cfg.mutations.has(Mutation::AbsenceConfirmsDeath) {
             // Shortcut 3: an instance missing from a report taken as dead.

@@ -123,6 +123,34 @@ pub enum ManagerInput {
     User(UserCommand),
     /// An operator's command.
     Operator(OperatorCommand),
+    /// The store answered a keep-alive (or the campaign) that this manager
+    /// sent at `sent_at` on its own clock: its guard runs from there
+    /// (DESIGN.md, HA rule 2).
+    LeadershipConfirmed {
+        /// The request's send time, on the manager's clock.
+        sent_at: Tick,
+    },
+    /// An append or a keep-alive found the leader key gone or another's:
+    /// this manager never acts again (HA rule 1).
+    LeadershipLost,
+}
+
+/// Whether the manager may act (DESIGN.md, "More than one manager").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "leadership")]
+pub enum Leadership {
+    /// No store: the one manager of a local journal always leads.
+    Sole,
+    /// Leading: confirmed by the store answering a request sent at
+    /// `sent_at` (manager clock); acts within the guard from there.
+    Confirmed {
+        /// The confirmed request's send time.
+        sent_at: Tick,
+    },
+    /// Never confirmed: recovered with a store but not yet elected.
+    Unconfirmed,
+    /// An append or keep-alive failed: deposed for good.
+    Deposed,
 }
 
 /// An alert for the operators.
@@ -190,6 +218,9 @@ pub enum Note {
     LockdownRefused,
     /// A relaunch was paid by the probe credit.
     ProbeSpent,
+    /// An input arrived outside the leadership guard (or after the
+    /// manager was deposed): nothing was done.
+    NotLeading,
     /// An instance left the ledger (`InstanceStopped` was journaled): where
     /// it ran, so a shell can say so without mirroring placement.
     InstanceStopped {
@@ -273,6 +304,12 @@ pub enum Rejected {
         /// The type's desired count.
         desired: u16,
     },
+    /// This manager does not lead now (a standby, a deposed leader, or a
+    /// leader whose guard lapsed).
+    #[error(
+        "this manager does not lead now (standby, deposed, or its leadership is unconfirmed): send the command to the leader"
+    )]
+    NotLeading,
     /// Lockdown is on.
     #[error(
         "{command} refused: app management is locked down; an operator must turn lockdown off first"

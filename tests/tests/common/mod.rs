@@ -20,7 +20,7 @@ use tally_core::message::{Exited, PROTOCOL_VERSION, Running};
 use tally_core::{
     Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Alert, Config, Effect, ExitOutcome,
     Generation, HostId, Incarnation, InstanceId, JournalRecord, Manager, ManagerInput,
-    ManagerReply, Note, Rejected, RunPhase, SlotId, Tick, TypeId,
+    ManagerReply, Note, Rejected, RunPhase, SlotId, Term, Tick, TypeId,
 };
 
 /// The clock type (singleton) of `Config::example()`.
@@ -104,6 +104,7 @@ pub fn reply(
         renew: renew.to_vec(),
         launch: launch.to_vec(),
         stop: stop.to_vec(),
+        term: Term(0),
     }
 }
 

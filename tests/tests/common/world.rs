@@ -10,7 +10,7 @@ use tally_core::message::{Exited, Running};
 use tally_core::{
     Agent, AgentEffect, AgentInput, AgentReport, Config, Durable, Effect, ExitOutcome, Generation,
     HostId, Incarnation, InstanceId, JournalRecord, Manager, ManagerInput, ManagerReply,
-    OperatorCommand, RunPhase, SlotId, StopReason, Tick, TypeId, UserCommand,
+    OperatorCommand, RunPhase, SlotId, StopReason, Term, Tick, TypeId, UserCommand,
 };
 
 /// Hosts with an agent; forged messages also name hosts beyond these.
@@ -157,6 +157,7 @@ fn forged_reply() -> impl Strategy<Value = ManagerReply> {
                 renew,
                 launch,
                 stop,
+                term: Term(0),
             },
         )
 }

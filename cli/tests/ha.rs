@@ -1,0 +1,572 @@
+//! The highly available manager against a real three-member etcd cluster
+//! on loopback: two `tally run --store etcd://...` managers (a leader and a
+//! standby), two `tally agent --manager A,B` hosts, and the singleton
+//! `clock` witness of the manager tests (no two clock lives may overlap,
+//! ever). Faults: the leader SIGKILLed; the leader SIGSTOPped past its
+//! store lease and resumed after a standby took over (it must step down
+//! without acting); etcd's raft leader killed; a member stopped and
+//! brought back; etcd unreachable at start. Every process a test starts
+//! (etcd members, managers, agents and so their dynos) is killed when it
+//! ends, pass or fail. Needs `/usr/bin/etcd` (Debian's etcd-server).
+#![cfg(feature = "etcd")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+#[path = "../../manager/tests/support/etcd_cluster.rs"]
+mod etcd_cluster;
+
+use common::{CLOCK, SETTINGS, TALLY, clock_up, converged, free_port, signal, wait_exit};
+use etcd_cluster::EtcdCluster;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The store lease: a standby takes over about this long after the leader
+/// stops renewing it (the guard is 36 ticks of 50 ms within it).
+const STORE_LEASE_S: &str = "2";
+
+/// One group at a time: leases are measured in real time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// An etcd cluster, two managers `a` and `b`, and agents for hosts 0 and 1.
+struct Group {
+    // Dropped last: the managers and agents go first.
+    etcd: EtcdCluster,
+    dir: PathBuf,
+    names: [&'static str; 2],
+    agent_ports: BTreeMap<&'static str, u16>,
+    managers: BTreeMap<&'static str, Child>,
+    agents: BTreeMap<u16, Child>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for child in self.agents.values_mut().chain(self.managers.values_mut()) {
+            let _ = signal_quietly(child, "CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn signal_quietly(child: &Child, sig: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Group {
+    /// Starts etcd, manager `a` (which takes the leader key), manager `b`
+    /// (a standby), and the agents; waits for the formation.
+    fn start(name: &str) -> Group {
+        Group::start_with(name, 5000)
+    }
+
+    /// As [`Group::start`], with dyno leases of `lease_ms`.
+    fn start_with(name: &str, lease_ms: u64) -> Group {
+        let guard = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = std::env::temp_dir().join(format!("tally-ha-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Procfile"),
+            format!("{CLOCK}\nweb: sleep 100000\n"),
+        )
+        .unwrap();
+        // Dyno leases (5 s) outlive a failover (the store lease, 2 s, plus
+        // an election): the dynos run on while no manager leads.
+        let settings = SETTINGS.replace("lease_ms = 2000", &format!("lease_ms = {lease_ms}"));
+        std::fs::write(dir.join("tally.toml"), settings).unwrap();
+        let names = ["a", "b"];
+        let agent_ports = names.iter().map(|n| (*n, free_port())).collect();
+        let mut g = Group {
+            etcd: EtcdCluster::start(),
+            dir,
+            names,
+            agent_ports,
+            managers: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            _guard: guard,
+        };
+        g.start_manager("a");
+        g.wait_log("a", "leading: serving agents", 30);
+        g.start_manager("b");
+        g.wait_log("b", "standby: a leads", 30);
+        for h in 0..2 {
+            g.start_agent(h);
+        }
+        g.wait_for("the formation up", 40, |ps| clock_up(ps) && converged(ps));
+        g
+    }
+
+    fn data(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    fn read_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    fn store_url(&self) -> String {
+        let hosts: Vec<String> = self
+            .etcd
+            .endpoints()
+            .iter()
+            .map(|e| e.trim_start_matches("http://").to_string())
+            .collect();
+        format!("etcd://{}/ha-test", hosts.join(","))
+    }
+
+    fn append_to(&self, file: &str) -> Stdio {
+        Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(file))
+                .unwrap(),
+        )
+    }
+
+    fn start_manager(&mut self, name: &'static str) {
+        let child = Command::new(TALLY)
+            .args(["run", "--hosts", "0", "--procfile"])
+            .arg(self.dir.join("Procfile"))
+            .arg("--config")
+            .arg(self.dir.join("tally.toml"))
+            .arg("--data-dir")
+            .arg(self.data(name))
+            .arg("--agent-listen")
+            .arg(format!("127.0.0.1:{}", self.agent_ports[name]))
+            .args(["--store", &self.store_url(), "--name", name])
+            .args([
+                "--store-lease-s",
+                STORE_LEASE_S,
+                "--store-timeout-ms",
+                "500",
+            ])
+            .stdout(self.append_to(&format!("{name}.log")))
+            .stderr(self.append_to(&format!("{name}.log")))
+            .spawn()
+            .unwrap();
+        self.managers.insert(name, child);
+    }
+
+    fn start_agent(&mut self, host: u16) {
+        let managers: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", self.agent_ports[n]))
+            .collect();
+        let child = Command::new(TALLY)
+            .args(["agent", "--manager", &managers.join(",")])
+            .args(["--host", &host.to_string(), "--data-dir"])
+            .arg(self.dir.join("hosts"))
+            .arg("--token-file")
+            .arg(self.data("a").join("token"))
+            .env("WITNESS", self.dir.join("witness"))
+            .env("HANG_FILE", self.dir.join("hang"))
+            .stdout(self.append_to(&format!("agent-{host}.log")))
+            .stderr(self.append_to(&format!("agent-{host}.log")))
+            .spawn()
+            .unwrap();
+        self.agents.insert(host, child);
+    }
+
+    /// Waits until `name`'s log contains `text`.
+    fn wait_log(&mut self, name: &str, text: &str, secs: u64) {
+        let until = Instant::now() + Duration::from_secs(secs);
+        while !self.read_log(name).contains(text) {
+            if let Some(child) = self.managers.get_mut(name) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "manager {name} exited {status} before logging {text:?}:\n{}",
+                        self.read_log(name)
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "manager {name} did not log {text:?} in {secs} s:\n{}\netcd:\n{}",
+                self.read_log(name),
+                self.etcd.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `tally` with `args` against manager `name`'s data dir (a standby
+    /// sends the CLI on to the leader).
+    fn tally(&self, name: &str, args: &[&str]) -> Output {
+        Command::new(TALLY)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data(name))
+            .output()
+            .unwrap()
+    }
+
+    /// `ps --json` through whichever manager answers.
+    fn ps(&self) -> Option<Value> {
+        self.names.iter().find_map(|n| {
+            let out = self.tally(n, &["ps", "--json"]);
+            out.status
+                .success()
+                .then(|| serde_json::from_slice(&out.stdout).ok())
+                .flatten()
+        })
+    }
+
+    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let mut last = None;
+        loop {
+            if let Some(ps) = self.ps() {
+                if pred(&ps) {
+                    return ps;
+                }
+                last = Some(ps);
+            }
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}; last ps: {last:#?}\n== a:\n{}\n== b:\n{}",
+                tail(&self.read_log("a"), 40),
+                tail(&self.read_log("b"), 40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The clock's lives from the witness, `(generation, pid) -> (first,
+    /// last)`, asserting that no two overlap.
+    fn assert_no_overlap(&self) -> Vec<(u64, u64)> {
+        let text = std::fs::read_to_string(self.dir.join("witness")).unwrap_or_default();
+        let mut lives: BTreeMap<(u32, u32), (u64, u64)> = BTreeMap::new();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(g), Some(p), Some(t)) = (
+                f.first().and_then(|x| x.parse().ok()),
+                f.get(1).and_then(|x| x.parse().ok()),
+                f.get(2).and_then(|x| x.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            let e = lives.entry((g, p)).or_insert((t, t));
+            e.0 = e.0.min(t);
+            e.1 = e.1.max(t);
+        }
+        let mut v: Vec<(u64, u64)> = lives.values().copied().collect();
+        v.sort_unstable();
+        for w in v.windows(2) {
+            assert!(
+                w[0].1 < w[1].0,
+                "two clocks ran at once: {:?} and {:?} (lives {lives:?})",
+                w[0],
+                w[1]
+            );
+        }
+        v
+    }
+
+    /// The leader's name as `ps` shows it.
+    fn leader(ps: &Value) -> Option<String> {
+        ps["managers"]["leader"]["name"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Scales web to `n` through whichever manager answers.
+    fn scale_web(&self, n: u32) {
+        let arg = format!("web={n}");
+        let ok = self
+            .names
+            .iter()
+            .any(|m| self.tally(m, &["scale", &arg]).status.success());
+        assert!(ok, "scale {arg} failed on every manager");
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn web_up(ps: &Value, n: u64) -> bool {
+    ps["types"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "web"))
+        .is_some_and(|t| t["up"] == n && t["desired"] == n)
+}
+
+fn other(name: &str) -> &'static str {
+    if name == "a" { "b" } else { "a" }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_by_the_standby_and_the_clock_never_overlaps() {
+    let mut g = Group::start("kill");
+    let ps = g.wait_for("b shown as the standby", 10, |ps| {
+        ps["managers"]["standbys"][0]["name"] == "b"
+    });
+    assert_eq!(Group::leader(&ps).as_deref(), Some("a"));
+    let human = g.tally("b", &["ps"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("leader:   a (term ") && human.contains("standby:  b agents 127.0.0.1:"),
+        "{human}"
+    );
+    let term = ps["managers"]["leader"]["term"].as_u64().unwrap();
+    let killed = Instant::now();
+    g.managers.get_mut("a").unwrap().kill().unwrap();
+    let _ = g.managers.get_mut("a").unwrap().wait();
+    let ps = g.wait_for("b to lead", 30, |ps| {
+        Group::leader(ps).as_deref() == Some("b")
+    });
+    let new_term = ps["managers"]["leader"]["term"].as_u64().unwrap();
+    assert!(new_term > term, "term {new_term} after {term}");
+    let led = killed.elapsed();
+    // The new leader launches: one more web.
+    g.scale_web(2);
+    g.wait_for("two webs up under the new leader", 40, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
+    let converged_after = killed.elapsed();
+    // The old leader, started again as its supervisor would, is a standby.
+    g.start_manager("a");
+    g.wait_log("a", "standby: b leads", 30);
+    let ps = g.wait_for("a as a standby", 10, |ps| {
+        ps["managers"]["standbys"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|m| m["name"] == "a"))
+    });
+    assert_eq!(Group::leader(&ps).as_deref(), Some("b"));
+    let lives = g.assert_no_overlap();
+    eprintln!(
+        "leader SIGKILL: b led after {led:?}, formation converged {converged_after:?} after; clock lives {lives:?}"
+    );
+}
+
+#[test]
+fn a_leader_stopped_past_its_lease_steps_down_on_resume_without_acting() {
+    let mut g = Group::start("stop");
+    let ps = g.ps().unwrap();
+    let old = Group::leader(&ps).unwrap();
+    let new = other(&old);
+    signal(&g.managers[old.as_str()], "STOP");
+    g.wait_for("the standby to lead", 30, |ps| {
+        Group::leader(ps).as_deref() == Some(new)
+    });
+    g.scale_web(2);
+    g.wait_for("the formation under the new leader", 40, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
+    let before = g.read_log(&old).len();
+    signal(&g.managers[old.as_str()], "CONT");
+    let old_name: &'static str = other(new);
+    let status = wait_exit(g.managers.get_mut(old_name).unwrap(), 15)
+        .expect("the resumed old leader did not exit");
+    assert!(!status.success(), "the old leader exited {status}");
+    let log = g.read_log(&old);
+    let resumed = &log[before..];
+    assert!(
+        resumed.contains("deposed") && resumed.contains("stepping down"),
+        "no step-down in the old leader's log after SIGCONT:\n{resumed}"
+    );
+    for acted in ["launch slot=", "stop slot=", "stopped slot=", "leading in"] {
+        assert!(
+            !resumed.contains(acted),
+            "the deposed leader acted ({acted}) after SIGCONT:\n{resumed}"
+        );
+    }
+    // Still one clock, under the new leader.
+    let ps = g.wait_for("the formation after the resume", 20, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
+    assert_eq!(Group::leader(&ps).as_deref(), Some(new));
+    g.assert_no_overlap();
+    eprintln!(
+        "resumed old leader's log:\n{}",
+        resumed
+            .lines()
+            .filter(|l| l.contains("deposed") || l.contains("not leading"))
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_manager_goes_on_when_etcd_loses_its_raft_leader_or_a_member() {
+    let mut g = Group::start("etcd");
+    let ps = g.ps().unwrap();
+    let leader = Group::leader(&ps).unwrap();
+    // (c) SIGKILL the member that is raft leader.
+    let raft = g.etcd.raft_leader();
+    g.etcd.kill(raft);
+    g.scale_web(2);
+    let ps = g.wait_for("two webs after the raft leader died", 40, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
+    eprintln!(
+        "raft leader {raft} killed: manager {leader} -> leader {:?}",
+        Group::leader(&ps)
+    );
+    g.etcd.start_member(raft);
+    g.etcd
+        .wait_ready(Duration::from_secs(15))
+        .expect("the killed member rejoined");
+    // (d) stop another member with SIGTERM, then bring it back.
+    let stopped = (raft + 1) % etcd_cluster::MEMBERS;
+    g.etcd.stop(stopped);
+    g.scale_web(1);
+    g.wait_for("one web with a member stopped", 40, |ps| {
+        web_up(ps, 1) && clock_up(ps) && converged(ps)
+    });
+    g.etcd.start_member(stopped);
+    g.etcd
+        .wait_ready(Duration::from_secs(15))
+        .expect("the stopped member rejoined");
+    g.scale_web(2);
+    let ps = g.wait_for("two webs with every member back", 40, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
+    assert!(Group::leader(&ps).is_some());
+    g.assert_no_overlap();
+}
+
+#[test]
+fn an_unreachable_store_is_refused_at_start_naming_the_endpoints() {
+    let dir = std::env::temp_dir().join(format!("tally-ha-unreachable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Procfile"), "web: sleep 100000\n").unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let url = format!("etcd://127.0.0.1:{p1},127.0.0.1:{p2}");
+    let started = Instant::now();
+    let mut child = Command::new(TALLY)
+        .args(["run", "--procfile"])
+        .arg(dir.join("Procfile"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--store", &url, "--store-timeout-ms", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, 20).expect("tally run did not give up on etcd");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success());
+    assert!(
+        err.contains("cannot reach etcd at")
+            && err.contains(&format!("127.0.0.1:{p1}"))
+            && err.contains(&format!("127.0.0.1:{p2}")),
+        "{err}"
+    );
+    assert!(!dir.join("data").join("api.addr").exists());
+    eprintln!("refused in {:?}: {}", started.elapsed(), err.trim());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Failover figures for BENCHMARKS.md, not a check: `HA_ROUNDS` (default
+/// 5) SIGKILLs of the leader, each followed at once by `tally scale
+/// web=+1` (retried until a leader accepts it). Prints, per round, the
+/// time from the SIGKILL to the new leader serving, to its first launch,
+/// and to the formation converged, and the longest gap between two clock
+/// heartbeats (every 20 ms) across the failover. `HA_DYNO_LEASE_MS` sets
+/// the dyno lease (default 5000; 2000 is shorter than a failover).
+/// `cargo test --release -p tally-cli --features etcd --test ha -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement for BENCHMARKS.md; run by hand"]
+fn measure_failover() {
+    let rounds: usize = std::env::var("HA_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let lease: u64 = std::env::var("HA_DYNO_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let mut g = Group::start_with("measure", lease);
+    let mut webs = 1;
+    for round in 0..rounds {
+        let ps = g.wait_for("a leader and a standby", 30, |ps| {
+            Group::leader(ps).is_some()
+                && ps["managers"]["standbys"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty())
+                && converged(ps)
+        });
+        let old = Group::leader(&ps).unwrap();
+        let new = other(&old);
+        let log_before = g.read_log(new).len();
+        let kill_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let killed = Instant::now();
+        let victim: &'static str = other(new);
+        g.managers.get_mut(victim).unwrap().kill().unwrap();
+        let _ = g.managers.get_mut(victim).unwrap().wait();
+        webs += 1;
+        let arg = format!("web={webs}");
+        let (mut serving, mut launched) = (None, None);
+        while launched.is_none() {
+            assert!(killed.elapsed() < Duration::from_secs(30), "no failover");
+            let log = g.read_log(new);
+            let fresh = &log[log_before..];
+            if serving.is_none() && fresh.contains("leading: serving agents") {
+                serving = Some(killed.elapsed());
+                let out = g.tally(new, &["scale", &arg]);
+                assert!(
+                    out.status.success(),
+                    "scale on the new leader: {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    tail(&g.read_log(new), 30)
+                );
+            }
+            if serving.is_some() && fresh.contains("launch slot=web.") {
+                launched = Some(killed.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        g.wait_for("the formation after the failover", 40, |ps| {
+            web_up(ps, webs) && clock_up(ps) && converged(ps)
+        });
+        let converged_at = killed.elapsed();
+        let mut beats: Vec<u64> = std::fs::read_to_string(g.dir.join("witness"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .filter(|t| *t + 1_000_000_000 >= kill_ns)
+            .collect();
+        beats.sort_unstable();
+        let gap = beats.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        eprintln!(
+            "round {round}: {old} SIGKILLed; {new} serving after {:?}, first launch after {:?}, formation converged after {converged_at:?}; longest clock gap {} ms",
+            serving.unwrap(),
+            launched.unwrap(),
+            gap / 1_000_000
+        );
+        g.assert_no_overlap();
+        g.start_manager(victim);
+        g.wait_log(victim, &format!("standby: {new} leads"), 30);
+    }
+}
