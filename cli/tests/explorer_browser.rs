@@ -478,3 +478,56 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&profile);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failover_trace_shows_each_manager_process_and_the_store() {
+    let target = workspace().join("target");
+    let dir = target.join("explorer-browser-ha");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["check", "--mutation", "unfenced-append", "--trace-out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
+    let trace_file = dir.join("hunt-unfenced-append--s6-fencing-tokens-unique.json");
+    let (_tally, url) = explore(&trace_file);
+    let (client, _driver, profile) = open(&url, "ha", (1400, 1200)).await;
+    // At the broken step (selected on load): the old leader, deposed but
+    // unaware, beside the new leader, and the store's key with its term.
+    let pane = client
+        .find(Locator::Id("managers"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pane.contains("zombie") && pane.contains("leader") && pane.contains("term 2"),
+        "{pane}"
+    );
+    // One line per manager process on the timeline, role and term per step.
+    let roles = client
+        .execute(
+            "return [...document.querySelectorAll('text.manager-role')].map(t =>
+                t.dataset.process + ':' + t.firstChild.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let roles: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        roles.contains(&"0:Z1!") && roles.contains(&"1:L2") && roles.contains(&"0:L1‖"),
+        "{roles:?}"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-ha.png"), png).unwrap();
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+}

@@ -146,6 +146,11 @@ pub enum JournalRecord {
 /// read as it is (it has none).
 pub const JOURNAL_VERSION: u16 = 4;
 
+/// The oldest records version this core still reads: 3 (per-app budgets
+/// and breakers), which differs from 4 only by lacking `TermBegan` (a
+/// local journal never holds one).
+pub const JOURNAL_VERSION_OLDEST_READ: u16 = 3;
+
 /// Counts of records, kept by the shell beside the durable state (a fold
 /// of the same journal, never compacted away) and read by
 /// [`crate::budget::launch_bound_inputs`]. Not part of [`Durable`]: the core

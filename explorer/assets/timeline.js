@@ -195,7 +195,8 @@
     lane.bottom = y - GAP;
   }
   const height = y + 10;
-  const width = xb(steps.length) + 20;
+  // Wide enough for the managers' legend, however short the trace.
+  const width = Math.max(xb(steps.length) + 20, HA ? LEFT + 640 : 0);
   const svg = el('svg', { id: 'timeline', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img' });
   svg.append(el('defs', {},
     el('marker', { id: 'arrowhead', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },

@@ -29,6 +29,20 @@ pub enum ClientError {
         /// Why.
         source: Box<ureq::Error>,
     },
+    /// A standby named a leader that does not answer: the leader is gone
+    /// and no standby has taken over yet.
+    #[error(
+        "the manager of {} is a standby; the leader it names, at {leader}, does not answer ({source}): it is gone, and a standby takes over within the store lease; try again in a few seconds",
+        dir.display()
+    )]
+    LeaderGone {
+        /// The leader's API address, as the standby named it.
+        leader: SocketAddr,
+        /// The data dir.
+        dir: PathBuf,
+        /// Why.
+        source: Box<ureq::Error>,
+    },
     /// The answer is not JSON.
     #[error("bad answer from the manager: {0}")]
     NotJson(Box<ureq::Error>),
@@ -74,7 +88,16 @@ impl Client {
                 .and_then(|a| a.parse::<SocketAddr>().ok())
                 .filter(|a| *a != addr)
             {
-                return self.call_at(leader, &token, method, path, body);
+                return self
+                    .call_at(leader, &token, method, path, body)
+                    .map_err(|e| match e {
+                        ClientError::Unreachable { source, dir, .. } => ClientError::LeaderGone {
+                            leader,
+                            dir,
+                            source,
+                        },
+                        other => other,
+                    });
             }
         }
         Ok((status, json))

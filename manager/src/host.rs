@@ -596,12 +596,21 @@ fn link_loop(
     let mut next = 0usize;
     let mut redirect: Option<SocketAddr> = None;
     let mut announced = false;
-    // Moves on to the next address; a pause after each full round.
-    let advance = |next: &mut usize| {
-        *next = next.wrapping_add(1);
-        if addrs.is_empty() || *next % addrs.len() == 0 {
+    let mut last_refusal: Option<String> = None;
+    // Attempts that did not connect since the last link: a pause after as
+    // many as there are addresses, however the attempts went (a standby's
+    // redirect to a leader that is gone must not spin).
+    let mut failures = 0usize;
+    let failed = |failures: &mut usize| {
+        *failures = failures.wrapping_add(1);
+        if *failures % addrs.len().max(1) == 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
+    };
+    // Moves on to the next address.
+    let advance = |next: &mut usize, failures: &mut usize| {
+        *next = next.wrapping_add(1);
+        failed(failures);
     };
     while !stop.load(Ordering::SeqCst) {
         let Some(addr) = redirect
@@ -615,17 +624,17 @@ fn link_loop(
                 tracing::info!(host = host.0, "manager at {addr} unreachable; retrying");
                 announced = true;
             }
-            advance(&mut next);
+            advance(&mut next, &mut failures);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(WELCOME_TIMEOUT));
         if write_frame(&mut stream, hello).is_err() {
-            advance(&mut next);
+            advance(&mut next, &mut failures);
             continue;
         }
         let Ok(reader) = stream.try_clone() else {
-            advance(&mut next);
+            advance(&mut next, &mut failures);
             continue;
         };
         let mut reader: Box<dyn Read> = Box::new(BufReader::new(reader));
@@ -638,7 +647,12 @@ fn link_loop(
                 silence
             }
             Ok(Frame::NotLeader { why, leader }) => {
-                tracing::info!(host = host.0, "manager at {addr}: {why}");
+                let said = format!("manager at {addr}: {why}");
+                if last_refusal.as_ref() != Some(&said) {
+                    tracing::info!(host = host.0, "{said}");
+                    last_refusal = Some(said);
+                }
+                failed(&mut failures);
                 redirect = leader
                     .and_then(|l| l.parse::<SocketAddr>().ok())
                     .filter(|l| *l != addr);
@@ -648,7 +662,7 @@ fn link_loop(
                         next = i;
                     }
                 } else {
-                    advance(&mut next);
+                    next = next.wrapping_add(1);
                 }
                 continue;
             }
@@ -662,11 +676,13 @@ fn link_loop(
                 return;
             }
             _ => {
-                advance(&mut next);
+                advance(&mut next, &mut failures);
                 continue;
             }
         };
         announced = false;
+        failures = 0;
+        last_refusal = None;
         let _ = stream.set_read_timeout(Some(silence));
         if let Ok(mut guard) = link.lock() {
             *guard = Some(stream);
@@ -693,9 +709,72 @@ fn link_loop(
             "lost the manager at {addr} (closed, or silent for {silence:?}); reconnecting"
         );
         if addrs.len() > 1 {
-            advance(&mut next);
+            advance(&mut next, &mut failures);
         } else {
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A standby that names a leader that is gone (its port closed): the
+    /// agent goes there, fails, comes back to the standby, and so on; it
+    /// must pause between rounds, not spin (it once made thousands of
+    /// attempts a second).
+    #[test]
+    fn a_redirect_to_a_gone_leader_does_not_spin() {
+        let standby = TcpListener::bind("127.0.0.1:0").unwrap();
+        let standby_addr = standby.local_addr().unwrap();
+        let gone = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let hellos = Arc::new(AtomicUsize::new(0));
+        std::thread::spawn({
+            let hellos = Arc::clone(&hellos);
+            move || {
+                for stream in standby.incoming() {
+                    let Ok(mut s) = stream else { continue };
+                    if read_frame(&mut s).is_ok() {
+                        hellos.fetch_add(1, Ordering::SeqCst);
+                        let _ = write_frame(
+                            &mut s,
+                            &Frame::NotLeader {
+                                why: "not leader; leader is a".into(),
+                                leader: Some(gone.to_string()),
+                            },
+                        );
+                    }
+                }
+            }
+        });
+        let hello = Frame::Hello {
+            version: LINK_VERSION,
+            host: HostId(0),
+            incarnation: tally_core::Incarnation(0),
+            machine: "m".into(),
+            session: "s".into(),
+            token: "t".into(),
+        };
+        let (tx, _rx) = mpsc::channel();
+        let link: Link = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let looping = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || link_loop(&[standby_addr, gone], HostId(0), &hello, &tx, &link, &stop)
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        looping.join().unwrap();
+        let n = hellos.load(Ordering::SeqCst);
+        // One standby hello and one refused connect per round, a round
+        // every 200 ms at most: about ten in two seconds.
+        assert!((2..=15).contains(&n), "{n} hellos to the standby in 2 s");
     }
 }

@@ -34,7 +34,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use tally_core::journal::JOURNAL_VERSION;
+use tally_core::journal::{JOURNAL_VERSION, JOURNAL_VERSION_OLDEST_READ};
 use tally_core::{Config, Counters, Durable, Effect, JournalRecord};
 use thiserror::Error;
 
@@ -112,7 +112,7 @@ pub enum JournalError {
     },
     /// A journal written by another format version.
     #[error(
-        "journal {path}: format {found}, records version {records}; this tally reads format {FORMAT_VERSION}, records version {JOURNAL_VERSION}. Run the tally that wrote it, or start a fresh --data-dir once its dynos are stopped"
+        "journal {path}: format {found}, records version {records}; this tally reads format {FORMAT_VERSION}, records versions {JOURNAL_VERSION_OLDEST_READ} to {JOURNAL_VERSION}. Run the tally that wrote it, or start a fresh --data-dir once its dynos are stopped"
     )]
     Version {
         /// The segment.
@@ -528,7 +528,8 @@ fn read_segment(path: &Path) -> Result<SegmentRead, JournalError> {
         return Err(corrupt(1, "no complete header".into()));
     }
     let header = parse_header(&line).map_err(|why| corrupt(1, why))?;
-    if header.tally_journal != FORMAT_VERSION || header.records_version != JOURNAL_VERSION {
+    let records = JOURNAL_VERSION_OLDEST_READ..=JOURNAL_VERSION;
+    if header.tally_journal != FORMAT_VERSION || !records.contains(&header.records_version) {
         return Err(JournalError::Version {
             path: path.to_path_buf(),
             found: header.tally_journal,

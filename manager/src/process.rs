@@ -62,7 +62,7 @@ pub enum ProcessError {
     Thread(std::io::Error),
     /// `--store` in a build without etcd support.
     #[error(
-        "--store {0}: this tally was built without etcd support: build with `cargo build --release --features etcd --bin tally`"
+        "--store {0}: this tally was built without etcd support: build with `cargo build --release --features etcd --bin tally --bin tally-fence`"
     )]
     NoEtcd(String),
     /// A `--store` that cannot be used.
