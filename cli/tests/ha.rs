@@ -292,14 +292,25 @@ impl Group {
             .map(str::to_string)
     }
 
-    /// Scales web to `n` through whichever manager answers.
+    /// Scales web to `n` through whichever manager answers. While etcd
+    /// elects a raft leader (or a manager takes over), the leader's
+    /// keep-alives may not be answered within its guard, and it rightly
+    /// refuses commands (`NotLeading`) until one is: try again for a while.
     fn scale_web(&self, n: u32) {
         let arg = format!("web={n}");
-        let ok = self
-            .names
-            .iter()
-            .any(|m| self.tally(m, &["scale", &arg]).status.success());
-        assert!(ok, "scale {arg} failed on every manager");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            for m in &self.names {
+                let out = self.tally(m, &["scale", &arg]);
+                if out.status.success() {
+                    return;
+                }
+                last = String::from_utf8_lossy(&out.stderr).to_string();
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("scale {arg} failed on every manager for 20 s; last: {last}");
     }
 }
 

@@ -30,7 +30,7 @@ use crate::etcd::{EtcdStore, Leader, Leadership, StoreError, StoreSettings, Term
 use crate::journal::{self, DirLock, Entry, Journal, JournalError, JournalOptions, Snapshot};
 use crate::machine::ManagerMachine;
 use crate::server::{
-    Clock, Core, Deadline, HELLO_TIMEOUT, HostBindings, LinkContext, Meta, PENDING_MAX,
+    Clock, Core, Deadline, HELLO_TIMEOUT, HostBindings, LinkContext, Listeners, Meta, PENDING_MAX,
     ServerError, accept_agent, open_data_dir, run_timer, set_fatal, spawn, unix_ms, write_file,
 };
 use crate::settings::Deployment;
@@ -612,32 +612,12 @@ impl HaServer {
         let token_path = dir.join("token");
         write_file(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
 
-        let agents = TcpListener::bind(opts.agent_listen).map_err(|source| ServerError::Io {
-            path: PathBuf::from(format!("agent listener {}", opts.agent_listen)),
-            source,
-        })?;
-        let agent_addr = agents.local_addr().map_err(|source| ServerError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let api = tiny_http::Server::http(opts.api_listen).map_err(|e| ServerError::Io {
-            path: PathBuf::from(format!("API listener {}", opts.api_listen)),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let api_addr = api
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| ServerError::Fatal("API listener has no IP address".into()))?;
-        write_file(
-            &dir.join("agent.addr"),
-            agent_addr.to_string().as_bytes(),
-            0o600,
-        )?;
-        write_file(
-            &dir.join("api.addr"),
-            api_addr.to_string().as_bytes(),
-            0o600,
-        )?;
+        let Listeners {
+            agents,
+            agent_addr,
+            api,
+            api_addr,
+        } = Listeners::bind(dir, opts.agent_listen, opts.api_listen)?;
 
         let hosts: Vec<&str> = opts
             .store

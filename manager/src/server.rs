@@ -386,6 +386,59 @@ fn open_core(
     Ok((machine, Journal::File(journal), clock, true))
 }
 
+/// The agent link's and the API's listeners, bound, with their addresses
+/// written into the data dir (`agent.addr`, `api.addr`) for the verbs and
+/// the agents.
+pub(crate) struct Listeners {
+    /// The agent link.
+    pub(crate) agents: TcpListener,
+    /// Its address.
+    pub(crate) agent_addr: SocketAddr,
+    /// The HTTP API.
+    pub(crate) api: tiny_http::Server,
+    /// Its address.
+    pub(crate) api_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds both (port 0 picks one) and writes their addresses.
+    pub(crate) fn bind(
+        dir: &Path,
+        agent_listen: SocketAddr,
+        api_listen: SocketAddr,
+    ) -> Result<Listeners, ServerError> {
+        let agents = TcpListener::bind(agent_listen).map_err(|source| ServerError::Io {
+            path: PathBuf::from(format!("agent listener {agent_listen}")),
+            source,
+        })?;
+        let agent_addr = agents.local_addr().map_err(io(dir))?;
+        let api = tiny_http::Server::http(api_listen).map_err(|e| ServerError::Io {
+            path: PathBuf::from(format!("API listener {api_listen}")),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let api_addr = api
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| ServerError::Fatal("API listener has no IP address".into()))?;
+        write_file(
+            &dir.join("agent.addr"),
+            agent_addr.to_string().as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &dir.join("api.addr"),
+            api_addr.to_string().as_bytes(),
+            0o600,
+        )?;
+        Ok(Listeners {
+            agents,
+            agent_addr,
+            api,
+            api_addr,
+        })
+    }
+}
+
 impl Server {
     /// Opens the data dir, recovers from the journal, and starts the agent
     /// link, the timer and the API.
@@ -406,29 +459,12 @@ impl Server {
         let fatal = Arc::new(std::sync::Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
 
-        let agents = TcpListener::bind(opts.agent_listen).map_err(|source| ServerError::Io {
-            path: PathBuf::from(format!("agent listener {}", opts.agent_listen)),
-            source,
-        })?;
-        let agent_addr = agents.local_addr().map_err(io(dir))?;
-        let api = tiny_http::Server::http(opts.api_listen).map_err(|e| ServerError::Io {
-            path: PathBuf::from(format!("API listener {}", opts.api_listen)),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let api_addr = api
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| ServerError::Fatal("API listener has no IP address".into()))?;
-        write_file(
-            &dir.join("agent.addr"),
-            agent_addr.to_string().as_bytes(),
-            0o600,
-        )?;
-        write_file(
-            &dir.join("api.addr"),
-            api_addr.to_string().as_bytes(),
-            0o600,
-        )?;
+        let Listeners {
+            agents,
+            agent_addr,
+            api,
+            api_addr,
+        } = Listeners::bind(dir, opts.agent_listen, opts.api_listen)?;
 
         let server = Server {
             core: Arc::clone(&core),
