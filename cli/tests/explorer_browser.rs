@@ -20,6 +20,7 @@
 use fantoccini::{ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -108,7 +109,22 @@ fn explore(trace: &Path) -> (Killed, String) {
     (child, url)
 }
 
-fn chromedriver() -> (Killed, u16) {
+/// Kills a child's whole process group when the test ends, however it
+/// ends, then the child itself.
+struct Group(Killed);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.0.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn chromedriver() -> (Group, u16) {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(tool).exists(),
@@ -116,13 +132,17 @@ fn chromedriver() -> (Killed, u16) {
         );
     }
     let port = free_port();
+    // In a process group of its own, with the Chromium it starts: a test
+    // that fails before it closes its session must not leave a browser
+    // running (`Group` kills them all).
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
-    let child = Killed(child);
+    let child = Group(Killed(child));
     let started = Instant::now();
     while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
         assert!(
@@ -369,7 +389,7 @@ async fn open(
     url: &str,
     name: &str,
     (width, height): (u32, u32),
-) -> (fantoccini::Client, Killed, PathBuf) {
+) -> (fantoccini::Client, Group, PathBuf) {
     let (driver, port) = chromedriver();
     let profile = workspace()
         .join("target")
