@@ -428,19 +428,27 @@ async fn rendered(client: &fantoccini::Client, url: &str) {
         .expect("the timeline renders");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
-    let target = workspace().join("target");
-    let dir = target.join("explorer-browser-s3");
+/// The trace `tally check --mutation MUTATION --trace-out DIR` writes (it
+/// must refute it: exit 1), `DIR` a fresh one under `target/`.
+fn hunted(mutation: &str, property: &str) -> PathBuf {
+    let dir = workspace()
+        .join("target")
+        .join(format!("explorer-browser-{mutation}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["check", "--mutation", "unbounded-retries", "--trace-out"])
+        .args(["check", "--mutation", mutation, "--trace-out"])
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
-    let trace_file = dir.join("hunt-unbounded-retries--s3-launch-bound.json");
+    assert_eq!(out.status.code(), Some(1), "{mutation} must be refuted");
+    dir.join(format!("hunt-{mutation}--{property}.json"))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
+    let target = workspace().join("target");
+    let trace_file = hunted("unbounded-retries", "s3-launch-bound");
     let (_tally, url) = explore(&trace_file);
     let (client, _driver, profile) = open(&url, "s3", (1200, 1400)).await;
     let text = client
@@ -502,16 +510,7 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_failover_trace_shows_each_manager_process_and_the_store() {
     let target = workspace().join("target");
-    let dir = target.join("explorer-browser-ha");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["check", "--mutation", "unfenced-append", "--trace-out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "the mutation must be refuted");
-    let trace_file = dir.join("hunt-unfenced-append--s6-fencing-tokens-unique.json");
+    let trace_file = hunted("unfenced-append", "s6-fencing-tokens-unique");
     let (_tally, url) = explore(&trace_file);
     let (client, _driver, profile) = open(&url, "ha", (1400, 1200)).await;
     // At the broken step (selected on load): the old leader, deposed but

@@ -165,35 +165,32 @@ pub fn hunt_config(m: Mutation) -> ModelConfig {
         // yet heard the new term. One host: S2 breaks when the new leader
         // expires the lease the old one kept renewing.
         Mutation::UnguardedLeader | Mutation::TakeoverTrustsLedger => {
-            with_store(&mut c.core, 3);
-            c.hosts = 1;
-            c.network_capacity = 1;
-            c.calm_at = 10;
-            c.horizon = 10;
-            f.keepalive_cut = 1;
+            keepalive_cut_on_one_host(&mut c, 3, 10);
         }
         Mutation::GuardFromAppend => {
-            with_store(&mut c.core, 5);
-            c.hosts = 1;
-            c.network_capacity = 1;
-            c.calm_at = 11;
-            c.horizon = 11;
-            f.keepalive_cut = 1;
-            f.clock_stall = 1;
+            keepalive_cut_on_one_host(&mut c, 5, 11);
+            c.faults.clock_stall = 1;
         }
         // And the old leader's clock runs slow (two ticks over the store
         // lease), the agent's by one.
         Mutation::GuardIgnoresDrift => {
-            with_store(&mut c.core, 5);
-            c.hosts = 1;
-            c.network_capacity = 1;
-            c.calm_at = 11;
-            c.horizon = 11;
-            f.keepalive_cut = 1;
-            f.clock_stall = 3;
+            keepalive_cut_on_one_host(&mut c, 5, 11);
+            c.faults.clock_stall = 3;
         }
     }
     c.with_mutation(m)
+}
+
+/// Two managers on a store of lease `store_lease` over one host with room
+/// for one message, faults until `calm` (the horizon too): the leader's
+/// keep-alive stream may break once.
+fn keepalive_cut_on_one_host(c: &mut ModelConfig, store_lease: u64, calm: u64) {
+    with_store(&mut c.core, store_lease);
+    c.hosts = 1;
+    c.network_capacity = 1;
+    c.calm_at = calm;
+    c.horizon = calm;
+    c.faults.keepalive_cut = 1;
 }
 
 /// Whether `m` breaks L1 (needs the graph check) rather than a safety property.
