@@ -302,8 +302,14 @@ fn inject(c: &mut Cluster, rng: &mut Rng, fault: Fault) {
         Fault::HostBindingsLost => {
             // Which machine holds which host is forgotten: every agent with
             // instances in the ledger is refused until they have stopped.
+            // The file may be absent already: a manager that has bound no
+            // machine since the last loss has nothing to write.
             kill_manager(c);
-            std::fs::remove_file(c.data().join("hosts.json")).unwrap();
+            match std::fs::remove_file(c.data().join("hosts.json")) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("removing hosts.json: {e}"),
+            }
             c.start_manager();
         }
         Fault::ForeignDataDir => {
