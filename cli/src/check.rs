@@ -430,10 +430,13 @@ fn table(reports: &[ConfigReport], summary: &Summary) -> String {
 /// `tally explore`: serves until the process ends.
 pub fn explore(args: &ExploreArgs) -> Result<ExitCode, CliError> {
     let target = &args.target;
+    // With traces alone (files or a directory), each is served with its own
+    // configuration: none is loaded (the default preset would head the
+    // trace list with an unrelated `ci`).
     let chosen = target.preset.is_some()
         || target.config.is_some()
         || !target.mutations.is_empty()
-        || args.traces.is_empty();
+        || (args.traces.is_empty() && args.trace_dir.is_none());
     let config = if chosen {
         let preset = load(target)?;
         let cfg = preset

@@ -7,13 +7,16 @@
 //!
 //! Pages (all built into the binary, nothing fetched from the network):
 //!
-//! - `/traces`: the traces known, a file picker to open one, the mutations
-//!   to hunt; `/` opens the `--trace` given, else this list.
+//! - `/traces`: a table of the traces known (property, length, breaking
+//!   step, configuration, mutation and what it does), a file picker to open
+//!   one, the mutations to hunt; `/` opens the `--trace` given, else this
+//!   list.
 //! - `/trace/<name>?step=N`: the timeline of trace `<name>` at step `N`;
 //!   `/trace/<name>.json`: the trace itself.
 //! - `POST /traces?name=<name>`: opens the trace in the body.
 //! - `/hunt/<mutation>`: finds a shortest counterexample (BFS, the mutation's
-//!   hunting configuration) and opens it.
+//!   hunting configuration) and opens it, as `hunted-<mutation>--<property>`
+//!   (never a file trace's name: a trace's name keeps its meaning).
 //! - `/explorer/<key>/`: stateright's Explorer; a state is
 //!   `/explorer/<key>/#/steps/<explorer_path>`.
 //!
@@ -46,8 +49,10 @@ pub const BODY_BYTES_MAX: u64 = store::TRACE_BYTES_MAX;
 /// What to serve.
 #[derive(Clone, Debug, Default)]
 pub struct ExploreOptions {
-    /// The configuration whose Explorer the trace list links to; `None`: the
-    /// first trace's.
+    /// The configuration chosen on the command line (`--preset`,
+    /// `--config`, `--mutation`), whose Explorer the trace list heads with;
+    /// `None`: each trace's own (the first `--trace`'s is the one
+    /// `explorer_url` names).
     pub config: Option<ModelConfig>,
     /// Trace files; the first opens at `/`.
     pub traces: Vec<PathBuf>,
@@ -74,8 +79,8 @@ pub enum ExploreError {
         /// Why.
         reason: String,
     },
-    /// Neither a configuration nor a trace.
-    #[error("nothing to explore: give a configuration or a --trace")]
+    /// Neither a configuration nor a trace nor a trace directory.
+    #[error("nothing to explore: give a configuration, a --trace or a --trace-dir")]
     Nothing,
     /// `--trace-dir` is not a directory.
     #[error(
@@ -194,7 +199,12 @@ impl From<Problem> for Reply {
 
 /// The server's state, shared by the request threads.
 pub struct Shared {
-    config: ModelConfig,
+    /// The configuration chosen, else the first `--trace`'s; `None` with
+    /// only a trace directory (each trace links to its own).
+    config: Option<ModelConfig>,
+    /// Whether `config` was chosen on the command line (the trace list
+    /// heads with it) rather than taken from a trace.
+    chosen: bool,
     start: Option<String>,
     store: Store,
     upstreams: Upstreams,
@@ -231,7 +241,11 @@ impl Explorer {
             })?;
             first_config.get_or_insert(checked.config);
         }
-        let config = opts.config.or(first_config).ok_or(ExploreError::Nothing)?;
+        let chosen = opts.config.is_some();
+        let config = opts.config.or(first_config);
+        if config.is_none() && opts.trace_dir.is_none() {
+            return Err(ExploreError::Nothing);
+        }
         let shown = addr
             .to_socket_addrs()
             .ok()
@@ -252,9 +266,12 @@ impl Explorer {
             upstreams: Upstreams::default(),
             hunt: Mutex::new(()),
             config,
+            chosen,
         };
         // Registered first, so that its key is its plain name.
-        let _ = shared.upstreams.key(&shared.config);
+        if let Some(config) = &shared.config {
+            let _ = shared.upstreams.key(config);
+        }
         Ok(Explorer {
             server: Arc::new(server),
             shared: Arc::new(shared),
@@ -277,15 +294,18 @@ impl Explorer {
         }
     }
 
-    /// Where stateright's Explorer for the chosen configuration is.
+    /// Where stateright's Explorer for the chosen configuration (else the
+    /// first trace's) is; with only a trace directory, the trace list, where
+    /// each trace links to its own.
     #[must_use]
     pub fn explorer_url(&self) -> String {
-        let key = self
-            .shared
-            .upstreams
-            .key(&self.shared.config)
-            .unwrap_or_default();
-        format!("http://{}/explorer/{key}/", self.addr)
+        match &self.shared.config {
+            Some(config) => {
+                let key = self.shared.upstreams.key(config).unwrap_or_default();
+                format!("http://{}/explorer/{key}/", self.addr)
+            }
+            None => format!("http://{}/traces", self.addr),
+        }
     }
 
     /// Serves until the process ends, each request on a thread of its own
@@ -442,7 +462,10 @@ fn upload(shared: &Shared, query: &str, body: &[u8]) -> Result<Reply, Problem> {
         .map_err(|_| Problem::unprocessable("the trace is not UTF-8 text".to_string()))?;
     let checked =
         store::check(text).map_err(|d| Problem::unprocessable(format!("trace {name:?}: {d}")))?;
-    shared.store.remember(&name, Arc::from(text));
+    // Under a name of its own if a file (or another trace) has this one.
+    let name = shared
+        .store
+        .remember(&name, Arc::from(text), store::Origin::Uploaded);
     Ok(Reply::redirect(
         303,
         format!("/trace/{name}?step={}", checked.broken_at),
@@ -450,7 +473,11 @@ fn upload(shared: &Shared, query: &str, body: &[u8]) -> Result<Reply, Problem> {
 }
 
 /// Finds a shortest counterexample of `mutation` in its hunting
-/// configuration, keeps it as a trace and opens it.
+/// configuration, keeps it as a trace and opens it. It is named
+/// `hunted-<mutation>--<property>`, never the name of a file trace (`tally
+/// check --mutation` writes `hunt-<mutation>--<property>.json`, which may
+/// be served beside it), so that no link to a file trace changes meaning;
+/// a second hunt of the same mutation opens the first one's trace.
 fn hunt(shared: &Shared, mutation: &str) -> Result<Reply, Problem> {
     let m = Mutation::from_name(mutation)
         .map_err(|e| Problem::not_found("unknown mutation", e.to_string()))?;
@@ -460,11 +487,8 @@ fn hunt(shared: &Shared, mutation: &str) -> Result<Reply, Problem> {
             "another hunt is running; retry in a moment".to_string(),
         ));
     };
-    for property in mutations::expected(m) {
-        let name = tally_verification::trace::slug(&cfg, property);
-        if shared.store.in_memory(&name) {
-            return Ok(Reply::redirect(303, format!("/trace/{name}")));
-        }
+    if let Some(name) = shared.store.hunted(m) {
+        return Ok(Reply::redirect(303, format!("/trace/{name}")));
     }
     // The same hunt as `tally check --mutation` (one thread, BFS, stopped
     // at the first state that breaks an expected property).
@@ -476,9 +500,18 @@ fn hunt(shared: &Shared, mutation: &str) -> Result<Reply, Problem> {
     let property = refutation.property;
     let text = tally_verification::trace::to_json(&cfg, property, &refutation.path)
         .map_err(|e| Problem::unprocessable(format!("cannot write the trace: {e}")))?;
-    let name = tally_verification::trace::slug(&cfg, property);
-    shared.store.remember(&name, Arc::from(text));
+    let name = hunted_name(m, property);
+    let name = shared
+        .store
+        .remember(&name, Arc::from(text), store::Origin::Hunted(m));
     Ok(Reply::redirect(303, format!("/trace/{name}")))
+}
+
+/// `hunted-<mutation>--<property>`: the name a hunt's trace is kept under
+/// (before any suffix that keeps it apart from a file's).
+#[must_use]
+pub fn hunted_name(m: Mutation, property: &str) -> String {
+    tally_verification::trace::slugify(&format!("hunted-{}--{property}", m.name()))
 }
 
 fn asset(file: &str) -> Result<Reply, Problem> {

@@ -2,7 +2,7 @@
 //! `explorer/assets/timeline.js` from the trace embedded in its page;
 //! both assets are compiled into the binary.
 
-use crate::store::Checked;
+use crate::store::{Checked, Source};
 use crate::{Problem, Shared};
 use tally_core::Mutation;
 use tally_model::ModelConfig;
@@ -57,74 +57,182 @@ pub fn problem(p: &Problem) -> String {
     )
 }
 
-/// What a trace shows, in one line for the list: the property, where it
-/// breaks, its length and configuration; or why it cannot be shown.
-fn summary(shared: &Shared, name: &str) -> String {
+/// What each mutation does, in one line (the core's documentation of
+/// `Mutation`, shortened): the `/traces` table says it beside a trace found
+/// with it, and the hunt list beside its link.
+#[must_use]
+pub fn meaning(m: Mutation) -> &'static str {
+    match m {
+        Mutation::TimeoutFreesSlot => {
+            "a boot timeout marks the instance stopped and frees its slot (2012)"
+        }
+        Mutation::UnboundedRetries => "no retry budget at all (2012)",
+        Mutation::NoSelfFencing => "agents keep instances past their lease (2012)",
+        Mutation::TrustLateMessages => {
+            "agents ignore generations: a late or duplicated launch runs (2012)"
+        }
+        Mutation::RefuseOnlyOlder => "agents refuse only generations below the highest seen",
+        Mutation::StopWithoutTombstone => "a stop of a never-started instance leaves no tombstone",
+        Mutation::AbsenceConfirmsDeath => "an instance missing from a report is taken as dead",
+        Mutation::LeaseFromReceipt => {
+            "the first lease runs from the launch's receipt, not its sending"
+        }
+        Mutation::JournalForgetsGenerations => {
+            "journal compaction drops each slot's highest generation"
+        }
+        Mutation::BudgetNotJournaled => "a restarted manager refills the retry budget",
+        Mutation::ExpiryIgnoresDrift => {
+            "the manager expires a lease after its duration alone, without drift"
+        }
+        Mutation::HostWideRenewal => "a report renews every instance on its host, even gone ones",
+        Mutation::BreakerProbeOnly => {
+            "no probe credit: only the breaker's half-open probe relaunches"
+        }
+        Mutation::ProbeNotJournaled => "a restarted manager finds a fresh probe credit",
+        Mutation::RefillOnRevive => "every return to up refills the budget",
+        Mutation::AdmissionCountsLaunching => {
+            "admission counts only launching instances, not booting ones"
+        }
+        Mutation::BreakerNeverHalfOpens => "an open breaker never half-opens",
+        Mutation::MarginIgnoresKill => {
+            "the expiry margin covers drift but not the time a kill takes"
+        }
+        Mutation::FleetWideBudget => {
+            "one budget and probe credit for every app: a broken app drains the others"
+        }
+        Mutation::BreakerCountsOneApp => {
+            "the fleet breaker counts failures, not failing apps: one broken app stops all"
+        }
+        Mutation::UnfencedAppend => {
+            "a journal append without the term compare: an old leader's append commits"
+        }
+        Mutation::UnguardedLeader => "a leader acts without a guard until an append fails",
+        Mutation::TakeoverTrustsLedger => "a new leader leases instances only until its takeover",
+        Mutation::GuardFromAppend => {
+            "a fenced append restarts the guard without extending the store lease"
+        }
+        Mutation::GuardIgnoresDrift => {
+            "the guard is lease minus margin on the manager's clock, without drift"
+        }
+    }
+}
+
+/// One row of the trace table: the trace, its property, its length, where
+/// it breaks, its configuration (with its stateright Explorer) and the
+/// mutations it was found with; or why it cannot be shown.
+fn trace_row(shared: &Shared, name: &str, source: Source) -> String {
+    let link = format!(
+        "<a class=\"trace-link\" href=\"/trace/{0}\">{0}</a>",
+        esc(name)
+    );
+    let from = format!("<td class=\"source\">{}</td>", esc(source.words()));
     let checked = shared
         .store
         .text(name)
         .map_err(|p| p.detail)
         .and_then(|text| crate::store::check(&text));
-    match checked {
-        Ok(c) => format!(
-            "{} broken at step {} of {}, in {}",
-            c.json
-                .get("property")
-                .and_then(|p| p.as_str())
-                .unwrap_or("a property"),
-            c.broken_at,
-            c.steps.saturating_sub(1),
-            c.config.name
-        ),
-        Err(why) => format!("cannot be shown: {why}"),
-    }
-}
-
-/// The trace list, the file picker and the mutations to hunt.
-#[must_use]
-pub fn index(shared: &Shared) -> String {
-    let key = shared.upstreams.key(&shared.config).unwrap_or_default();
-    let traces: String = shared
-        .store
-        .names()
+    let c = match checked {
+        Ok(c) => c,
+        Err(why) => {
+            return format!(
+                "<tr data-name=\"{}\" class=\"unusable\"><td>{link}</td>\
+                 <td colspan=\"5\" class=\"muted\">cannot be shown: {}</td>{from}</tr>",
+                esc(name),
+                esc(&why)
+            );
+        }
+    };
+    let property = c
+        .json
+        .get("property")
+        .and_then(|p| p.as_str())
+        .unwrap_or("a property");
+    let key = shared.upstreams.key(&c.config).unwrap_or_default();
+    let mutations: String = c
+        .config
+        .core
+        .mutations
         .iter()
-        .map(|n| {
+        .map(|m| {
             format!(
-                "<li><a href=\"/trace/{0}\">{0}</a> <span class=\"muted\">{1}</span></li>",
-                esc(n),
-                esc(&summary(shared, n))
+                "<span class=\"mutation\" data-mutation=\"{0}\"><code>{0}</code>: {1}</span>",
+                esc(m.name()),
+                esc(meaning(m))
             )
         })
+        .collect::<Vec<_>>()
+        .join("<br>");
+    let mutations = if mutations.is_empty() {
+        "<span class=\"muted\">none (the shipped code)</span>".to_string()
+    } else {
+        mutations
+    };
+    format!(
+        "<tr data-name=\"{n}\"><td>{link}</td><td class=\"property\">{p}</td>\
+         <td class=\"length\">{len}</td>\
+         <td class=\"broken\"><a href=\"/trace/{n}?step={b}\">{b}</a></td>\
+         <td class=\"config\"><a href=\"/explorer/{k}/\" title=\"its state space in stateright's Explorer\">{cfg}</a></td>\
+         <td class=\"mutations\">{mutations}</td>{from}</tr>",
+        n = esc(name),
+        p = esc(property),
+        len = c.steps,
+        b = c.broken_at,
+        k = esc(&key),
+        cfg = esc(&c.config.name),
+    )
+}
+
+/// The trace table, the file picker and the mutations to hunt.
+#[must_use]
+pub fn index(shared: &Shared) -> String {
+    let rows: String = shared
+        .store
+        .list()
+        .into_iter()
+        .map(|(n, source)| trace_row(shared, &n, source))
         .collect();
-    let traces = if traces.is_empty() {
+    let traces = if rows.is_empty() {
         "<p>No trace yet: open a file, hunt a mutation below, or start with \
          <code>tally explore --trace FILE</code>.</p>"
             .to_string()
     } else {
-        format!("<ul class=\"traces\">{traces}</ul>")
+        format!(
+            "<table class=\"traces\" id=\"traces\"><thead><tr><th>trace</th><th>property broken</th>\
+             <th>states</th><th>breaks at step</th><th>configuration</th><th>mutation: what it does</th>\
+             <th>from</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     };
     let hunts: String = Mutation::ALL
         .iter()
         .map(|m| {
             format!(
-                "<li><a href=\"/hunt/{0}\">{0}</a> <span class=\"muted\">breaks {1}</span></li>",
+                "<li><a href=\"/hunt/{0}\">{0}</a> <span class=\"muted\">{1}; breaks {2}</span></li>",
                 esc(m.name()),
+                esc(meaning(*m)),
                 esc(&mutations::expected(*m).join(" or "))
             )
         })
         .collect();
+    // Only a configuration chosen on the command line heads the page: with
+    // traces alone, each row links to its own configuration's Explorer.
+    let chosen = match (&shared.config, shared.chosen) {
+        (Some(config), true) => format!(
+            "<section><h2>Configuration</h2><p><b>{cfg}</b>: \
+             <a id=\"explorer-root\" href=\"/explorer/{key}/\">browse its state space in stateright's Explorer</a></p></section>",
+            cfg = esc(&config.name),
+            key = esc(&shared.upstreams.key(config).unwrap_or_default()),
+        ),
+        _ => String::new(),
+    };
     let body = format!(
-        "<main class=\"index\">\
-         <section><h2>Configuration</h2><p><b>{cfg}</b>: \
-         <a id=\"explorer-root\" href=\"/explorer/{key}/\">browse its state space in stateright's Explorer</a></p></section>\
+        "<main class=\"index\">{chosen}\
          <section><h2>Counterexamples</h2>{traces}\
          <p><label>Open a trace written by <code>tally check --trace-out</code>: \
          <input type=\"file\" id=\"trace-file\" accept=\".json,application/json\"></label></p></section>\
          <section><h2>Hunt a mutation</h2><p class=\"muted\">Breadth-first search in the mutation's \
-         small configuration; the shortest counterexample opens (seconds).</p><ul class=\"hunts\">{hunts}</ul></section>\
-         </main>\n<script>{OPEN_JS}</script>",
-        cfg = esc(&shared.config.name),
-        key = esc(&key),
+         small configuration; the shortest counterexample opens (seconds) as \
+         <code>hunted-&lt;mutation&gt;--&lt;property&gt;</code>, beside any file trace.</p><ul class=\"hunts\">{hunts}</ul></section>\
+         </main>\n<script>{OPEN_JS}</script>"
     );
     page("traces", &body)
 }
@@ -149,6 +257,7 @@ pub fn timeline(name: &str, key: &str, trace: &Checked, step: Option<usize>) -> 
         "name": name,
         "explorer": format!("/explorer/{key}/"),
         "step": step,
+        "analysis": trace.analysis,
         "trace": trace.json,
     });
     // `<` only occurs inside JSON strings, where `\u003c` means the same.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tally_model::{Action, ModelConfig, TallyModel, World};
 use tally_verification::checked::CheckedModel;
+use tally_verification::properties;
 use tally_verification::trace::{self, TRACE_VERSION};
 
 /// The largest trace file read, in bytes.
@@ -32,6 +33,10 @@ pub struct Checked {
     pub steps: usize,
     /// The step where its property breaks.
     pub broken_at: usize,
+    /// What the page shows beside the trace, computed from the replayed
+    /// states by the model's and the properties' own functions (see
+    /// [`analysis`]).
+    pub analysis: Value,
 }
 
 #[derive(Deserialize)]
@@ -47,12 +52,60 @@ struct StepHead {
     explorer_path: Option<String>,
 }
 
-/// Where the traces come from.
+/// Where a trace kept in memory came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Opened from the browser (`POST /traces`).
+    Uploaded,
+    /// Found by `/hunt/<mutation>`.
+    Hunted(tally_core::Mutation),
+}
+
+/// Where a listed trace comes from, in a word for the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A `--trace` file.
+    File,
+    /// A file of the `--trace-dir`.
+    Dir,
+    /// Kept in memory.
+    Memory(Origin),
+}
+
+impl Source {
+    /// `file`, `directory`, `opened here`, `hunted here`.
+    #[must_use]
+    pub fn words(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Dir => "directory",
+            Source::Memory(Origin::Uploaded) => "opened here",
+            Source::Memory(Origin::Hunted(_)) => "hunted here",
+        }
+    }
+}
+
+struct Kept {
+    name: String,
+    text: Arc<str>,
+    origin: Origin,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?})", self.name, self.origin)
+    }
+}
+
+/// Where the traces come from. A name, once it shows a trace, keeps showing
+/// that trace (a `?step=N` link in a ticket keeps its meaning): files come
+/// first, and a trace kept in memory gets a name no file has
+/// ([`Store::remember`]).
 #[derive(Debug, Default)]
 pub struct Store {
     files: BTreeMap<String, PathBuf>,
     dir: Option<PathBuf>,
-    memory: Mutex<Vec<(String, Arc<str>)>>,
+    memory: Mutex<Vec<Kept>>,
 }
 
 /// Whether `name` may name a trace (and cannot climb out of a directory).
@@ -96,45 +149,95 @@ impl Store {
         }
     }
 
-    /// Keeps `text` in memory as `name` (replacing a trace of that name).
-    pub fn remember(&self, name: &str, text: Arc<str>) {
+    /// Keeps `text` in memory under `name`, or under `name-2`, `name-3`...
+    /// when a file or another trace in memory already has that name (the
+    /// same text from the same origin keeps its name); returns the name
+    /// given. The oldest trace in memory goes past [`MEMORY_TRACES_MAX`].
+    pub fn remember(&self, name: &str, text: Arc<str>, origin: Origin) -> String {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.retain(|(n, _)| n != name);
+        let mut given = name.to_string();
+        for n in 2.. {
+            let kept = memory.iter().find(|k| k.name == given);
+            if let Some(k) = kept
+                && k.text == text
+                && k.origin == origin
+            {
+                return given;
+            }
+            if kept.is_none() && self.file(&given).is_none() {
+                break;
+            }
+            given = format!("{name}-{n}");
+        }
         if memory.len() >= MEMORY_TRACES_MAX {
             memory.remove(0);
         }
-        memory.push((name.to_string(), text));
+        memory.push(Kept {
+            name: given.clone(),
+            text,
+            origin,
+        });
+        given
     }
 
-    /// Whether a trace of this name is in memory.
+    /// The name of the trace a hunt for `m` found, if it is in memory.
     #[must_use]
-    pub fn in_memory(&self, name: &str) -> bool {
+    pub fn hunted(&self, m: tally_core::Mutation) -> Option<String> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.iter().any(|(n, _)| n == name)
+        memory
+            .iter()
+            .find(|k| k.origin == Origin::Hunted(m))
+            .map(|k| k.name.clone())
+    }
+
+    /// Every trace known, sorted by name, with where it comes from.
+    #[must_use]
+    pub fn list(&self) -> Vec<(String, Source)> {
+        let mut out: Vec<(String, Source)> = self
+            .files
+            .keys()
+            .map(|n| (n.clone(), Source::File))
+            .collect();
+        if let Some(dir) = &self.dir
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            out.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .map(|p| (name_of(&p), Source::Dir))
+                    .take(1000),
+            );
+        }
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(
+            memory
+                .iter()
+                .map(|k| (k.name.clone(), Source::Memory(k.origin))),
+        );
+        drop(memory);
+        // A name is its first source's: files before memory.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|later, first| later.0 == first.0);
+        out
     }
 
     /// Every trace name known, sorted.
     #[must_use]
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.files.keys().cloned().collect();
-        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        names.extend(memory.iter().map(|(n, _)| n.clone()));
-        drop(memory);
-        if let Some(dir) = &self.dir {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                names.extend(
-                    entries
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                        .map(|p| name_of(&p))
-                        .take(1000),
-                );
-            }
-        }
-        names.sort();
-        names.dedup();
-        names
+        self.list().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// The file of trace `name`: a `--trace` file, else one of the
+    /// directory.
+    fn file(&self, name: &str) -> Option<PathBuf> {
+        self.files.get(name).cloned().or_else(|| {
+            self.dir
+                .as_ref()
+                .map(|d| d.join(format!("{name}.json")))
+                .filter(|p| p.is_file())
+        })
     }
 
     /// The text of trace `name`.
@@ -144,24 +247,17 @@ impl Store {
                 "{name:?} is not a trace name: use letters, digits, '-', '_' and '.'"
             )));
         }
-        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, text)) = memory.iter().find(|(n, _)| n == name) {
-            return Ok(Arc::clone(text));
+        if let Some(file) = self.file(name) {
+            return read_limited(&file).map(Arc::from);
         }
-        drop(memory);
-        let file = self.files.get(name).cloned().or_else(|| {
-            self.dir
-                .as_ref()
-                .map(|d| d.join(format!("{name}.json")))
-                .filter(|p| p.is_file())
-        });
-        let Some(file) = file else {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kept) = memory.iter().find(|k| k.name == name) else {
             return Err(Problem::not_found(
                 "unknown trace",
                 format!("no trace is named {name:?}; the known ones are listed at /traces"),
             ));
         };
-        read_limited(&file).map(Arc::from)
+        Ok(Arc::clone(&kept.text))
     }
 }
 
@@ -224,8 +320,55 @@ pub fn check(text: &str) -> Result<Checked, String> {
     Ok(Checked {
         steps: head.steps.len(),
         broken_at: head.broken_at,
+        analysis: analysis(&head.config, &replayed),
         config: head.config,
         json,
+    })
+}
+
+/// What L1's panel needs and the trace does not carry: the recovery bound
+/// `T` (`Config::recovery_bound_ticks`) and the deadline `calm_at + T`;
+/// and per replayed step whether it is calm (faults over) and converged
+/// (L1's goal), and each vacant slot with its relaunch backoff. Steps past
+/// the replayed prefix have no entry.
+#[must_use]
+pub fn analysis(cfg: &ModelConfig, replayed: &[(World, Option<Action>)]) -> Value {
+    let slot_name = |slot: tally_core::SlotId| {
+        let t = cfg
+            .core
+            .process_type(slot.process_type)
+            .map_or("?", |p| p.name.as_str());
+        format!("{t}.{}", u32::from(slot.index) + 1)
+    };
+    let steps: Vec<Value> = replayed
+        .iter()
+        .map(|(w, _)| {
+            let vacant: Vec<Value> = w
+                .manager
+                .vacant_slots()
+                .map(|slot| {
+                    let b = w.manager.backoff(slot);
+                    serde_json::json!({
+                        "slot": slot_name(slot),
+                        "attempts": b.attempts,
+                        "not_before": b.not_before.0,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "calm": w.is_calm(cfg),
+                "converged": properties::converged(cfg, w),
+                "vacant": vacant,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "recovery_bound_ticks": cfg.core.recovery_bound_ticks(),
+        "deadline": cfg.recovery_deadline(),
+        "calm_at": cfg.calm_at,
+        "horizon": cfg.horizon,
+        "boots_in_flight_max": cfg.core.boots_in_flight_max,
+        "steps": steps,
     })
 }
 

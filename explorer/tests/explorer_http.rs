@@ -299,16 +299,101 @@ fn a_missing_trace_dir_is_refused() {
     );
 }
 
-/// `/traces` says what each trace shows, not only its file name.
+/// `/traces` is a table: each trace's property, length, breaking step,
+/// configuration and the mutation it was found with, with what it does.
 #[test]
-fn the_trace_list_tells_each_traces_property_and_breaking_step() {
+fn the_trace_table_tells_each_traces_property_length_step_and_mutation() {
     let t = &fixture().trace;
     let (status, page) = get("/traces");
     assert_eq!(status, 200);
-    let want = format!(
-        "S1 singleton broken at step {} of {}, in hunt-timeout-frees-slot",
-        t["broken_at"].as_u64().unwrap(),
-        t["steps"].as_array().unwrap().len() - 1
+    let start = page
+        .find(&format!("<tr data-name=\"{NAME}\">"))
+        .unwrap_or_else(|| panic!("no row for {NAME} in {page}"));
+    let row = &page[start..start + page[start..].find("</tr>").unwrap()];
+    let broken = t["broken_at"].as_u64().unwrap();
+    for want in [
+        "<td class=\"property\">S1 singleton</td>".to_string(),
+        format!(
+            "<td class=\"length\">{}</td>",
+            t["steps"].as_array().unwrap().len()
+        ),
+        format!("href=\"/trace/{NAME}?step={broken}\">{broken}</a>"),
+        "href=\"/explorer/hunt-timeout-frees-slot/\"".to_string(),
+        "<code>timeout-frees-slot</code>: a boot timeout marks the instance stopped".to_string(),
+        "<td class=\"source\">file</td>".to_string(),
+    ] {
+        assert!(row.contains(&want), "{want} in {row}");
+    }
+    // Each trace links to its own configuration: no configuration chosen
+    // on the command line heads the page.
+    assert!(!page.contains("id=\"explorer-root\""), "{page}");
+}
+
+/// A trace opened from the browser under a file trace's name gets a name
+/// of its own: the file's name keeps showing the file.
+#[test]
+fn an_upload_never_replaces_a_file_trace() {
+    let mut other = fixture().trace.clone();
+    // The same trace cut at its breaking step: another trace, still valid.
+    let broken = usize::try_from(other["broken_at"].as_u64().unwrap()).unwrap();
+    let steps = other["steps"].as_array_mut().unwrap();
+    steps.truncate(broken + 1);
+    steps[broken]["action"] = serde_json::Value::Null;
+    steps[broken]["action_label"] = serde_json::Value::Null;
+    let (status, body) = call(
+        "POST",
+        &format!("/traces?name={NAME}"),
+        other.to_string().as_bytes(),
     );
-    assert!(page.contains(&want), "{want} in {page}");
+    assert_eq!(status, 303, "{body}");
+    assert!(
+        body.contains(&format!("/trace/{NAME}-2?step={broken}")),
+        "{body}"
+    );
+    let (_, json) = get(&format!("/trace/{NAME}.json"));
+    let served: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(served, fixture().trace, "the file's name shows the file");
+    let (_, json) = get(&format!("/trace/{NAME}-2.json"));
+    let served: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(served, other);
+}
+
+/// A hunt's trace is `hunted-<mutation>--<property>`, apart from any file
+/// of that name, and a second hunt opens the same one.
+#[test]
+fn a_hunted_trace_never_replaces_a_file_trace_and_keeps_its_name() {
+    let taken = "hunted-timeout-frees-slot--s2-no-phantom";
+    write_trace(taken, &fixture().trace.to_string());
+    let (status, first) = get("/hunt/timeout-frees-slot");
+    assert_eq!(status, 303, "{first}");
+    assert!(first.contains(&format!("/trace/{taken}-2")), "{first}");
+    let (_, again) = get("/hunt/timeout-frees-slot");
+    assert_eq!(first, again, "a second hunt opens the first one's trace");
+    let (_, json) = get(&format!("/trace/{taken}.json"));
+    let served: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(served, fixture().trace, "the file's name shows the file");
+    let (_, json) = get(&format!("/trace/{taken}-2.json"));
+    let hunted: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(hunted["property"], "S2 no phantom");
+    let (_, page) = get("/traces");
+    assert!(
+        page.contains(&format!("<tr data-name=\"{taken}-2\">")) && page.contains("hunted here"),
+        "{page}"
+    );
+}
+
+/// With only a trace directory, the server starts (each trace is served
+/// with its own configuration).
+#[test]
+fn a_trace_directory_alone_is_enough() {
+    let explorer = Explorer::bind(
+        ("127.0.0.1", 0),
+        ExploreOptions {
+            config: None,
+            traces: Vec::new(),
+            trace_dir: Some(fixture().dir.clone()),
+        },
+    )
+    .unwrap();
+    assert!(explorer.explorer_url().ends_with("/traces"));
 }
