@@ -267,19 +267,44 @@ fn render_ps(ps: &Ps) -> String {
             "=== {} ({kind}): {} desired, {} up, max {}",
             t.name, t.desired, t.up, t.max
         );
-        for i in ps
-            .instances
-            .iter()
-            .filter(|i| i.dyno.split('.').next() == Some(t.name.as_str()))
-        {
+        let of_type = |dyno: &str| dyno.rsplit_once('.').map(|(ty, _)| ty) == Some(t.name.as_str());
+        for i in ps.instances.iter().filter(|i| of_type(&i.dyno)) {
             let state = match i.phase_ms {
                 Some(ms) => format!("{} {}", i.phase, age(ms)),
                 None => i.phase.clone(),
             };
+            let port = i.port.map_or_else(|| "-".to_owned(), |p| format!(":{p}"));
+            let pid = i.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
             let _ = writeln!(
                 s,
-                "{:<12} g{:<5} host{:<4} {:<22} {}",
-                i.dyno, i.generation, i.host, state, i.command
+                "{:<12} g{:<5} host{:<4} {:<20} {:<7} {:<8} {}",
+                i.dyno, i.generation, i.host, state, port, pid, i.command
+            );
+            // The slot's latest failure, if it was an earlier generation's.
+            if let Some(e) = ps
+                .exits
+                .iter()
+                .find(|e| e.dyno == i.dyno && e.generation < i.generation)
+            {
+                let _ = writeln!(s, "{:<12} ^ g{} {}", "", e.generation, exit_words(e));
+            }
+        }
+        // Slots of the formation with no instance now: why.
+        for e in ps.exits.iter().filter(|e| {
+            of_type(&e.dyno)
+                && !ps.instances.iter().any(|i| i.dyno == e.dyno)
+                && e.dyno
+                    .rsplit_once('.')
+                    .and_then(|(_, n)| n.parse::<u16>().ok())
+                    .is_some_and(|n| n <= t.desired)
+        }) {
+            let _ = writeln!(
+                s,
+                "{:<12} g{:<5} host{:<4} {}",
+                e.dyno,
+                e.generation,
+                e.host,
+                exit_words(e)
             );
         }
         let _ = writeln!(s);
@@ -465,6 +490,15 @@ pub(crate) fn log_line(l: &tally_manager::logs::Line, colour: bool) -> String {
     } else {
         format!("{time} {:<10}| {}", l.dyno, l.text)
     }
+}
+
+/// A slot's failure as `heroku ps` says it: `crashed 12s ago on host1 (exit 137)`.
+fn exit_words(e: &tally_manager::api::PsExit) -> String {
+    let status = e
+        .status
+        .as_deref()
+        .map_or_else(String::new, |w| format!(" ({w})"));
+    format!("{} {} ago on host{}{status}", e.what, age(e.ago_ms), e.host)
 }
 
 /// A duration as people read one: `4s`, `3m12s`, `2h5m`, `3d4h`.

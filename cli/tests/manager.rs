@@ -855,6 +855,17 @@ fn one_dyno_is_restarted_or_stopped_by_name_and_no_other() {
         "an age such as `3s`: {line}"
     );
     assert!(line.ends_with("sleep 100000"), "{line}");
+    // Its port and pid, as its agent reports them: the pid is the dyno's.
+    assert!(
+        words[5].starts_with(':') && words[5][1..].parse::<u16>().is_ok(),
+        "a port such as `:41234`: {line}"
+    );
+    let pid: u32 = words[6].parse().unwrap_or_else(|_| panic!("a pid: {line}"));
+    assert!(
+        comm(pid).starts_with("sleep"),
+        "{line}: pid {pid} is {}",
+        comm(pid)
+    );
     let out = c.tally(&["stop", "web.1"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -865,6 +876,26 @@ fn one_dyno_is_restarted_or_stopped_by_name_and_no_other() {
         converged(ps) && generation(ps, "web.1") > generation(&after, "web.1")
     });
     assert_eq!(generation(&stopped, "web.2"), generation(&after, "web.2"));
+    // Killed from outside (`kill -9`): `ps` says it crashed, how, and when,
+    // under the generation that replaces it; the lifecycle line says so too.
+    signal_pids(&[pid], "KILL");
+    c.wait_for("web.2 relaunched", 30, |ps| {
+        converged(ps) && generation(ps, "web.2") > generation(&after, "web.2")
+    });
+    let text = String::from_utf8_lossy(&c.tally(&["ps"]).stdout).into_owned();
+    let crashed = format!("^ g{} crashed ", generation(&after, "web.2"));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&crashed))
+        .unwrap_or_else(|| panic!("no `{crashed}` line in:\n{text}"));
+    assert!(
+        line.contains(" ago on host") && line.ends_with("(signal 9 (SIGKILL))"),
+        "{line}"
+    );
+    assert!(
+        text.contains("crashed (signal 9 (SIGKILL))"),
+        "the lifecycle line says how it ended:\n{text}"
+    );
     for (args, says) in [
         (
             &["restart", "web.5"][..],

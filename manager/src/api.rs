@@ -48,6 +48,30 @@ pub struct PsInstance {
     /// The Procfile command.
     #[serde(default)]
     pub command: String,
+    /// The dyno's process id, as its agent last reported it.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The port given to it in `$PORT`, as its agent last reported it.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// A slot's latest crash or failed boot, in `ps` (`crashed 12s ago (exit 137)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsExit {
+    /// `web.2`.
+    pub dyno: String,
+    /// The generation that exited.
+    pub generation: u32,
+    /// Where it ran.
+    pub host: u16,
+    /// `crashed` or `failed to boot`.
+    pub what: String,
+    /// The exit in the operating system's words (`exit 137`, `signal 9
+    /// (SIGKILL)`), when its agent reported them.
+    pub status: Option<String>,
+    /// Milliseconds since the manager heard of it.
+    pub ago_ms: u64,
 }
 
 /// One process type in `ps`.
@@ -161,6 +185,9 @@ pub struct Ps {
     pub slots: BTreeMap<String, SlotHistory>,
     /// Latest lifecycle lines.
     pub recent: Vec<String>,
+    /// Each slot's latest crash or failed boot.
+    #[serde(default)]
+    pub exits: Vec<PsExit>,
     /// The leader and the standbys, for a highly available deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managers: Option<PsManagers>,
@@ -174,6 +201,7 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
     let core = &m.manager;
     let mut instances = Vec::new();
     let mut up = vec![0u16; d.types.len()];
+    let processes = m.processes.lock().ok();
     for (id, di, live) in core.ledger() {
         let phase = tally_core::manager::phase_of(di, live);
         if phase == Phase::Up {
@@ -181,6 +209,7 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
                 *n = n.saturating_add(1);
             }
         }
+        let process = processes.as_ref().and_then(|t| t.process(di.host, id));
         instances.push(PsInstance {
             dyno: d.slot_name(id.slot),
             generation: id.generation.0,
@@ -188,7 +217,12 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
             phase: match phase {
                 Phase::Launching => "launching".into(),
                 Phase::Up => "up".into(),
-                Phase::Stopping(r) => format!("stopping ({r:?})"),
+                Phase::Stopping(tally_core::StopReason::BootTimedOut) => {
+                    "stopping (boot timed out)".into()
+                }
+                Phase::Stopping(tally_core::StopReason::UserRequested) => {
+                    "stopping (asked to)".into()
+                }
                 Phase::Unknown => "unknown".into(),
                 Phase::Stopped => "stopped".into(),
             },
@@ -202,8 +236,30 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
                 .get(usize::from(id.slot.process_type.0))
                 .map(|t| t.command.clone())
                 .unwrap_or_default(),
+            pid: process.and_then(|(pid, _)| pid),
+            port: process.map(|(_, port)| port),
         });
     }
+    let exits = m
+        .stats
+        .slots
+        .iter()
+        .filter_map(|(dyno, h)| {
+            let e = h.last_exit.as_ref().filter(|e| e.failed)?;
+            let status = processes
+                .as_ref()
+                .and_then(|t| t.exit_words(HostId(e.host), e.instance?).map(str::to_owned));
+            Some(PsExit {
+                dyno: dyno.clone(),
+                generation: e.generation,
+                host: e.host,
+                what: e.what.clone(),
+                status,
+                ago_ms: now.0.saturating_sub(e.at).saturating_mul(d.tick_ms),
+            })
+        })
+        .collect();
+    drop(processes);
     let types = cfg
         .process_types
         .iter()
@@ -269,6 +325,7 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
         lockdown_refusals: m.stats.lockdown_refusals,
         slots: m.stats.slots.clone(),
         recent: m.stats.recent.iter().cloned().collect(),
+        exits,
         managers: m
             .managers
             .as_ref()

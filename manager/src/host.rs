@@ -7,7 +7,7 @@
 
 use crate::clock::boottime_ns;
 use crate::settings::{Deployment, Readiness};
-use crate::wire::{Frame, LINK_VERSION, read_frame, write_frame};
+use crate::wire::{DynoExit, DynoFacts, DynoProcess, Frame, LINK_VERSION, read_frame, write_frame};
 use nix::fcntl::{FcntlArg, FdFlag, Flock, FlockArg, fcntl};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -79,7 +79,10 @@ enum Event {
     Refused(String),
     Reply(tally_core::ManagerReply),
     Booted(InstanceId),
-    Exited(InstanceId),
+    /// The fence said the dyno's process id.
+    Pid,
+    /// The dyno is gone; the fence's `exited` word, if it said one.
+    Exited(InstanceId, Option<String>),
 }
 
 type Link = Arc<Mutex<Option<TcpStream>>>;
@@ -96,6 +99,8 @@ struct Dyno {
     pgid: Arc<AtomicI32>,
     /// Whether the agent has had to kill the group itself.
     backstopped: bool,
+    /// The port given in `$PORT`.
+    port: u16,
 }
 
 /// How long past a lease end plus the grace the agent waits for its fence's
@@ -276,6 +281,8 @@ pub fn run(opts: &HostOptions, stop: &Arc<AtomicBool>) -> Result<(), HostError> 
         deployment: None,
         agent: None,
         dynos: BTreeMap::new(),
+        exits: std::collections::VecDeque::new(),
+        facts_unsent: false,
         tx,
         link,
         incarnation,
@@ -292,6 +299,10 @@ struct Shell {
     deployment: Option<Arc<Deployment>>,
     agent: Option<Agent>,
     dynos: BTreeMap<InstanceId, Dyno>,
+    /// The latest exits, with their words and when they were seen.
+    exits: std::collections::VecDeque<(InstanceId, String, std::time::Instant)>,
+    /// Whether the manager lacks the latest [`DynoFacts`].
+    facts_unsent: bool,
     tx: Sender<Event>,
     link: Link,
     incarnation: Incarnation,
@@ -314,6 +325,8 @@ impl Shell {
             let wait = Duration::from_millis(self.tick_ms.max(1));
             let input = match rx.recv_timeout(wait) {
                 Ok(Event::Welcome(d)) => {
+                    // A new link: the manager there knows nothing yet.
+                    self.facts_unsent = true;
                     match &self.deployment {
                         Some(known) if **known != *d => return Err(HostError::DeploymentChanged),
                         Some(_) => {}
@@ -329,8 +342,26 @@ impl Shell {
                 Ok(Event::Refused(why)) => return Err(HostError::Refused(why)),
                 Ok(Event::Reply(r)) => AgentInput::ReplyReceived(r),
                 Ok(Event::Booted(instance)) => AgentInput::ProcessBooted { instance },
-                Ok(Event::Exited(instance)) => {
+                Ok(Event::Pid) => {
+                    self.facts_unsent = true;
+                    self.send_facts();
+                    continue;
+                }
+                Ok(Event::Exited(instance, said)) => {
                     self.dynos.remove(&instance);
+                    let words = said.as_deref().map_or_else(
+                        || "its fence died without a word".to_owned(),
+                        crate::wire::exit_status_words,
+                    );
+                    if self.exits.len() >= crate::wire::EXITS_KEPT {
+                        self.exits.pop_front();
+                    }
+                    self.exits
+                        .push_back((instance, words, std::time::Instant::now()));
+                    // Before the core's report of the exit, so the manager
+                    // has the words when it logs the exit.
+                    self.facts_unsent = true;
+                    self.send_facts();
                     AgentInput::ProcessExited { instance }
                 }
                 Err(RecvTimeoutError::Timeout) => AgentInput::Tick,
@@ -347,8 +378,57 @@ impl Shell {
             }
             self.sync_leases();
             self.backstop();
+            if self.facts_unsent {
+                self.send_facts();
+            }
         }
         Ok(())
+    }
+
+    /// Sends the dynos' processes and latest exits, if a link is up; kept
+    /// for the next try otherwise.
+    fn send_facts(&mut self) {
+        let facts = DynoFacts {
+            running: self
+                .dynos
+                .iter()
+                .map(|(instance, d)| DynoProcess {
+                    instance: *instance,
+                    pid: u32::try_from(d.pgid.load(Ordering::SeqCst))
+                        .ok()
+                        .filter(|p| *p > 0),
+                    port: d.port,
+                })
+                .collect(),
+            exits: self
+                .exits
+                .iter()
+                .map(|(instance, status, at)| DynoExit {
+                    instance: *instance,
+                    status: status.clone(),
+                    ago_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                })
+                .collect(),
+        };
+        if self.write(&Frame::Dynos(facts)) {
+            self.facts_unsent = false;
+        }
+    }
+
+    /// Writes a frame on the link; false if there is none or it failed (lost
+    /// with the connection: the protocol allows it).
+    fn write(&self, frame: &Frame) -> bool {
+        let Ok(mut guard) = self.link.lock() else {
+            return false;
+        };
+        let Some(stream) = guard.as_mut() else {
+            return false;
+        };
+        if write_frame(stream, frame).is_ok() {
+            return true;
+        }
+        *guard = None;
+        false
     }
 
     fn carry_out(&mut self, d: &Deployment, effect: AgentEffect) {
@@ -363,7 +443,9 @@ impl Shell {
                 );
                 if let Err(e) = self.start(d, instance) {
                     tracing::warn!(host, slot = %d.slot_name(instance.slot), generation = instance.generation.0, "cannot start: {e}");
-                    let _ = self.tx.send(Event::Exited(instance));
+                    let _ = self
+                        .tx
+                        .send(Event::Exited(instance, Some("spawn-failed".into())));
                 }
             }
             AgentEffect::KillProcess { instance } => {
@@ -379,15 +461,7 @@ impl Shell {
                 }
             }
             AgentEffect::Send(report) => {
-                let frame = Frame::Core(Message::Report(report));
-                if let Ok(mut guard) = self.link.lock() {
-                    if let Some(stream) = guard.as_mut() {
-                        if write_frame(stream, &frame).is_err() {
-                            // Lost with the connection: the protocol allows it.
-                            *guard = None;
-                        }
-                    }
-                }
+                self.write(&Frame::Core(Message::Report(report)));
             }
             AgentEffect::Note(note) => match note {
                 AgentNote::SelfFenced { instance } => tracing::warn!(
@@ -528,7 +602,7 @@ impl Shell {
         std::thread::Builder::new()
             .name(format!("dyno-{dyno_name}"))
             .spawn(move || {
-                let (mut pgid, mut exited) = (None, false);
+                let (mut pgid, mut exited) = (None, None);
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if line == "ready" {
@@ -536,20 +610,21 @@ impl Shell {
                     } else if let Some(p) = line.strip_prefix("pid ") {
                         pgid = p.trim().parse::<i32>().ok();
                         pgid_shared.store(pgid.unwrap_or(0), Ordering::SeqCst);
-                    } else if line.starts_with("exited") {
-                        exited = true;
+                        let _ = tx.send(Event::Pid);
+                    } else if let Some(why) = line.strip_prefix("exited") {
+                        exited = Some(why.trim().to_owned());
                     }
                 }
                 let _ = child.wait();
                 // Only the fence's word proves the dyno gone; a fence that
                 // died without it may have left the dyno running.
-                if !exited {
+                if exited.is_none() {
                     if let Some(pgid) = pgid {
                         tracing::warn!(%dyno_name_owned, pgid, "fence died; killing its dyno's group");
                         crate::fence::kill_orphaned_group(pgid);
                     }
                 }
-                let _ = tx.send(Event::Exited(instance));
+                let _ = tx.send(Event::Exited(instance, exited));
             })?;
         self.dynos.insert(
             instance,
@@ -560,6 +635,7 @@ impl Shell {
                 grace_ns: grace_ms.saturating_mul(1_000_000),
                 pgid: pgid_seen,
                 backstopped: false,
+                port,
             },
         );
         Ok(())

@@ -30,6 +30,95 @@ pub struct SlotHistory {
     pub retries_refused: u64,
     /// The last thing that happened to it.
     pub last: String,
+    /// Its latest exit that its agent reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<SlotExit>,
+}
+
+/// A slot's latest exit, as its agent's report told the core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotExit {
+    /// The generation that exited.
+    pub generation: u32,
+    /// Where it ran.
+    pub host: u16,
+    /// The core's reading: `crashed`, `failed to boot`, `was stopped`,
+    /// `never started`.
+    pub what: String,
+    /// Whether it counts against the slot (a crash or a failed boot), as
+    /// opposed to a stop tally asked for.
+    pub failed: bool,
+    /// The manager tick at which the report came.
+    pub at: u64,
+    /// The instance (for its exit words in [`ProcessTable`]).
+    #[serde(skip)]
+    pub instance: Option<tally_core::InstanceId>,
+}
+
+/// The dynos' processes as their agents last reported them (`Frame::Dynos`):
+/// pids, ports and exit words, for `tally ps` alone. Shared by the link
+/// threads that fill it and the machine that reads it; nothing decides on it.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    running: BTreeMap<tally_core::HostId, Vec<crate::wire::DynoProcess>>,
+    exits: BTreeMap<tally_core::HostId, Vec<(tally_core::InstanceId, String, std::time::Instant)>>,
+}
+
+impl ProcessTable {
+    /// Takes a host's report whole; an exit seen before keeps the time it
+    /// was first seen.
+    pub fn record(&mut self, host: tally_core::HostId, facts: crate::wire::DynoFacts) {
+        let now = std::time::Instant::now();
+        let old = self.exits.remove(&host).unwrap_or_default();
+        let exits = facts
+            .exits
+            .into_iter()
+            .take(crate::wire::EXITS_KEPT)
+            .map(|e| {
+                let at = old.iter().find(|(i, _, _)| *i == e.instance).map_or_else(
+                    || {
+                        now.checked_sub(std::time::Duration::from_millis(e.ago_ms))
+                            .unwrap_or(now)
+                    },
+                    |(_, _, at)| *at,
+                );
+                (e.instance, e.status, at)
+            })
+            .collect();
+        self.exits.insert(host, exits);
+        let mut running = facts.running;
+        running.truncate(usize::from(u16::MAX));
+        self.running.insert(host, running);
+    }
+
+    /// A running instance's pid (once known) and port.
+    #[must_use]
+    pub fn process(
+        &self,
+        host: tally_core::HostId,
+        instance: tally_core::InstanceId,
+    ) -> Option<(Option<u32>, u16)> {
+        self.running
+            .get(&host)?
+            .iter()
+            .find(|p| p.instance == instance)
+            .map(|p| (p.pid, p.port))
+    }
+
+    /// An exited instance's words (`exit 137`).
+    #[must_use]
+    pub fn exit_words(
+        &self,
+        host: tally_core::HostId,
+        instance: tally_core::InstanceId,
+    ) -> Option<&str> {
+        self.exits
+            .get(&host)?
+            .iter()
+            .rev()
+            .find(|(i, _, _)| *i == instance)
+            .map(|(_, w, _)| w.as_str())
+    }
 }
 
 /// Counters since this manager process started (the journal's own counts,
@@ -76,6 +165,9 @@ pub struct ManagerMachine {
     /// standbys), kept fresh from the store by the manager's registration
     /// thread; `None` for a manager alone on its data dir.
     pub managers: Option<Arc<std::sync::Mutex<crate::api::PsManagers>>>,
+    /// The dynos' processes as the agents report them (shared with the
+    /// link threads).
+    pub processes: Arc<std::sync::Mutex<ProcessTable>>,
     /// Whether the last input was dropped for want of leadership (the
     /// first of a run is logged, not the rest).
     dropping: bool,
@@ -85,6 +177,16 @@ pub struct ManagerMachine {
     /// the core's `Note::InstanceStopped` names them: the step's log lines
     /// are written after the step, when the ledger no longer places them.
     gone: Vec<(tally_core::InstanceId, tally_core::HostId)>,
+}
+
+/// The core's exit outcome in the words `ps` and the log use.
+fn exit_outcome_words(outcome: ExitOutcome) -> &'static str {
+    match outcome {
+        ExitOutcome::BootFailed => "failed to boot",
+        ExitOutcome::Crashed => "crashed",
+        ExitOutcome::Killed => "was stopped",
+        ExitOutcome::NeverStarted => "never started",
+    }
 }
 
 impl ManagerMachine {
@@ -103,6 +205,7 @@ impl ManagerMachine {
             counters,
             stats: Stats::default(),
             managers: None,
+            processes: Arc::default(),
             dropping: false,
             pending: Vec::new(),
             gone: Vec::new(),
@@ -138,17 +241,20 @@ impl ManagerMachine {
         if let ManagerInput::ReportReceived(report) = input {
             for e in &report.exited {
                 let h = self.slot(e.instance.slot);
+                h.last_exit = Some(SlotExit {
+                    generation: e.instance.generation.0,
+                    host: report.host.0,
+                    what: exit_outcome_words(e.outcome).into(),
+                    failed: matches!(e.outcome, ExitOutcome::BootFailed | ExitOutcome::Crashed),
+                    at: now.0,
+                    instance: Some(e.instance),
+                });
                 match e.outcome {
                     ExitOutcome::BootFailed => h.boot_failures += 1,
                     ExitOutcome::Crashed => h.crashes += 1,
                     ExitOutcome::Killed | ExitOutcome::NeverStarted => {}
                 }
-                let what = match e.outcome {
-                    ExitOutcome::BootFailed => "failed to boot",
-                    ExitOutcome::Crashed => "crashed",
-                    ExitOutcome::Killed => "was killed",
-                    ExitOutcome::NeverStarted => "never started",
-                };
+                let what = exit_outcome_words(e.outcome);
                 h.last = format!("{} {what}", d.instance_name(e.instance));
             }
         }
@@ -206,7 +312,25 @@ impl ManagerMachine {
             }
             JournalRecord::InstanceStopped { instance } => {
                 self.stats.since.remove(instance);
-                let line = self.lifecycle("stopped", *instance);
+                let mut line = self.lifecycle("stopped", *instance);
+                // How it ended, when its agent said (`crashed (exit 137)`).
+                let slot = d.slot_name(instance.slot);
+                if let Some(exit) = self
+                    .stats
+                    .slots
+                    .get(&slot)
+                    .and_then(|h| h.last_exit.as_ref())
+                    .filter(|e| e.generation == instance.generation.0 && e.at == now.0)
+                {
+                    let words = self.processes.lock().ok().and_then(|t| {
+                        t.exit_words(tally_core::HostId(exit.host), *instance)
+                            .map(str::to_owned)
+                    });
+                    line = match words {
+                        Some(w) => format!("{line} {} ({w})", exit.what),
+                        None => format!("{line} {}", exit.what),
+                    };
+                }
                 self.log(now, line);
             }
             JournalRecord::BreakerSet { app, breaker } => {

@@ -952,10 +952,18 @@ fn serve_agent(stream: TcpStream, slot: PendingSlot, conn: u64) {
     let welcome = Frame::Welcome {
         deployment: link.deployment.clone(),
     };
+    let processes = link.core.read(|m, _| Arc::clone(&m.processes)).ok();
     if write_frame(&mut writer, &welcome).is_ok() {
         while let Ok(frame) = read_frame(&mut reader) {
-            let Frame::Core(Message::Report(report)) = frame else {
-                continue;
+            let report = match frame {
+                Frame::Core(Message::Report(report)) => report,
+                Frame::Dynos(facts) => {
+                    if let Some(Ok(mut table)) = processes.as_ref().map(|p| p.lock()) {
+                        table.record(host, facts);
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             if report.host != host || report.incarnation != incarnation {
                 tracing::warn!(

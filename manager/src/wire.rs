@@ -8,7 +8,7 @@
 use crate::settings::Deployment;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use tally_core::{HostId, Incarnation, Message};
+use tally_core::{HostId, Incarnation, InstanceId, Message};
 use thiserror::Error;
 
 /// The largest frame accepted (a report of a full host is far smaller).
@@ -18,8 +18,12 @@ pub const FRAME_MAX: u32 = 16 << 20;
 /// an unauthenticated peer cannot make the manager hold a large buffer.
 pub const HELLO_BYTES_MAX: u32 = 4 << 10;
 
-/// Link protocol version (2: the hello names the agent's machine).
-pub const LINK_VERSION: u16 = 2;
+/// Link protocol version (2: the hello names the agent's machine; 3: the
+/// agent reports its dynos' processes in `Dynos`).
+pub const LINK_VERSION: u16 = 3;
+
+/// The most exits a `Dynos` frame repeats (the host's latest).
+pub const EXITS_KEPT: usize = 32;
 
 /// One frame.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +71,64 @@ pub enum Frame {
     },
     /// A core message.
     Core(Message),
+    /// Agent to manager: its dynos' processes as the operating system sees
+    /// them, for `tally ps` only. Nothing the core decides depends on it:
+    /// the core's reports alone say what runs and what exited.
+    Dynos(DynoFacts),
+}
+
+/// What an agent knows of its dynos' processes beyond the core's report:
+/// sent whole after any change and after each (re)connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoFacts {
+    /// The dynos running on the host.
+    pub running: Vec<DynoProcess>,
+    /// The host's latest exits, newest last (at most [`EXITS_KEPT`]).
+    pub exits: Vec<DynoExit>,
+}
+
+/// One running dyno's process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoProcess {
+    /// The instance.
+    pub instance: InstanceId,
+    /// The dyno's process id (its group's leader), once its fence said it.
+    pub pid: Option<u32>,
+    /// The port given to it in `$PORT`.
+    pub port: u16,
+}
+
+/// One dyno's exit, as its fence saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoExit {
+    /// The instance.
+    pub instance: InstanceId,
+    /// In words: `exit 137`, `signal 9 (SIGKILL)`, `stopped by tally`.
+    pub status: String,
+    /// Milliseconds since it exited, when the frame was sent.
+    pub ago_ms: u64,
+}
+
+/// Puts a fence's `exited STATUS` word into the words `ps` shows.
+#[must_use]
+pub fn exit_status_words(fence_said: &str) -> String {
+    let s = fence_said.trim();
+    if let Some(code) = s.strip_prefix("exit status: ") {
+        return format!("exit {code}");
+    }
+    if let Some(sig) = s.strip_prefix("signal: ") {
+        return format!("signal {sig}");
+    }
+    match s {
+        "stopped" => "stopped by tally".into(),
+        "fenced" => "killed by its fence: lease ran out".into(),
+        "never-started" => "never started".into(),
+        "empty-command" => "not started: empty command".into(),
+        "spawn-failed" => "not started: the command could not be run".into(),
+        "fence-failed" => "its fence failed".into(),
+        "" | "unknown" => "exit status unknown".into(),
+        other => other.into(),
+    }
 }
 
 /// A link failure.
@@ -128,4 +190,20 @@ pub fn read_frame_limited(r: &mut impl Read, max: u32) -> Result<Frame, WireErro
         return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
     }
     Ok(serde_json::from_slice(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status_words;
+
+    #[test]
+    fn a_fences_exit_words_read_as_heroku_says_them() {
+        assert_eq!(exit_status_words("exit status: 137"), "exit 137");
+        assert_eq!(
+            exit_status_words("signal: 9 (SIGKILL)"),
+            "signal 9 (SIGKILL)"
+        );
+        assert_eq!(exit_status_words("stopped"), "stopped by tally");
+        assert_eq!(exit_status_words("unknown"), "exit status unknown");
+    }
 }
