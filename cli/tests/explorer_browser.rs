@@ -219,6 +219,119 @@ async fn the_timeline_shows_the_double_clock_and_links_to_stateright() {
         );
     }
 
+    // The S1 panel: one card per process, each saying who launched it
+    // (step, host, generation) and what the ledger believed at the step.
+    let cards = client
+        .execute(
+            "const why = document.getElementById('why');
+             return { property: why && why.dataset.property,
+                      cards: [...document.querySelectorAll('#why .why-card')].map(c =>
+                        ({ instance: c.dataset.instance, host: c.dataset.host, text: c.textContent })) };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cards["property"], "S1 singleton", "{cards}");
+    let cards = cards["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 2, "a card per process: {cards:?}");
+    for (instance, host) in &at_broken {
+        let card = cards
+            .iter()
+            .find(|c| c["instance"] == instance.as_str() && c["host"] == host.as_str())
+            .unwrap_or_else(|| panic!("no card for {instance} on host {host}: {cards:?}"));
+        let said = card["text"].as_str().unwrap();
+        let generation = instance.rsplit("@g").next().unwrap();
+        assert!(
+            said.contains("Launched by the manager at step")
+                && said.contains(&format!("as generation {generation} on host"))
+                && said.contains(&format!("Started on host {host} at step"))
+                && said.contains("The ledger at step"),
+            "{said}"
+        );
+    }
+    // The ledger dropped one of them while it ran on (the 2012 bug).
+    assert!(
+        cards.iter().any(|c| {
+            let t = c["text"].as_str().unwrap();
+            t.contains("does not hold it") && t.contains("boot timed out")
+        }),
+        "{cards:?}"
+    );
+
+    // "Broken here" names the banner's property only; S2, broken earlier,
+    // is listed apart with its own step.
+    let lines = client
+        .execute(
+            "const t = (id) => { const e = document.getElementById(id); return e && e.textContent; };
+             return { here: t('broken-here'), also: t('also-false') };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lines["here"], "Broken here: S1 singleton",
+        "only the banner's property: {lines}"
+    );
+    assert!(
+        lines["also"]
+            .as_str()
+            .is_some_and(|t| t.contains("S2 no phantom (since step")),
+        "{lines}"
+    );
+
+    // What the step changed is marked: the process it started is a new row
+    // of the ground truth.
+    let marks = client
+        .execute(
+            "return { changed: [...document.querySelectorAll('#detail .var[data-changed=true]')].map(v => v.id),
+                      added: [...document.querySelectorAll('#truth tr.added')].map(r => r.dataset.key),
+                      line: document.getElementById('changed').textContent };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        marks["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "truth"),
+        "{marks}"
+    );
+    let added = marks["added"].as_array().unwrap();
+    assert!(
+        added.len() == 1
+            && at_broken
+                .iter()
+                .any(|(i, h)| added[0] == format!("{i}/{h}").as_str()),
+        "the process started at step {broken} is marked new: {marks}"
+    );
+    assert!(
+        marks["line"].as_str().unwrap().contains("Ground truth"),
+        "{marks}"
+    );
+
+    // Action labels stay clear of the step numbers and times above them,
+    // and inside the picture on the right.
+    let labels = client
+        .execute(
+            "const svg = document.getElementById('timeline').getBoundingClientRect();
+             const header = Math.max(...[...document.querySelectorAll('text.step-time, text.explorer-glyph, text.step-number')]
+               .map(t => t.getBoundingClientRect().bottom));
+             return [...document.querySelectorAll('text.action-label')].map(t => {
+               const r = t.getBoundingClientRect();
+               return { text: t.textContent, top: r.top, right: r.right, header, svgRight: svg.right };
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    for l in labels.as_array().unwrap() {
+        let f = |k: &str| l[k].as_f64().unwrap();
+        assert!(f("top") >= f("header"), "a label over the header: {l}");
+        assert!(f("right") <= f("svgRight"), "a label clipped: {l}");
+    }
+
     // The URL names the step, to paste in a ticket.
     let here = client.current_url().await.unwrap();
     assert!(
@@ -385,11 +498,14 @@ async fn two_processes_of_one_instance_are_two_rows() {
 
 /// A headless Chromium session through a fresh chromedriver, with the page
 /// at `url` rendered.
-async fn open(
-    url: &str,
-    name: &str,
-    (width, height): (u32, u32),
-) -> (fantoccini::Client, Group, PathBuf) {
+async fn open(url: &str, name: &str, size: (u32, u32)) -> (fantoccini::Client, Group, PathBuf) {
+    let (client, driver, profile) = session(name, size).await;
+    rendered(&client, url).await;
+    (client, driver, profile)
+}
+
+/// A headless Chromium session through a fresh chromedriver.
+async fn session(name: &str, (width, height): (u32, u32)) -> (fantoccini::Client, Group, PathBuf) {
     let (driver, port) = chromedriver();
     let profile = workspace()
         .join("target")
@@ -413,7 +529,23 @@ async fn open(
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("chromedriver session");
-    rendered(&client, url).await;
+    (client, driver, profile)
+}
+
+/// A headless Chromium session at `url`, a page that is not a timeline.
+async fn open_page(
+    url: &str,
+    name: &str,
+    size: (u32, u32),
+) -> (fantoccini::Client, Group, PathBuf) {
+    let (client, driver, profile) = session(name, size).await;
+    client.goto(url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("main.index"))
+        .await
+        .expect("the page renders");
     (client, driver, profile)
 }
 
@@ -547,6 +679,265 @@ async fn a_failover_trace_shows_each_manager_process_and_the_store() {
     );
     let png = client.screenshot().await.unwrap();
     std::fs::write(target.join("explorer-ha.png"), png).unwrap();
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// `tally explore --trace-dir DIR --port 0`, and the URL it prints.
+fn explore_dir(dir: &Path) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["explore", "--port", "0", "--trace-dir"])
+        .arg(dir)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    });
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_l1_trace_opens_at_its_breaking_column_and_says_why() {
+    let target = workspace().join("target");
+    let trace_file = hunted("host-wide-renewal", "l1-convergence");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_file).unwrap()).unwrap();
+    let broken = trace["broken_at"].as_u64().unwrap();
+    let cfg: tally_model::ModelConfig = serde_json::from_value(trace["config"].clone()).unwrap();
+    let (_tally, url) = explore(&trace_file);
+    let (client, _driver, profile) = open(&url, "l1", (1000, 1300)).await;
+
+    // Wider than the window, opened with the breaking column in view.
+    let view = client
+        .execute(
+            "const sc = document.getElementById('timeline-scroll');
+             const box = sc.getBoundingClientRect();
+             const col = document.getElementById('violation-column').getBoundingClientRect();
+             return { overflow: sc.scrollWidth > sc.clientWidth, boxLeft: box.left,
+                      boxRight: box.left + sc.clientWidth, colLeft: col.left, colRight: col.right };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let f = |k: &str| view[k].as_f64().unwrap();
+    assert_eq!(view["overflow"], true, "{view}");
+    assert!(
+        f("colLeft") >= f("boxLeft") && f("colRight") <= f("boxRight"),
+        "the breaking column is in view: {view}"
+    );
+
+    // The L1 panel: the calm point, T from the configuration, and the
+    // state where progress stops, slot by slot, with what gates a launch.
+    let why = client
+        .execute(
+            "const why = document.getElementById('why');
+             const slot = document.querySelector('#why-slots tr[data-slot=\"clock.1\"]');
+             return { property: why.dataset.property, text: why.textContent,
+                      slot: slot && [...slot.children].map(c => c.textContent),
+                      gates: [...document.querySelectorAll('#why-gates tr')].map(r => r.textContent) };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(why["property"], "L1 convergence", "{why}");
+    let text = why["text"].as_str().unwrap();
+    let t = cfg.core.recovery_bound_ticks();
+    for want in [
+        "Calm point: step".to_string(),
+        format!("T = {t} ticks"),
+        format!("up by t{}", cfg.recovery_deadline()),
+        format!("to step {broken}"),
+        "Progress stops".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} in {text}");
+    }
+    let slot: Vec<&str> = why["slot"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no row for clock.1: {why}"))
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(slot[1], "nothing runs", "{slot:?}");
+    assert!(
+        slot[3] == "held by the ledger" && slot[4].contains("clock.1@g1"),
+        "the ledger's stale entry holds the slot: {slot:?}"
+    );
+    let gates = why["gates"].to_string();
+    assert!(
+        gates.contains("breaker of shop")
+            && gates.contains("budget of shop")
+            && gates.contains("backoff"),
+        "{gates}"
+    );
+    assert!(!text.contains('{'), "JSON in the panel: {text}");
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-l1.png"), png).unwrap();
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_trace_table_and_hunted_names_that_keep_their_meaning() {
+    let target = workspace().join("target");
+    let dir = target.join("explorer-browser-dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A file trace under the very name a hunt of timeout-frees-slot would
+    // take (another trace: trust-late-messages' S1), and one more.
+    let taken = "hunted-timeout-frees-slot--s2-no-phantom";
+    let s1 = hunted("trust-late-messages", "s1-singleton");
+    std::fs::copy(&s1, dir.join(format!("{taken}.json"))).unwrap();
+    // (Each test hunts its own mutations: `hunted` writes a directory per
+    // mutation, and the tests run at once.)
+    let s2 = hunted("absence-confirms-death", "s2-no-phantom");
+    std::fs::copy(
+        &s2,
+        dir.join("hunt-absence-confirms-death--s2-no-phantom.json"),
+    )
+    .unwrap();
+    let (_tally, url) = explore_dir(&dir);
+    assert!(url.ends_with("/traces"), "{url}");
+    let (client, _driver, profile) = open_page(&url, "table", (1400, 1000)).await;
+
+    // A table, each trace with its own configuration (no unrelated `ci`).
+    let rows = client
+        .execute(
+            "return { root: document.getElementById('explorer-root') != null,
+                      rows: [...document.querySelectorAll('#traces tbody tr')].map(r =>
+                        ({ name: r.dataset.name, cells: [...r.children].map(c => c.textContent),
+                           config: r.querySelector('td.config a').getAttribute('href') })) };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows["root"], false,
+        "no configuration heads the list: {rows}"
+    );
+    let row = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "hunt-absence-confirms-death--s2-no-phantom")
+        .unwrap_or_else(|| panic!("{rows}"));
+    let s2_trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s2).unwrap()).unwrap();
+    let cells: Vec<&str> = row["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cells[1], "S2 no phantom", "{cells:?}");
+    assert_eq!(
+        cells[2],
+        s2_trace["steps"].as_array().unwrap().len().to_string()
+    );
+    assert_eq!(cells[3], s2_trace["broken_at"].to_string());
+    assert_eq!(cells[4], "hunt-absence-confirms-death");
+    assert!(
+        cells[5].starts_with("absence-confirms-death: an instance missing from a report"),
+        "{cells:?}"
+    );
+    assert_eq!(row["config"], "/explorer/hunt-absence-confirms-death/");
+
+    // Hunting from the list opens a trace of its own name, beside the file.
+    client
+        .find(Locator::Css("a[href='/hunt/timeout-frees-slot']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css("body[data-ready='true']"))
+        .await
+        .expect("the hunted trace renders");
+    let here = client.current_url().await.unwrap();
+    assert!(
+        here.path().ends_with(&format!("/trace/{taken}-2")),
+        "{here}"
+    );
+    let hunted_property = client
+        .find(Locator::Id("violation"))
+        .await
+        .unwrap()
+        .attr("data-property")
+        .await
+        .unwrap();
+    assert_eq!(hunted_property.as_deref(), Some("S2 no phantom"));
+    // The S2 panel names the phantom and what the ledger believed.
+    let why = client
+        .find(Locator::Id("why"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        why.contains("the phantom") && why.contains("does not hold it"),
+        "{why}"
+    );
+    // The file's name, with a step, still shows the file's trace.
+    let file_url = url.replace("/traces", &format!("/trace/{taken}?step=2"));
+    rendered(&client, &file_url).await;
+    let property = client
+        .find(Locator::Id("violation"))
+        .await
+        .unwrap()
+        .attr("data-property")
+        .await
+        .unwrap();
+    assert_eq!(
+        property.as_deref(),
+        Some("S1 singleton"),
+        "the file's trace"
+    );
+    let step = client
+        .find(Locator::Id("detail"))
+        .await
+        .unwrap()
+        .attr("data-step")
+        .await
+        .unwrap();
+    assert_eq!(step.as_deref(), Some("2"));
+    // Hunting again opens the same hunted trace; the table lists both.
+    let hunt_url = url.replace("/traces", "/hunt/timeout-frees-slot");
+    rendered(&client, &hunt_url).await;
+    let again = client.current_url().await.unwrap();
+    assert_eq!(again.path(), here.path());
+    client.goto(&url).await.unwrap();
+    let names = client
+        .execute(
+            "return [...document.querySelectorAll('#traces tbody tr')].map(r =>
+                r.dataset.name + ' ' + r.querySelector('td.source').textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let names = names.to_string();
+    assert!(
+        names.contains(&format!("{taken} directory"))
+            && names.contains(&format!("{taken}-2 hunted here")),
+        "{names}"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(target.join("explorer-traces.png"), png).unwrap();
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&profile);
 }

@@ -649,8 +649,9 @@
     const [slot, xs] = pair;
     const held = steps[b].ledger.filter((r) => slotOf(r.instance) === slot);
     return [
-      h('p', { class: 'why-lead' }, `${slot} is a singleton, yet at step ${b} ${xs.length} processes of it run: `,
+      h('p', { class: 'why-lead' }, `${slot} is a singleton, yet at step ${b} ${xs.length === 2 ? 'two' : xs.length} processes of it run: `,
         xs.map(({ p, k }) => `${copy(p.instance, k)} on host ${p.host} (${truthAt(b, p.host, copy(p.instance, k))})`).join(' and '),
+        xs.every(({ p }) => p.instance === xs[0].p.instance) ? ` — one launch, ${xs[0].p.instance}, started ${xs.length === 2 ? 'twice' : `${xs.length} times`}` : '',
         `. The ledger holds ${held.length ? held.map((r) => `${r.instance} (${phaseLabel(r.phase)} on host ${r.host})`).join(', ') : 'nothing'} for ${slot}.`),
       h('div', { class: 'why-cards' }, ...xs.map(({ p, k }) => card(p.instance, p.host, k, b))),
     ];
