@@ -1,11 +1,15 @@
 //! The Explorer in a real browser: `tally explore` on the `timeout-frees-slot`
 //! counterexample, driven in headless Chromium through chromedriver
 //! (fantoccini). It checks that the timeline shows two overlapping `clock`
-//! instances on two hosts and names S1 at the step where it breaks, follows
-//! that step's link into stateright's Explorer, and saves screenshots under
-//! `target/` (`explorer-screenshot.png`, `explorer-narrow.png`: opened in a
-//! narrow window, scrolled to the step with the lane names still in view,
-//! `explorer-stateright.png`).
+//! instances on two hosts and names S1 at the step where it breaks, explains
+//! it (a card per process), marks what the step changed, follows that step's
+//! link into stateright's Explorer, and saves screenshots under `target/`
+//! (`explorer-screenshot.png`, `explorer-narrow.png`: opened in a narrow
+//! window, scrolled to the step with the lane names still in view,
+//! `explorer-stateright.png`). Other tests: two processes of one instance in
+//! two rows, the S3 and L1 panels (a long L1 trace opened at its breaking
+//! column), an HA trace, and the `/traces` table with hunted traces that
+//! never take a file's name.
 //!
 //! It needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
 //! `chromium` and `chromium-driver`) and fails, not skips, without them.
@@ -615,6 +619,25 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
         .map(|c| c.as_str().unwrap().parse().unwrap())
         .collect();
     assert!(cells[0] > cells[1], "launches over the bound: {rows}");
+    // The S3 panel lists every launch that counts, and says the terms.
+    let why = client
+        .execute(
+            "const why = document.getElementById('why');
+             return { property: why.dataset.property, text: why.textContent,
+                      launches: document.querySelectorAll('#why .why-launches li').length };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(why["property"], "S3 launch bound", "{why}");
+    assert_eq!(why["launches"].as_u64(), Some(cells[0]), "{why}");
+    assert!(
+        why["text"].as_str().unwrap().contains(&format!(
+            "{} launches, more than the bound {}",
+            cells[0], cells[1]
+        )),
+        "{why}"
+    );
     // The manager's flow control in words, not JSON.
     let pane = client
         .find(Locator::Id("detail"))

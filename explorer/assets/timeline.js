@@ -23,6 +23,12 @@
 
   // ---- reading the trace -------------------------------------------------
 
+  // The trace's message summaries print the core's exit outcomes glued
+  // (`bootfailed`): in words.
+  const OUTCOMES = { bootfailed: 'boot failed', neverstarted: 'never started' };
+  steps.forEach((s) => s.messages.forEach((m) => {
+    m.summary = m.summary.replace(/\b(bootfailed|neverstarted)\b/g, (w) => OUTCOMES[w]);
+  }));
   const kindOf = (a) => (a == null ? null : typeof a === 'string' ? a : Object.keys(a)[0]);
   const argOf = (a) => (a != null && typeof a === 'object' ? a[kindOf(a)] : null);
   // The actions that move a message, and the message's index.
@@ -746,11 +752,17 @@
         ...[r.slot, r.truth || '', r.ledger || '', r.verdict, r.why].map((c) => h('td', { text: c })))))));
     // What gates a launch, whether or not it holds one back now.
     const gates = managerRows(end.manager).filter(([k]) => /^(budget|breaker|fleet breaker|lockdown)/.test(k));
+    const because = rows.map((r) => r.why).join(' ');
     vacant.forEach((v) => gates.push([`backoff of ${v.slot}`, v.not_before > end.now ? `no relaunch before t${v.not_before} (${v.attempts} failure(s))` : `none (${v.attempts} failure(s))`]));
     const bo = T.config.core.budget;
     gates.push(['backoff rule', `base ${bo.backoff_base_ticks}, max ${bo.backoff_max_ticks}, jitter ≤ ${bo.jitter_max_ticks} tick(s)`]);
     out.push(h('p', { class: 'muted why-gates-head', text: `What gates a launch at step ${b}:` }),
-      h('table', { class: 'why-gates', id: 'why-gates' }, h('tbody', {}, ...gates.map(([k, v]) => h('tr', {}, h('td', { text: k }), h('td', { text: v }))))));
+      h('table', { class: 'why-gates', id: 'why-gates' }, h('tbody', {}, ...gates.map(([k, v]) => {
+        // A gate that holds a slot back now, in red.
+        const holding = because.includes(k) || (k === 'lockdown' && /lockdown is on/.test(because))
+          || (k.startsWith('backoff of') && v.startsWith('no relaunch'));
+        return h('tr', { class: holding ? 'holds' : null }, h('td', { text: k }), h('td', { text: v }));
+      }))));
     return out;
   }
 
@@ -766,7 +778,10 @@
     const br = (m.breakers || [])[ai];
     if (br && br.state === 'open') {
       const cd = T.config.core.breaker.cooldown_ticks;
-      out.push(`the breaker of ${t.app} is open since t${br.since}${br.manual ? ' (by an operator)' : ''}; its cool-down of ${cd} tick(s) ended at t${br.since + cd}${br.since + cd <= now ? ', yet it has not half-opened' : ''}`);
+      let tripped = b;
+      while (tripped > 0 && !steps[tripped].events.includes('breaker tripped')) tripped--;
+      const when = steps[tripped].events.includes('breaker tripped') ? ` (tripped at step ${tripped} by failed boots)` : '';
+      out.push(`the breaker of ${t.app} is open since t${br.since}${br.manual ? ' (by an operator)' : when}; its cool-down of ${cd} tick(s) ended at t${br.since + cd}${br.since + cd <= now ? ', yet it has not half-opened' : ''}`);
     }
     if (br && br.state === 'half-open' && br.probe) out.push(`the breaker of ${t.app} is half-open, waiting on its probe ${instName(br.probe)}`);
     const fb = m.fleet_breaker;
@@ -776,13 +791,42 @@
     return out;
   }
 
+  // S3: the bound term by term at the breaking step, and every launch
+  // that counts against it, with what paid for it.
+  function whyS3(b) {
+    const rows = steps[b].bound || [];
+    const over = rows.find((r) => r.launches > r.bound);
+    if (!over) return null;
+    const launches = [];
+    steps.forEach((st, i) => {
+      if (i === 0 || i > b) return;
+      st.ledger.filter((r) => !steps[i - 1].ledger.some((x) => x.instance === r.instance)
+        && !steps.slice(0, i).some((x) => x.ledger.some((y) => y.instance === r.instance)))
+        .forEach((r) => launches.push({ i, r }));
+    });
+    const ended = (inst) => {
+      const k = steps.findIndex((st, i) => i > 0 && i <= b && kindOf(steps[i - 1].action) === 'boot-fails' && instName(argOf(steps[i - 1].action)[0]) === inst);
+      return k >= 0 ? h('span', {}, '; its boot failed at ', stepLink(k)) : '';
+    };
+    const r = (x) => x.refill_milli / 1000;
+    return [
+      h('p', { class: 'why-lead' }, `At step ${b}, ${over.scope === 'fleet' ? 'the fleet' : over.scope} has made ${over.launches} launches, more than the bound ${over.bound} = `,
+        `F ${over.first_launches} (free first launches) + n·B ${over.buckets}·${over.capacity} (the budget's buckets) + r·S ${r(over)}·${over.successful_boots} (refill per successful boot) + n·P ${over.buckets}·${over.cooldowns} (probe cool-downs elapsed)`,
+        over.successful_boots === 0 ? ': no boot has succeeded, so nothing refilled the budget.' : '.'),
+      h('ul', { class: 'why-launches' }, ...launches.map(({ i, r: row }) => line(`${row.instance} on host ${row.host}: launched at `, stepLink(i),
+        steps[i].events.length ? ` (${steps[i].events.join(', ')})` : i === launches[0].i ? ' (a first launch)' : '', ended(row.instance)))),
+    ];
+  }
+
   function whyPanel() {
     const p = T.property;
     const b = broken;
-    const body = p === 'S1 singleton' ? whyS1(b) : p === 'S2 no phantom' ? whyS2(b) : /^L1/.test(p) ? whyL1(b) : null;
+    const body = p === 'S1 singleton' ? whyS1(b) : p === 'S2 no phantom' ? whyS2(b) : p === 'S3 launch bound' ? whyS3(b)
+      : /^L1/.test(p) ? whyL1(b) : null;
     if (!body) return null;
     const title = p === 'S1 singleton' ? 'Why S1 breaks: two processes of one singleton slot, and how each came to run'
       : p === 'S2 no phantom' ? 'Why S2 breaks: a process the ledger does not hold there, and how it came to run'
+        : p === 'S3 launch bound' ? 'Why S3 breaks: more launches than the budget allows, and each launch counted'
         : 'Why L1 breaks: faults stop, yet the fleet never converges';
     return h('section', { id: 'why', class: 'why', 'data-property': p }, h('h2', { text: title }), ...body);
   }
