@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tally_sim::output::alert_name;
+use tally_sim::report::recovery_explanations;
 use tally_sim::simulate::{Plan, SimulateOptions, tally_unsafe};
-use tally_sim::{Policy, Progress, Report};
+use tally_sim::{Policy, Progress, Report, Scenario};
 
 /// How often the progress line is printed when stderr is not a terminal.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -106,7 +108,11 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode, CliError> {
         eprintln!();
     }
     let reports = reports?;
+    print!("{}", scenario_line(&plan.scenario));
     print!("{}", table(&reports));
+    for line in recovery_explanations(&reports) {
+        println!("{line}");
+    }
     if let Some(dir) = &args.out {
         tally_sim::write_outputs(dir, &reports)?;
         println!("outputs written to {}", dir.display());
@@ -129,6 +135,18 @@ fn eta(elapsed: Duration, done: f64) -> String {
     }
 }
 
+/// What the scenario does, in one line, and its trigger.
+fn scenario_line(scenario: &Scenario) -> String {
+    let mut s = format!("{}: {}\n", scenario.name, scenario.description);
+    if let Some(t) = scenario.trigger_window() {
+        let end = t
+            .end_h
+            .map_or_else(|| "never removed".to_owned(), |e| format!("to {e:.2} h"));
+        let _ = writeln!(s, "trigger: {}, from {:.2} h {end}", t.label, t.start_h);
+    }
+    s
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
 }
@@ -136,7 +154,7 @@ fn opt(v: Option<f64>) -> String {
 /// The summary table, one column per run.
 fn table(reports: &[Report]) -> String {
     type Row = (&'static str, fn(&Report) -> String);
-    let rows: [Row; 27] = [
+    let rows: [Row; 29] = [
         ("launch rate peak /s", |r| {
             format!("{:.1}", r.summary.launch_rate_peak)
         }),
@@ -178,6 +196,18 @@ fn table(reports: &[Report]) -> String {
             )
         }),
         ("recovery after trigger s", |r| opt(r.summary.recover_s)),
+        ("held in recovery (main reason)", |r| {
+            r.summary.held_in_recovery.ranked().first().map_or_else(
+                || "-".to_owned(),
+                |(share, short, _)| format!("{short} {:.0}%", 100.0 * share),
+            )
+        }),
+        ("boot-time alert at h", |r| {
+            match (r.summary.alert_s, alert_name(r)) {
+                (Some(a), Some(name)) => format!("{:.2} {name}", a / 3600.0),
+                _ => "-".to_owned(),
+            }
+        }),
         ("drift alert delay s", |r| opt(r.summary.alert_delay_s)),
         ("alert lead before 1st timeout s", |r| {
             opt(r.summary.alert_lead_s)

@@ -60,6 +60,13 @@ pub struct Scenario {
     /// When the trigger is removed (for the time to recover), if there is one.
     #[serde(default)]
     pub trigger_end_h: Option<f64>,
+    /// When the trigger starts; absent: the first event's time.
+    #[serde(default)]
+    pub trigger_start_h: Option<f64>,
+    /// What the trigger is, in a few words (`fsync slowdown`), for the
+    /// plots' marks; absent: named from the events.
+    #[serde(default)]
+    pub trigger: Option<String>,
     /// The fleet.
     pub fleet: Fleet,
     /// Host physics.
@@ -323,11 +330,91 @@ pub fn curve_at(points: &[[f64; 2]], t_ms: u64, default: f64) -> f64 {
     points.last().map_or(default, |p| p[1])
 }
 
+/// `[from, to)` times `ratio` when it holds more than one; never empty
+/// when it was not.
+fn scale_range(r: [u32; 2], ratio: f64) -> [u32; 2] {
+    if r[1] <= r[0].saturating_add(1) {
+        return r;
+    }
+    let scale = |v: u32| (f64::from(v) * ratio).round().min(f64::from(u32::MAX)) as u32;
+    let from = scale(r[0]);
+    [from, scale(r[1]).max(from + 1)]
+}
+
 fn ticks(ms: u64) -> u64 {
     ms.div_ceil(TICK_MS)
 }
 
+/// The scenario's trigger: what it is and when, for the plots' marks and
+/// the recovery window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    /// What it is, in a few words.
+    pub label: String,
+    /// When it starts, hours.
+    pub start_h: f64,
+    /// When it is removed, hours; `None`: it lasts to the end.
+    pub end_h: Option<f64>,
+}
+
+impl Event {
+    /// When the event happens (starts), hours.
+    #[must_use]
+    pub fn at_h(&self) -> f64 {
+        match self {
+            Event::HostCrash { at_h, .. }
+            | Event::Partition { at_h, .. }
+            | Event::CrashLoop { at_h, .. }
+            | Event::ManagerRestart { at_h }
+            | Event::BadRelease { at_h, .. } => *at_h,
+        }
+    }
+
+    /// The event's kind in words.
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Event::HostCrash { .. } => "host crashes",
+            Event::Partition { .. } => "partition",
+            Event::CrashLoop { .. } => "crash loop",
+            Event::ManagerRestart { .. } => "manager restart",
+            Event::BadRelease { .. } => "bad release",
+        }
+    }
+}
+
 impl Scenario {
+    /// The trigger: `trigger`, `trigger_start_h` and `trigger_end_h` as
+    /// written, a missing name or start taken from the events (their kinds,
+    /// the first one's time). `None` when the scenario has neither a start
+    /// nor an end.
+    #[must_use]
+    pub fn trigger_window(&self) -> Option<Trigger> {
+        let first_event = self.events.iter().map(Event::at_h).reduce(f64::min);
+        let start_h = self
+            .trigger_start_h
+            .or(first_event)
+            .or(self.trigger_end_h.map(|_| 0.0))?;
+        let label = self.trigger.clone().unwrap_or_else(|| {
+            let mut kinds: Vec<&str> = Vec::new();
+            for e in &self.events {
+                if !kinds.contains(&e.kind_name()) {
+                    kinds.push(e.kind_name());
+                }
+            }
+            if kinds.is_empty() {
+                "trigger".to_owned()
+            } else {
+                kinds.join(" + ")
+            }
+        });
+        Some(Trigger {
+            label,
+            start_h,
+            end_h: self.trigger_end_h,
+        })
+    }
+
     /// Parses a scenario from TOML text and checks it.
     pub fn from_toml(text: &str) -> Result<Scenario, SimError> {
         let s: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario {
@@ -354,9 +441,26 @@ impl Scenario {
 
     /// The same scenario on a smaller (or larger) fleet. The retry budget's
     /// capacity and the breaker's threshold are fleet-wide counters, so they
-    /// scale with the number of dynos (never below 50 and 3).
+    /// scale with the number of dynos (never below 50 and 3). An event's
+    /// range of hosts or apps wider than one is a share of the fleet
+    /// ("5% of the hosts crash") and scales with it, never to nothing; a
+    /// range of one names that host or app (`app0`'s bad release) and
+    /// stays.
     #[must_use]
     pub fn with_fleet(mut self, hosts: u32, apps: u32, dynos: u64) -> Scenario {
+        let host_ratio = f64::from(hosts) / f64::from(self.fleet.hosts.max(1));
+        let app_ratio = f64::from(apps) / f64::from(self.fleet.apps.max(1));
+        for e in &mut self.events {
+            match e {
+                Event::HostCrash { hosts: r, .. } | Event::Partition { hosts: r, .. } => {
+                    *r = scale_range(*r, host_ratio);
+                }
+                Event::CrashLoop { apps: r, .. } | Event::BadRelease { apps: r, .. } => {
+                    *r = scale_range(*r, app_ratio);
+                }
+                Event::ManagerRestart { .. } => {}
+            }
+        }
         let ratio = dynos as f64 / self.fleet.dynos.max(1) as f64;
         let scale = |v: f64, min: f64| (v * ratio).round().max(min);
         self.core.budget_capacity = scale(f64::from(self.core.budget_capacity), 50.0) as u32;
@@ -379,6 +483,7 @@ impl Scenario {
         self.fleet.warmup_h /= f;
         self.drift_start_h = self.drift_start_h.map(|h| h / f);
         self.trigger_end_h = self.trigger_end_h.map(|h| h / f);
+        self.trigger_start_h = self.trigger_start_h.map(|h| h / f);
         self.host.crash_per_dyno_day *= f;
         for curve in [
             &mut self.curves.load,
@@ -571,6 +676,53 @@ mod tests {
         assert_eq!(curve_at(&c, ms_from_h(1.5), 0.0), 15.0);
         assert_eq!(curve_at(&c, ms_from_h(3.0), 0.0), 20.0);
         assert_eq!(curve_at(&[], 5, 1.0), 1.0);
+    }
+
+    #[test]
+    fn a_smaller_fleet_keeps_each_events_share_and_named_apps() {
+        let load = |name| match Scenario::load(name) {
+            Ok(s) => s.with_fleet(20, 40, 2000),
+            Err(e) => unreachable!("{e}"),
+        };
+        let ranges = |s: &Scenario| -> Vec<[u32; 2]> {
+            s.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::HostCrash { hosts, .. } | Event::Partition { hosts, .. } => Some(*hosts),
+                    Event::CrashLoop { apps, .. } | Event::BadRelease { apps, .. } => Some(*apps),
+                    Event::ManagerRestart { .. } => None,
+                })
+                .collect()
+        };
+        // 5% of 10,000 hosts, twice: one host of 20 each.
+        assert_eq!(ranges(&load("host-crash-wave")), [[0, 1], [1, 2]]);
+        // A tenth of the hosts, of the apps.
+        assert_eq!(ranges(&load("partition")), [[0, 2]]);
+        assert_eq!(ranges(&load("crash-loop")), [[0, 4]]);
+        // app0 and app1 by name.
+        assert_eq!(ranges(&load("noisy-neighbour")), [[0, 1], [1, 2]]);
+    }
+
+    #[test]
+    fn the_trigger_is_named_and_placed() {
+        let load = |name| match Scenario::load(name) {
+            Ok(s) => s.trigger_window(),
+            Err(e) => unreachable!("{e}"),
+        };
+        let t = load("incident-2012");
+        assert_eq!(t.as_ref().map(|t| t.start_h), Some(14.0));
+        assert_eq!(t.as_ref().and_then(|t| t.end_h), Some(20.0));
+        let t = load("host-crash-wave");
+        assert_eq!(t.as_ref().map(|t| t.start_h), Some(3.0), "the first event");
+        let t = load("noisy-neighbour");
+        assert_eq!(t.as_ref().and_then(|t| t.end_h), None, "never removed");
+        let Ok(mut s) = Scenario::load("partition") else {
+            unreachable!("built-in")
+        };
+        s.trigger = None;
+        let t = s.compressed(2.0).trigger_window();
+        assert_eq!(t.as_ref().map(|t| t.label.as_str()), Some("partition"));
+        assert_eq!(t.as_ref().map(|t| t.start_h), Some(1.5));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use crate::detector::Detector;
 use crate::error::SimError;
 use crate::policy::Policy;
-use crate::report::{Perf, Report, Sample, Summary, quantile};
+use crate::report::{Held, Perf, Report, Sample, Summary, quantile};
 use crate::rng::Rng;
 use crate::scenario::{Event, HOUR_MS, Scenario, TICK_MS, curve_at, ms_from_h};
 use std::cmp::{Ordering, Reverse};
@@ -25,7 +25,7 @@ use std::time::Instant;
 use tally_core::{
     Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Alert, AppId, Breaker, Config,
     Counters, Effect, FleetBreaker, HostId, Incarnation, InstanceId, JournalRecord, Manager,
-    ManagerInput, ManagerReply, Note, SlotId, Tick, TypeId, UserCommand, launch_bound,
+    ManagerInput, ManagerReply, Mutation, Note, SlotId, Tick, TypeId, UserCommand, launch_bound,
 };
 
 /// A `HashMap` with a fixed hasher, so that runs are reproducible.
@@ -205,6 +205,7 @@ struct Interval {
     launches: u64,
     boot_ms: Vec<u32>,
     timeouts: u64,
+    retries_refused: u64,
 }
 
 /// One simulation run.
@@ -331,6 +332,7 @@ impl<'a> World<'a> {
         }
         let summary = Summary {
             trigger_end_s: sc.trigger_end_h.map(|h| h * 3600.0),
+            trigger_start_s: sc.trigger_window().map(|t| t.start_h * 3600.0),
             drift_start_s: sc.drift_start_h.map(|h| h * 3600.0),
             ..Summary::default()
         };
@@ -1037,7 +1039,10 @@ impl<'a> World<'a> {
             }
             Note::BootSucceeded { .. } => self.summary.successful_boots += 1,
             Note::PhantomReaped { .. } => self.summary.phantoms_reaped += 1,
-            Note::RetryRefused { .. } => self.summary.retries_refused += 1,
+            Note::RetryRefused { .. } => {
+                self.summary.retries_refused += 1;
+                self.interval.retries_refused += 1;
+            }
             Note::LeaseExpired { .. } => self.summary.leases_expired += 1,
             _ => {}
         }
@@ -1161,6 +1166,8 @@ impl<'a> World<'a> {
             apps_held,
             tokens: tokens_milli as f64 / 1000.0,
             cusum: self.detector.cusum,
+            retries_refused: iv.retries_refused,
+            held: self.held(desired),
         };
         let sm = &mut self.summary;
         sm.launch_rate_peak = sm.launch_rate_peak.max(s.launch_rate);
@@ -1177,6 +1184,83 @@ impl<'a> World<'a> {
         self.series.push(s);
         let hour_ago = self.now.saturating_sub(HOUR_MS as u64);
         self.boot_last_hour.retain(|(t, _)| *t >= hour_ago);
+    }
+
+    /// The desired dynos not running now, by what holds each back (see
+    /// [`Held`]): the vacant slots in the order the core visits them, each
+    /// bucket paying for as many as it holds tokens (and a probe credit).
+    /// Observation only: the core decides; this names what it waits for.
+    fn held(&self, desired: u64) -> Held {
+        let m = &self.manager;
+        let now = self.tick();
+        let mut held = Held::default();
+        let fleet_open = !m.fleet_breaker().allows_launch();
+        let fleet_wide = self.cfg.mutations.has(Mutation::FleetWideBudget);
+        let unbounded = self.cfg.mutations.has(Mutation::UnboundedRetries);
+        let free = &m.durable().free_launches;
+        // Launches each bucket can still pay, filled in on first use.
+        let mut payable: Vec<Option<u64>> = vec![None; m.app_count()];
+        let mut vacant = 0u64;
+        for slot in m.vacant_slots() {
+            vacant += 1;
+            if fleet_open {
+                held.fleet_breaker += 1;
+                continue;
+            }
+            if m.backoff(slot).not_before > now {
+                held.backoff += 1;
+                continue;
+            }
+            let app = m.app_of(slot.process_type);
+            if !m.breaker(app).allows_launch() {
+                held.app_breaker += 1;
+                continue;
+            }
+            if free.contains(&slot) {
+                held.placement += 1;
+                continue;
+            }
+            let bucket = if fleet_wide { AppId(0) } else { app };
+            let left = payable.get_mut(bucket.index()).map(|left| {
+                left.get_or_insert_with(|| match m.budget(bucket) {
+                    Some(b) if b.can_spend(&self.cfg) => {
+                        if unbounded {
+                            u64::MAX
+                        } else {
+                            (u64::from(b.tokens_milli / 1000) + u64::from(b.probe_ready)).max(1)
+                        }
+                    }
+                    _ => 0,
+                })
+            });
+            match left {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    held.placement += 1;
+                }
+                _ => held.budget += 1,
+            }
+        }
+        held.not_up = desired.saturating_sub(self.up).saturating_sub(vacant);
+        held
+    }
+
+    /// From the trigger's start to the recovery (or the end): what held
+    /// the missing dynos, in dyno-seconds, and the relaunches refused.
+    fn recovery_window(&mut self) {
+        let sm = &mut self.summary;
+        let Some(from) = sm.trigger_start_s else {
+            return;
+        };
+        let to = match (sm.trigger_end_s, sm.recover_s) {
+            (Some(end), Some(r)) => end + r,
+            _ => f64::INFINITY,
+        };
+        let every = (self.sc.sample_ms / 1000).max(1);
+        for s in self.series.iter().filter(|s| s.t_s >= from && s.t_s <= to) {
+            sm.held_in_recovery.add(&s.held, every);
+            sm.retries_refused_in_recovery += s.retries_refused;
+        }
     }
 
     fn finish(mut self) -> Report {
@@ -1204,12 +1288,19 @@ impl<'a> World<'a> {
         self.summary.running_final = self.up;
         self.summary.desired_final = self.series.last().map_or(0, |s| s.desired);
         self.summary.alert_s = self.detector.alert_at_ms.map(|t| t as f64 / 1000.0);
-        if let (Some(a), Some(d)) = (self.summary.alert_s, self.summary.drift_start_s) {
-            self.summary.alert_delay_s = Some(a - d);
+        match (self.summary.alert_s, self.summary.drift_start_s) {
+            (Some(a), Some(d)) if a >= d => self.summary.alert_delay_s = Some(a - d),
+            (Some(_), _) => self.summary.false_alarm = true,
+            (None, _) => {}
         }
-        if let (Some(a), Some(f)) = (self.summary.alert_s, self.summary.first_timeout_s) {
+        if let (Some(a), Some(f), false) = (
+            self.summary.alert_s,
+            self.summary.first_timeout_s,
+            self.summary.false_alarm,
+        ) {
             self.summary.alert_lead_s = Some(f - a);
         }
+        self.recovery_window();
         // Still open overlaps count up to the end.
         let open: Vec<u64> = self
             .singleton_alive
@@ -1222,6 +1313,10 @@ impl<'a> World<'a> {
         }
         Report {
             scenario: self.sc.name.clone(),
+            description: self.sc.description.clone(),
+            trigger: self.sc.trigger_window().map(|t| t.label),
+            warmup_h: self.sc.fleet.warmup_h,
+            boot_timeout_s: self.sc.core.boot_timeout_ms as f64 / 1000.0,
             policy: self.policy,
             seed: self.seed,
             hosts: self.sc.fleet.hosts,
