@@ -35,7 +35,9 @@
   const MOVES = ['deliver', 'deliver-duplicate', 'lose', 'deliver-to', 'deliver-then-pause'];
   const msgIndex = (a) => (['deliver-to', 'deliver-then-pause'].includes(kindOf(a)) ? argOf(a)[0] : argOf(a));
   const phaseName = (p) => (typeof p === 'string' ? p : Object.keys(p)[0]);
-  const phaseLabel = (p) => (typeof p === 'string' ? p : `${Object.keys(p)[0]} (${Object.values(p)[0]})`);
+  // `{stopping: 'boot-timed-out'}` reads `stopping (boot timed out)`.
+  const phaseLabel = (p) => (typeof p === 'string' ? p
+    : `${Object.keys(p)[0]} (${typeof Object.values(p)[0] === 'string' ? Object.values(p)[0].replace(/-/g, ' ') : fmt(Object.values(p)[0])})`);
   const types = (T.config.core && T.config.core.process_types) || [];
   const instName = (id) => {
     const t = types[id.slot.process_type];
