@@ -1396,3 +1396,52 @@ fn recover_with_short_formation_pads_it() {
     assert_eq!(m.desired(WEB), 0);
     assert_eq!(tally_core::invariants::check_manager(&m, &cfg), Ok(()));
 }
+
+// ----- placement -----
+
+/// DESIGN.md, "Placement": a host that already holds its share of a
+/// scalable type, `ceil(desired / holders)`, leaves that type's first
+/// launches to the other hosts; the rest of the formation waits for them.
+#[test]
+fn first_launches_of_a_scalable_type_spread_over_the_hosts() {
+    let web_on = |n: &Net, h: u16| {
+        n.manager
+            .ledger()
+            .filter(|(id, d, _)| id.slot.process_type == WEB && d.host == HostId(h))
+            .count()
+    };
+    // K = 1: the clock on host 0, web.1 on host 1.
+    let mut n = Net::new(
+        cfg_with(|c| {
+            c.boots_in_flight_max = 1;
+            c.process_types[1].count_initial = 1;
+        }),
+        2,
+    );
+    n.round();
+    n.run_healthy(2);
+    assert_eq!(n.manager.host_of(inst(0, 0, 1)), Some(HostId(0)));
+    assert_eq!(n.manager.host_of(inst(1, 0, 1)), Some(HostId(1)));
+    n.user(UserCommand::Scale {
+        process_type: WEB,
+        count: 5,
+    })
+    .unwrap();
+    // Only host 0 reports: it takes its share of web, ceil(5 / 2) = 3, and
+    // no more, however often it asks.
+    for _ in 0..6 {
+        n.advance(1);
+        n.tick_manager();
+        n.tick_agents();
+        n.reports.retain(|r| r.host == HostId(0));
+        n.deliver_reports();
+        n.deliver_replies();
+        n.boot_all();
+    }
+    assert_eq!(web_on(&n, 0), 3);
+    assert_eq!(n.manager.vacant_slots().count(), 1);
+    // Host 1 reports again and takes the last one: three and two.
+    n.run_healthy(3);
+    assert_eq!((web_on(&n, 0), web_on(&n, 1)), (3, 2));
+    assert_eq!(n.manager.vacant_slots().count(), 0);
+}

@@ -22,6 +22,10 @@ struct Round {
     /// Whether a budget refused once already in this report (noted once:
     /// evidence enough).
     noted: bool,
+    /// The spreading share of the type last asked about: its slots on this
+    /// host and its share (see `Step::leaves_to_others`), kept up to date
+    /// by the launches of this round.
+    share: Option<(TypeId, usize, usize)>,
 }
 
 /// What admission says of the next slot.
@@ -53,6 +57,7 @@ impl Step<'_> {
             boots: self.m.boots_unconfirmed(self.cfg, host),
             cursor: None,
             noted: false,
+            share: None,
         };
         while let Some(slot) = self.next_slot(&round) {
             round.cursor = Some(slot);
@@ -60,6 +65,9 @@ impl Step<'_> {
                 Admission::Stop => return,
                 Admission::Skip => continue,
                 Admission::Admit => {}
+            }
+            if self.leaves_to_others(&mut round, host, slot) {
+                continue;
             }
             let Some(free) = self.pay(&mut round, slot) else {
                 continue;
@@ -72,6 +80,11 @@ impl Step<'_> {
             );
             if let Some(instance) = self.launch(host, slot, free) {
                 round.boots += 1;
+                if let Some((t, held, _)) = round.share.as_mut() {
+                    if *t == slot.process_type {
+                        *held += 1;
+                    }
+                }
                 reply.launch.push(instance);
             }
         }
@@ -126,6 +139,46 @@ impl Step<'_> {
             return Admission::Skip;
         }
         Admission::Admit
+    }
+
+    /// Spreading (DESIGN.md, "Placement"): a first launch of a scalable
+    /// type is left to other hosts when this one already holds its share,
+    /// `ceil(desired / holders)`, where the holders are the hosts with
+    /// instances in the ledger that are not paused, this one counted. A
+    /// host's share counts its slots of the type whose instance was not
+    /// asked to stop, so a host alone never defers. A
+    /// relaunch after a failure goes wherever a report comes from, so
+    /// recovery never waits for a share; a host that dies leaves the
+    /// holders once its instances leave the ledger, so a first launch waits
+    /// at most one lease expiry for a share to grow. Singletons are never
+    /// deferred. It counts hosts and never compares their ids: no safety
+    /// property depends on where an instance runs.
+    fn leaves_to_others(&mut self, round: &mut Round, host: HostId, slot: SlotId) -> bool {
+        let t = slot.process_type;
+        if self.cfg.is_singleton(t) || !self.m.durable.free_launches.contains(&slot) {
+            return false;
+        }
+        if round.share.is_none_or(|(known, _, _)| known != t) {
+            round.share = Some((t, self.m.slots_of_type_on(host, t), self.share(host, t)));
+        }
+        round.share.is_some_and(|(_, held, share)| held >= share)
+    }
+
+    /// `ceil(desired / holders)` for type `t` as seen from `host`.
+    fn share(&self, host: HostId, t: TypeId) -> usize {
+        let m = &*self.m;
+        let (holds, holders) = m.ledger.holders(host);
+        let paused = m
+            .durable
+            .paused_hosts
+            .iter()
+            .filter(|h| m.ledger.holders(**h).0)
+            .count();
+        let holders = holders
+            .saturating_sub(paused)
+            .saturating_add(usize::from(!holds))
+            .max(1);
+        usize::from(m.desired(t)).div_ceil(holders)
     }
 
     /// Pays for launching `slot`: its free launch, or its app's budget.

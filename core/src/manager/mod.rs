@@ -649,6 +649,20 @@ impl Manager {
             .count()
     }
 
+    /// Slots of `process_type` with an instance on `host` that was not
+    /// asked to stop (one that is leaving holds no share, and a slot whose
+    /// old instance is still in the ledger beside its new one counts once).
+    pub(crate) fn slots_of_type_on(&self, host: HostId, process_type: TypeId) -> usize {
+        let mut last = None;
+        self.ledger
+            .entries_on(host)
+            .iter()
+            .filter(|e| e.id.slot.process_type == process_type && e.d.stop.is_none())
+            // Sorted by instance, so a slot's instances are adjacent.
+            .filter(|e| last.replace(e.id.slot) != Some(e.id.slot))
+            .count()
+    }
+
     /// Instances in the ledger placed on `host`.
     pub fn instances_on(&self, host: HostId) -> impl Iterator<Item = InstanceId> + '_ {
         self.ledger.entries_on(host).iter().map(|e| e.id)

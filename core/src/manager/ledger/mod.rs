@@ -170,6 +170,12 @@ impl Ledger {
             .map(|(_, h)| *h)
     }
 
+    /// Whether `host` has entries (as of the last flush), and how many
+    /// hosts have: O(log hosts).
+    pub(crate) fn holders(&self, host: HostId) -> (bool, usize) {
+        (self.host_due.contains_key(&host), self.host_due.len())
+    }
+
     /// The earliest deadline of any entry.
     pub(crate) fn next_due(&self) -> Option<Tick> {
         self.deadlines.first().map(|(t, _)| *t)
