@@ -291,12 +291,7 @@ fn render_ps(ps: &Ps) -> String {
         }
         // Slots of the formation with no instance now: why.
         for e in ps.exits.iter().filter(|e| {
-            of_type(&e.dyno)
-                && !ps.instances.iter().any(|i| i.dyno == e.dyno)
-                && e.dyno
-                    .rsplit_once('.')
-                    .and_then(|(_, n)| n.parse::<u16>().ok())
-                    .is_some_and(|n| n <= t.desired)
+            e.in_formation && of_type(&e.dyno) && !ps.instances.iter().any(|i| i.dyno == e.dyno)
         }) {
             let _ = writeln!(
                 s,

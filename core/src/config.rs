@@ -701,8 +701,11 @@ impl Config {
     ///    `count_max`) may have to wait for a probe credit
     ///    (`probe_cooldown_ticks`, when the budget is empty) or for the boot
     ///    before it on its host to be confirmed (`boots_in_flight_max` ends
-    ///    there): the reply's delivery, the boot, the next report and its
-    ///    delivery. Sequential, so it holds for any number of hosts.
+    ///    there; a first launch that placement leaves to other hosts waits
+    ///    the same on a host below its share, which some live host is
+    ///    while a slot of the formation is vacant): the reply's delivery,
+    ///    the boot, the next report and its delivery. Sequential, so it
+    ///    holds for any number of hosts.
     #[must_use]
     pub fn recovery_bound_ticks(&self) -> u64 {
         let t = &self.timing;

@@ -40,6 +40,19 @@ pub enum ExitOutcome {
     NeverStarted,
 }
 
+impl ExitOutcome {
+    /// In words, as the manager's log and `tally ps` say it.
+    #[must_use]
+    pub fn words(self) -> &'static str {
+        match self {
+            ExitOutcome::BootFailed => "failed to boot",
+            ExitOutcome::Crashed => "crashed",
+            ExitOutcome::Killed => "was stopped",
+            ExitOutcome::NeverStarted => "never started",
+        }
+    }
+}
+
 /// One instance in an inventory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Running {

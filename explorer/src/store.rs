@@ -98,9 +98,11 @@ impl std::fmt::Debug for Kept {
 }
 
 /// Where the traces come from. A name, once it shows a trace, keeps showing
-/// that trace (a `?step=N` link in a ticket keeps its meaning): files come
-/// first, and a trace kept in memory gets a name no file has
-/// ([`Store::remember`]).
+/// that trace (a `?step=N` link in a ticket keeps its meaning) while the
+/// trace is known: a trace kept in memory gets a name no file had then
+/// ([`Store::remember`]) and is read before any file that takes the name
+/// later. Memory keeps the latest [`MEMORY_TRACES_MAX`] traces; an evicted
+/// trace's name may be given again.
 #[derive(Debug, Default)]
 pub struct Store {
     files: BTreeMap<String, PathBuf>,
@@ -211,13 +213,15 @@ impl Store {
             );
         }
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        out.extend(
-            memory
-                .iter()
-                .map(|k| (k.name.clone(), Source::Memory(k.origin))),
-        );
+        let mut kept: Vec<(String, Source)> = memory
+            .iter()
+            .map(|k| (k.name.clone(), Source::Memory(k.origin)))
+            .collect();
         drop(memory);
-        // A name is its first source's: files before memory.
+        // A name is its first source's: memory (as `text` reads it), then
+        // the `--trace` files, then the directory.
+        kept.append(&mut out);
+        let mut out = kept;
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.dedup_by(|later, first| later.0 == first.0);
         out
@@ -247,17 +251,20 @@ impl Store {
                 "{name:?} is not a trace name: use letters, digits, '-', '_' and '.'"
             )));
         }
-        if let Some(file) = self.file(name) {
-            return read_limited(&file).map(Arc::from);
-        }
+        // Memory first: a name given to a trace in memory was no file's
+        // then, and a file that takes it later must not change its meaning.
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(kept) = memory.iter().find(|k| k.name == name) else {
+        if let Some(kept) = memory.iter().find(|k| k.name == name) {
+            return Ok(Arc::clone(&kept.text));
+        }
+        drop(memory);
+        let Some(file) = self.file(name) else {
             return Err(Problem::not_found(
                 "unknown trace",
                 format!("no trace is named {name:?}; the known ones are listed at /traces"),
             ));
         };
-        Ok(Arc::clone(&kept.text))
+        read_limited(&file).map(Arc::from)
     }
 }
 

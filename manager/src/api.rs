@@ -72,6 +72,10 @@ pub struct PsExit {
     pub status: Option<String>,
     /// Milliseconds since the manager heard of it.
     pub ago_ms: u64,
+    /// Whether the slot is in the formation now (its index below the
+    /// desired count).
+    #[serde(default)]
+    pub in_formation: bool,
 }
 
 /// One process type in `ps`.
@@ -256,6 +260,9 @@ pub fn ps(m: &ManagerMachine, now: Tick) -> Ps {
                 what: e.what.clone(),
                 status,
                 ago_ms: now.0.saturating_sub(e.at).saturating_mul(d.tick_ms),
+                in_formation: e
+                    .instance
+                    .is_some_and(|i| i.slot.index < core.desired(i.slot.process_type)),
             })
         })
         .collect();

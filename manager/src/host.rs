@@ -299,8 +299,8 @@ struct Shell {
     deployment: Option<Arc<Deployment>>,
     agent: Option<Agent>,
     dynos: BTreeMap<InstanceId, Dyno>,
-    /// The latest exits, with their words and when they were seen.
-    exits: std::collections::VecDeque<(InstanceId, String, std::time::Instant)>,
+    /// The latest exits, with their words.
+    exits: std::collections::VecDeque<(InstanceId, String)>,
     /// Whether the manager lacks the latest [`DynoFacts`].
     facts_unsent: bool,
     tx: Sender<Event>,
@@ -356,10 +356,11 @@ impl Shell {
                     if self.exits.len() >= crate::wire::EXITS_KEPT {
                         self.exits.pop_front();
                     }
-                    self.exits
-                        .push_back((instance, words, std::time::Instant::now()));
+                    self.exits.push_back((instance, words));
                     // Before the core's report of the exit, so the manager
-                    // has the words when it logs the exit.
+                    // has the words when it logs the exit (best effort: with
+                    // no link now, the report may go first after a
+                    // reconnect, and the log line lacks them).
                     self.facts_unsent = true;
                     self.send_facts();
                     AgentInput::ProcessExited { instance }
@@ -403,10 +404,9 @@ impl Shell {
             exits: self
                 .exits
                 .iter()
-                .map(|(instance, status, at)| DynoExit {
+                .map(|(instance, status)| DynoExit {
                     instance: *instance,
                     status: status.clone(),
-                    ago_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
                 })
                 .collect(),
         };

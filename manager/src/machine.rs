@@ -58,37 +58,52 @@ pub struct SlotExit {
 /// The dynos' processes as their agents last reported them (`Frame::Dynos`):
 /// pids, ports and exit words, for `tally ps` alone. Shared by the link
 /// threads that fill it and the machine that reads it; nothing decides on it.
+/// An agent's frame is untrusted: at most [`PROCESSES_PER_HOST_MAX`] running
+/// dynos and [`crate::wire::EXITS_KEPT`] exits are kept per host, each exit's
+/// words cut to [`EXIT_WORDS_MAX`] printable characters.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
-    running: BTreeMap<tally_core::HostId, Vec<crate::wire::DynoProcess>>,
-    exits: BTreeMap<tally_core::HostId, Vec<(tally_core::InstanceId, String, std::time::Instant)>>,
+    running: BTreeMap<tally_core::HostId, BTreeMap<tally_core::InstanceId, (Option<u32>, u16)>>,
+    exits: BTreeMap<tally_core::HostId, BTreeMap<tally_core::InstanceId, String>>,
 }
 
+/// The most running dynos kept per host (far above what a host runs).
+pub const PROCESSES_PER_HOST_MAX: usize = 4096;
+
+/// The longest exit words kept (`signal 9 (SIGKILL)` is 18).
+pub const EXIT_WORDS_MAX: usize = 80;
+
 impl ProcessTable {
-    /// Takes a host's report whole; an exit seen before keeps the time it
-    /// was first seen.
+    /// Takes a host's report whole, replacing what it said before.
     pub fn record(&mut self, host: tally_core::HostId, facts: crate::wire::DynoFacts) {
-        let now = std::time::Instant::now();
-        let old = self.exits.remove(&host).unwrap_or_default();
+        let keep = facts.exits.len().saturating_sub(crate::wire::EXITS_KEPT);
         let exits = facts
             .exits
             .into_iter()
-            .take(crate::wire::EXITS_KEPT)
+            .skip(keep)
             .map(|e| {
-                let at = old.iter().find(|(i, _, _)| *i == e.instance).map_or_else(
-                    || {
-                        now.checked_sub(std::time::Duration::from_millis(e.ago_ms))
-                            .unwrap_or(now)
-                    },
-                    |(_, _, at)| *at,
-                );
-                (e.instance, e.status, at)
+                let words: String = e
+                    .status
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(EXIT_WORDS_MAX)
+                    .collect();
+                (e.instance, words)
             })
             .collect();
         self.exits.insert(host, exits);
-        let mut running = facts.running;
-        running.truncate(usize::from(u16::MAX));
+        let running = facts
+            .running
+            .into_iter()
+            .take(PROCESSES_PER_HOST_MAX)
+            .map(|p| (p.instance, (p.pid, p.port)))
+            .collect();
         self.running.insert(host, running);
+    }
+
+    /// Forgets what a host's agent said (its link closed).
+    pub fn forget(&mut self, host: tally_core::HostId) {
+        self.running.remove(&host);
     }
 
     /// A running instance's pid (once known) and port.
@@ -98,11 +113,7 @@ impl ProcessTable {
         host: tally_core::HostId,
         instance: tally_core::InstanceId,
     ) -> Option<(Option<u32>, u16)> {
-        self.running
-            .get(&host)?
-            .iter()
-            .find(|p| p.instance == instance)
-            .map(|p| (p.pid, p.port))
+        self.running.get(&host)?.get(&instance).copied()
     }
 
     /// An exited instance's words (`exit 137`).
@@ -112,12 +123,7 @@ impl ProcessTable {
         host: tally_core::HostId,
         instance: tally_core::InstanceId,
     ) -> Option<&str> {
-        self.exits
-            .get(&host)?
-            .iter()
-            .rev()
-            .find(|(i, _, _)| *i == instance)
-            .map(|(_, w, _)| w.as_str())
+        self.exits.get(&host)?.get(&instance).map(String::as_str)
     }
 }
 
@@ -179,16 +185,6 @@ pub struct ManagerMachine {
     gone: Vec<(tally_core::InstanceId, tally_core::HostId)>,
 }
 
-/// The core's exit outcome in the words `ps` and the log use.
-fn exit_outcome_words(outcome: ExitOutcome) -> &'static str {
-    match outcome {
-        ExitOutcome::BootFailed => "failed to boot",
-        ExitOutcome::Crashed => "crashed",
-        ExitOutcome::Killed => "was stopped",
-        ExitOutcome::NeverStarted => "never started",
-    }
-}
-
 impl ManagerMachine {
     fn slot(&mut self, slot: SlotId) -> &mut SlotHistory {
         let name = self.deployment.slot_name(slot);
@@ -244,7 +240,7 @@ impl ManagerMachine {
                 h.last_exit = Some(SlotExit {
                     generation: e.instance.generation.0,
                     host: report.host.0,
-                    what: exit_outcome_words(e.outcome).into(),
+                    what: e.outcome.words().into(),
                     failed: matches!(e.outcome, ExitOutcome::BootFailed | ExitOutcome::Crashed),
                     at: now.0,
                     instance: Some(e.instance),
@@ -254,7 +250,7 @@ impl ManagerMachine {
                     ExitOutcome::Crashed => h.crashes += 1,
                     ExitOutcome::Killed | ExitOutcome::NeverStarted => {}
                 }
-                let what = exit_outcome_words(e.outcome);
+                let what = e.outcome.words();
                 h.last = format!("{} {what}", d.instance_name(e.instance));
             }
         }

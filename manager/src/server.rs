@@ -7,7 +7,8 @@ use crate::machine::ManagerMachine;
 use crate::settings::Deployment;
 use crate::shell::{Applied, Shared, ShellError};
 use crate::wire::{
-    Frame, HELLO_BYTES_MAX, LINK_VERSION, read_frame, read_frame_limited, write_frame,
+    Frame, HELLO_BYTES_MAX, LINK_VERSION, LINK_VERSION_OLDEST, read_frame, read_frame_limited,
+    write_frame,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -823,9 +824,13 @@ fn admit(
     else {
         return Err(("expected a hello".into(), false));
     };
-    if version != LINK_VERSION {
+    // Version 2 differs only by sending no `Dynos` (ps then shows no pid or
+    // port for its dynos): an agent not yet upgraded keeps its dynos.
+    if !(LINK_VERSION_OLDEST..=LINK_VERSION).contains(&version) {
         return Err((
-            format!("link version {version}; this manager speaks {LINK_VERSION}"),
+            format!(
+                "link version {version}; this manager speaks {LINK_VERSION_OLDEST} to {LINK_VERSION}"
+            ),
             false,
         ));
     }
@@ -958,7 +963,15 @@ fn serve_agent(stream: TcpStream, slot: PendingSlot, conn: u64) {
             let report = match frame {
                 Frame::Core(Message::Report(report)) => report,
                 Frame::Dynos(facts) => {
-                    if let Some(Ok(mut table)) = processes.as_ref().map(|p| p.lock()) {
+                    // Only the host's current link speaks for it: an older
+                    // one of a reconnect must not overwrite newer facts.
+                    let current = link
+                        .live
+                        .lock()
+                        .is_ok_and(|live| live.get(&host).is_some_and(|(_, c)| *c == conn));
+                    if let (true, Some(Ok(mut table))) =
+                        (current, processes.as_ref().map(|p| p.lock()))
+                    {
                         table.record(host, facts);
                     }
                     continue;
@@ -996,6 +1009,10 @@ fn serve_agent(stream: TcpStream, slot: PendingSlot, conn: u64) {
     if let Ok(mut live) = link.live.lock() {
         if live.get(&host).is_some_and(|(_, c)| *c == conn) {
             live.remove(&host);
+            // Its pids and ports are no longer reported; its exits stay.
+            if let Some(Ok(mut table)) = processes.as_ref().map(|p| p.lock()) {
+                table.forget(host);
+            }
         }
     }
     tracing::info!(host = host.0, "agent disconnected");

@@ -22,6 +22,9 @@ pub const HELLO_BYTES_MAX: u32 = 4 << 10;
 /// agent reports its dynos' processes in `Dynos`).
 pub const LINK_VERSION: u16 = 3;
 
+/// The oldest link version a manager accepts.
+pub const LINK_VERSION_OLDEST: u16 = 2;
+
 /// The most exits a `Dynos` frame repeats (the host's latest).
 pub const EXITS_KEPT: usize = 32;
 
@@ -105,8 +108,6 @@ pub struct DynoExit {
     pub instance: InstanceId,
     /// In words: `exit 137`, `signal 9 (SIGKILL)`, `stopped by tally`.
     pub status: String,
-    /// Milliseconds since it exited, when the frame was sent.
-    pub ago_ms: u64,
 }
 
 /// Puts a fence's `exited STATUS` word into the words `ps` shows.

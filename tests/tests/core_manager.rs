@@ -1445,3 +1445,50 @@ fn first_launches_of_a_scalable_type_spread_over_the_hosts() {
     assert_eq!((web_on(&n, 0), web_on(&n, 1)), (3, 2));
     assert_eq!(n.manager.vacant_slots().count(), 0);
 }
+
+/// A host alone never defers: instances above the formation that lockdown
+/// keeps running hold no share (found in review: a lone host holding web.1
+/// and web.3 with web=2 left web.2's relaunch waiting for good).
+#[test]
+fn a_host_alone_relaunches_beside_instances_lockdown_keeps_above_the_formation() {
+    let mut n = Net::new(
+        cfg_with(|c| {
+            c.process_types[0].count_initial = 0;
+            c.process_types[1].count_initial = 3;
+        }),
+        1,
+    );
+    n.round();
+    n.run_healthy(6);
+    assert_eq!(n.manager.vacant_slots().count(), 0);
+    let web2 = n.manager.instances_of(slot(1, 1)).next().unwrap();
+    // Down to one, up to two (web.2 gets a free launch), then lockdown
+    // cancels the stops: web.2 and web.3 keep running.
+    n.user(UserCommand::Scale {
+        process_type: WEB,
+        count: 1,
+    })
+    .unwrap();
+    n.user(UserCommand::Scale {
+        process_type: WEB,
+        count: 2,
+    })
+    .unwrap();
+    n.operator(OperatorCommand::Lockdown { on: true });
+    // web.2 crashes; the host, alone, must relaunch it.
+    n.manager_step(ManagerInput::ReportReceived(report(
+        0,
+        n.agent(0).incarnation().0,
+        n.now.0,
+        &[],
+        &[(web2, ExitOutcome::Crashed)],
+    )))
+    .unwrap();
+    n.run_healthy(10);
+    assert_eq!(n.manager.vacant_slots().count(), 0);
+    assert!(
+        n.manager
+            .instances_of(slot(1, 1))
+            .any(|i| i.generation > web2.generation)
+    );
+}

@@ -144,15 +144,14 @@ impl Step<'_> {
     /// Spreading (DESIGN.md, "Placement"): a first launch of a scalable
     /// type is left to other hosts when this one already holds its share,
     /// `ceil(desired / holders)`, where the holders are the hosts with
-    /// instances in the ledger that are not paused, this one counted. A
-    /// host's share counts its slots of the type whose instance was not
-    /// asked to stop, so a host alone never defers. A
-    /// relaunch after a failure goes wherever a report comes from, so
-    /// recovery never waits for a share; a host that dies leaves the
-    /// holders once its instances leave the ledger, so a first launch waits
-    /// at most one lease expiry for a share to grow. Singletons are never
-    /// deferred. It counts hosts and never compares their ids: no safety
-    /// property depends on where an instance runs.
+    /// instances in the ledger that are not paused, this one counted. What
+    /// a host holds is `Manager::slots_of_type_on`, which is below the
+    /// desired count while a slot of the formation is vacant, so a host
+    /// alone never defers. A relaunch after a failure goes wherever a
+    /// report comes from, so recovery never waits for a share; a host that
+    /// dies leaves the holders once its instances leave the ledger.
+    /// Singletons are never deferred. It counts hosts and never compares
+    /// their ids: no safety property depends on where an instance runs.
     fn leaves_to_others(&mut self, round: &mut Round, host: HostId, slot: SlotId) -> bool {
         let t = slot.process_type;
         if self.cfg.is_singleton(t) || !self.m.durable.free_launches.contains(&slot) {

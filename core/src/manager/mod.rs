@@ -649,15 +649,23 @@ impl Manager {
             .count()
     }
 
-    /// Slots of `process_type` with an instance on `host` that was not
-    /// asked to stop (one that is leaving holds no share, and a slot whose
-    /// old instance is still in the ledger beside its new one counts once).
+    /// Slots of the formation of `process_type` (index below the desired
+    /// count) with an instance on `host` that was not asked to stop: one
+    /// that is leaving, or above the formation (kept by lockdown), holds no
+    /// share, and a slot whose old instance is still in the ledger beside
+    /// its new one counts once. So a host's count is below the desired
+    /// count whenever a slot of the formation is vacant.
     pub(crate) fn slots_of_type_on(&self, host: HostId, process_type: TypeId) -> usize {
+        let desired = self.desired(process_type);
         let mut last = None;
         self.ledger
             .entries_on(host)
             .iter()
-            .filter(|e| e.id.slot.process_type == process_type && e.d.stop.is_none())
+            .filter(|e| {
+                e.id.slot.process_type == process_type
+                    && e.id.slot.index < desired
+                    && e.d.stop.is_none()
+            })
             // Sorted by instance, so a slot's instances are adjacent.
             .filter(|e| last.replace(e.id.slot) != Some(e.id.slot))
             .count()

@@ -170,8 +170,10 @@ impl Ledger {
             .map(|(_, h)| *h)
     }
 
-    /// Whether `host` has entries (as of the last flush), and how many
-    /// hosts have: O(log hosts).
+    /// Whether `host` has entries, and how many hosts have: O(log hosts).
+    /// From the deadline index, which is brought up to date at the end of
+    /// a step (`flush`): within a report's step only the reporting host's
+    /// entries change, and `launching` counts that host itself.
     pub(crate) fn holders(&self, host: HostId) -> (bool, usize) {
         (self.host_due.contains_key(&host), self.host_due.len())
     }
