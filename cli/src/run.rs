@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// defaults apply without it. `tally.toml` is read if present.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print a `tally.toml` with every key, commented (the example's, whose
+    /// Procfile is examples/Procfile), and exit: a template to start from.
+    #[arg(long)]
+    config_example: bool,
     /// The dynos' environment: `KEY=value` lines, as foreman and `heroku
     /// local` read them. Without it, `.env` beside the Procfile if present.
     /// Tally's own variables (DYNO, PORT, TALLY_*) win over the file, and the
@@ -146,6 +150,10 @@ pub struct FenceArgs {
 /// `tally run`: the manager and its local agents, until the journal fails
 /// or a signal stops it.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+    if args.config_example {
+        print!("{}", tally_manager::settings::CONFIG_EXAMPLE);
+        return Ok(ExitCode::SUCCESS);
+    }
     let opts = RunOptions {
         procfile: args.procfile.clone(),
         apps: args.apps.clone(),

@@ -808,6 +808,64 @@ fn an_env_file_that_is_missing_or_malformed_is_refused_with_its_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A bad `tally.toml` is refused before anything starts, all its range
+/// errors at once, and a syntax error points to a template: `tally run
+/// --config-example`.
+#[test]
+fn config_errors_come_together_and_point_to_a_template() {
+    let dir = std::env::temp_dir().join(format!("tally-test-badtoml-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = Command::new(TALLY)
+        .args(["run", "--config-example"])
+        .output()
+        .unwrap();
+    assert!(example.status.success(), "{example:?}");
+    let text = String::from_utf8_lossy(&example.stdout).into_owned();
+    assert!(
+        text.contains("lease_ms") && text.contains("# jitter_max_ms"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.join("Procfile"),
+        "web: sleep 100\nclock: sleep 100\nworker: sleep 100\n",
+    )
+    .unwrap();
+    let run = |toml: &str| {
+        std::fs::write(dir.join("tally.toml"), toml).unwrap();
+        Command::new(TALLY)
+            .args(["run", "--hosts", "1", "--procfile"])
+            .arg(dir.join("Procfile"))
+            .arg("--config")
+            .arg(dir.join("tally.toml"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .output()
+            .unwrap()
+    };
+    // (That the template parses with the example's Procfile is a unit test
+    // of `settings`.) A key that does not exist:
+    let typo = run("[types.web]\ncount = 2\nreplicas = 3\n");
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success());
+    assert!(
+        err.contains("unknown field `replicas`") && err.contains("tally run --config-example"),
+        "{err}"
+    );
+    let ranges = run("[types.web]\nmax = 0\ncount = 5\n[timing]\nlease_ms = 1\n");
+    let err = String::from_utf8_lossy(&ranges.stderr);
+    assert!(!ranges.status.success());
+    for says in [
+        "types.web.max = 0",
+        "types.web.count = 5",
+        "timing.lease_ms = 1",
+    ] {
+        assert!(err.contains(says), "{says} missing from:\n{err}");
+    }
+    assert!(!dir.join("data").exists(), "nothing may start");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `tally restart web.2` and `tally stop web.1` (Heroku's `ps:restart` and
 /// `ps:stop`): each replaces that one dyno and no other, through the core;
 /// a dyno the formation lacks, a name that is not a dyno, and lockdown are

@@ -38,7 +38,7 @@ pub enum SettingsError {
     #[error("the Procfile names no process type")]
     EmptyProcfile,
     /// `tally.toml` is not valid.
-    #[error("tally.toml: {0}")]
+    #[error("tally.toml: {0}\n(every key, commented, in `tally run --config-example`)")]
     Toml(String),
     /// `tally.toml` configures a type the Procfile lacks.
     #[error("tally.toml configures `{0}`, which the Procfile does not name")]
@@ -668,6 +668,10 @@ fn trailing(after: &str) -> Result<(), String> {
         Err(format!("`{}` after the closing quote", shown(after)))
     }
 }
+
+/// A `tally.toml` that sets every key the manager reads, commented: what
+/// `tally run --config-example` prints.
+pub const CONFIG_EXAMPLE: &str = include_str!("../../examples/tally.toml");
 
 /// Parses `tally.toml`.
 ///
@@ -1614,6 +1618,19 @@ mod tests {
         let example = include_str!("../../examples/tally.toml");
         let procs = parse_procfile(include_str!("../../examples/Procfile")).unwrap();
         build(&procs, &parse_settings(example).unwrap()).unwrap();
+        // Its commented keys (`tally run --config-example`) exist and take
+        // the values shown.
+        let uncommented = example
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, example);
+        build(&procs, &parse_settings(&uncommented).unwrap()).unwrap();
         build(&procs, &FileSettings::default()).unwrap();
         // `SETTINGS` of cli/tests/manager.rs.
         let e2e = "app = \"test\"\ntick_ms = 50\nboots_in_flight_max = 2\n\

@@ -26,6 +26,11 @@ struct Round {
     /// host and its share (see `Step::leaves_to_others`), kept up to date
     /// by the launches of this round.
     share: Option<(TypeId, usize, usize)>,
+    /// Types whose first launches this host leaves to others in this round
+    /// (`Step::leaves_to_others`; a type stays deferred for the round, as
+    /// launches only raise what the host holds): `next_slot` jumps over
+    /// their free slots instead of visiting each.
+    deferred: Vec<TypeId>,
 }
 
 /// What admission says of the next slot.
@@ -58,6 +63,7 @@ impl Step<'_> {
             cursor: None,
             noted: false,
             share: None,
+            deferred: Vec::new(),
         };
         while let Some(slot) = self.next_slot(&round) {
             round.cursor = Some(slot);
@@ -67,6 +73,9 @@ impl Step<'_> {
                 Admission::Admit => {}
             }
             if self.leaves_to_others(&mut round, host, slot) {
+                if !round.deferred.contains(&slot.process_type) {
+                    round.deferred.push(slot.process_type);
+                }
                 continue;
             }
             let Some(free) = self.pay(&mut round, slot) else {
@@ -103,8 +112,31 @@ impl Step<'_> {
             Some(c) => (Bound::Excluded(c), Bound::Unbounded),
         };
         let m = &mut *self.m;
-        let first = m.ledger.launchable(self.now).range(after).next().copied()?;
+        let mut first = m.ledger.launchable(self.now).range(after).next().copied()?;
         let m = &*m;
+        let ready = m.ledger.launchable_as_promoted();
+        let free_launches = &m.durable.free_launches;
+        // Over a deferred type's free slots in one walk: to its next paid
+        // slot, or past the type.
+        while round.deferred.contains(&first.process_type) && free_launches.contains(&first) {
+            let end = type_bounds(first.process_type).1;
+            let mut free_in_type = free_launches
+                .range((Bound::Excluded(first), Bound::Included(end)))
+                .peekable();
+            let paid = ready
+                .range((Bound::Excluded(first), Bound::Included(end)))
+                .find(|s| {
+                    while free_in_type.next_if(|f| *f < *s).is_some() {}
+                    free_in_type.peek() != Some(s)
+                })
+                .copied();
+            first = match paid {
+                Some(p) => p,
+                None => *ready
+                    .range((Bound::Excluded(end), Bound::Unbounded))
+                    .next()?,
+            };
+        }
         let t = first.process_type;
         let allowed = |s: &SlotId| m.breaker(m.app_of(s.process_type)).allows_launch();
         let free = m.durable.free_launches.contains(&first);
@@ -114,7 +146,6 @@ impl Step<'_> {
         if !free && !round.noted && allowed(&first) {
             return Some(first);
         }
-        let ready = m.ledger.launchable_as_promoted();
         let next_free = m
             .durable
             .free_launches

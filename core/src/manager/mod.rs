@@ -657,15 +657,17 @@ impl Manager {
     /// count whenever a slot of the formation is vacant.
     pub(crate) fn slots_of_type_on(&self, host: HostId, process_type: TypeId) -> usize {
         let desired = self.desired(process_type);
+        let entries = self.ledger.entries_on(host);
+        // Sorted by instance, so the type's entries are one run: found by
+        // binary search, as a report asks this of each type it launches.
+        let from = entries.partition_point(|e| e.id.slot.process_type < process_type);
         let mut last = None;
-        self.ledger
-            .entries_on(host)
+        entries
+            .get(from..)
+            .unwrap_or_default()
             .iter()
-            .filter(|e| {
-                e.id.slot.process_type == process_type
-                    && e.id.slot.index < desired
-                    && e.d.stop.is_none()
-            })
+            .take_while(|e| e.id.slot.process_type == process_type)
+            .filter(|e| e.id.slot.index < desired && e.d.stop.is_none())
             // Sorted by instance, so a slot's instances are adjacent.
             .filter(|e| last.replace(e.id.slot) != Some(e.id.slot))
             .count()
