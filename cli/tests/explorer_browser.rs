@@ -87,9 +87,14 @@ fn s1_trace(dir: &Path) -> PathBuf {
 
 /// `tally explore --trace FILE --port 0`, and the URL it prints.
 fn explore(trace: &Path) -> (Killed, String) {
+    explore_with("--trace", trace)
+}
+
+/// `tally explore --port 0 FLAG PATH`, and the URL it prints.
+fn explore_with(flag: &str, path: &Path) -> (Killed, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["explore", "--port", "0", "--trace"])
-        .arg(trace)
+        .args(["explore", "--port", "0", flag])
+        .arg(path)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -554,6 +559,28 @@ async fn open_page(
 }
 
 /// Opens `url` and waits until the timeline has rendered.
+/// Attribute `attr` of the element with id `id`.
+async fn attr_of(client: &fantoccini::Client, id: &str, attr: &str) -> Option<String> {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .attr(attr)
+        .await
+        .unwrap()
+}
+
+/// The text of the element with id `id`.
+async fn text_of(client: &fantoccini::Client, id: &str) -> String {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn rendered(client: &fantoccini::Client, url: &str) {
     client.goto(url).await.unwrap();
     client
@@ -587,13 +614,7 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
     let trace_file = hunted("unbounded-retries", "s3-launch-bound");
     let (_tally, url) = explore(&trace_file);
     let (client, _driver, profile) = open(&url, "s3", (1200, 1400)).await;
-    let text = client
-        .find(Locator::Id("violation"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(&client, "violation").await;
     assert!(
         text.contains("launches >") && text.contains("F "),
         "the banner says the numbers: {text}"
@@ -639,13 +660,7 @@ async fn the_s3_panel_shows_the_launches_against_the_bound_term_by_term() {
         "{why}"
     );
     // The manager's flow control in words, not JSON.
-    let pane = client
-        .find(Locator::Id("detail"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pane = text_of(&client, "detail").await;
     assert!(
         pane.contains("budget of shop")
             && pane.contains("fleet breaker")
@@ -670,13 +685,7 @@ async fn a_failover_trace_shows_each_manager_process_and_the_store() {
     let (client, _driver, profile) = open(&url, "ha", (1400, 1200)).await;
     // At the broken step (selected on load): the old leader, deposed but
     // unaware, beside the new leader, and the store's key with its term.
-    let pane = client
-        .find(Locator::Id("managers"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pane = text_of(&client, "managers").await;
     assert!(
         pane.contains("zombie") && pane.contains("leader") && pane.contains("term 2"),
         "{pane}"
@@ -708,28 +717,7 @@ async fn a_failover_trace_shows_each_manager_process_and_the_store() {
 
 /// `tally explore --trace-dir DIR --port 0`, and the URL it prints.
 fn explore_dir(dir: &Path) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["explore", "--port", "0", "--trace-dir"])
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = Killed(child);
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
-    });
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    (child, url)
+    explore_with("--trace-dir", dir)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -896,22 +884,10 @@ async fn the_trace_table_and_hunted_names_that_keep_their_meaning() {
         here.path().ends_with(&format!("/trace/{taken}-2")),
         "{here}"
     );
-    let hunted_property = client
-        .find(Locator::Id("violation"))
-        .await
-        .unwrap()
-        .attr("data-property")
-        .await
-        .unwrap();
+    let hunted_property = attr_of(&client, "violation", "data-property").await;
     assert_eq!(hunted_property.as_deref(), Some("S2 no phantom"));
     // The S2 panel names the phantom and what the ledger believed.
-    let why = client
-        .find(Locator::Id("why"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let why = text_of(&client, "why").await;
     assert!(
         why.contains("the phantom") && why.contains("does not hold it"),
         "{why}"
@@ -919,25 +895,13 @@ async fn the_trace_table_and_hunted_names_that_keep_their_meaning() {
     // The file's name, with a step, still shows the file's trace.
     let file_url = url.replace("/traces", &format!("/trace/{taken}?step=2"));
     rendered(&client, &file_url).await;
-    let property = client
-        .find(Locator::Id("violation"))
-        .await
-        .unwrap()
-        .attr("data-property")
-        .await
-        .unwrap();
+    let property = attr_of(&client, "violation", "data-property").await;
     assert_eq!(
         property.as_deref(),
         Some("S1 singleton"),
         "the file's trace"
     );
-    let step = client
-        .find(Locator::Id("detail"))
-        .await
-        .unwrap()
-        .attr("data-step")
-        .await
-        .unwrap();
+    let step = attr_of(&client, "detail", "data-step").await;
     assert_eq!(step.as_deref(), Some("2"));
     // Hunting again opens the same hunted trace; the table lists both.
     let hunt_url = url.replace("/traces", "/hunt/timeout-frees-slot");

@@ -773,6 +773,20 @@ fn dotenv_beside_the_procfile_reaches_every_dyno_below_tallys_own_variables() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `tally run --hosts 1` of `dir`'s Procfile and data dir with `flag file`,
+/// to its end (these runs are refused before anything starts).
+fn run_in(dir: &std::path::Path, flag: &str, file: &std::path::Path) -> Output {
+    Command::new(TALLY)
+        .args(["run", "--hosts", "1", "--procfile"])
+        .arg(dir.join("Procfile"))
+        .arg(flag)
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap()
+}
+
 /// `--env FILE` replaces `.env`, must exist, and a bad line is refused
 /// before anything starts, with the file and the line.
 #[test]
@@ -782,17 +796,7 @@ fn an_env_file_that_is_missing_or_malformed_is_refused_with_its_line() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("Procfile"), "web: sleep 100\n").unwrap();
     std::fs::write(dir.join("bad.env"), "A=1\nthis is not a pair\n").unwrap();
-    let run = |env: &str| {
-        Command::new(TALLY)
-            .args(["run", "--hosts", "1", "--procfile"])
-            .arg(dir.join("Procfile"))
-            .arg("--env")
-            .arg(dir.join(env))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .output()
-            .unwrap()
-    };
+    let run = |env: &str| run_in(&dir, "--env", &dir.join(env));
     let bad = run("bad.env");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
@@ -833,15 +837,7 @@ fn config_errors_come_together_and_point_to_a_template() {
     .unwrap();
     let run = |toml: &str| {
         std::fs::write(dir.join("tally.toml"), toml).unwrap();
-        Command::new(TALLY)
-            .args(["run", "--hosts", "1", "--procfile"])
-            .arg(dir.join("Procfile"))
-            .arg("--config")
-            .arg(dir.join("tally.toml"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .output()
-            .unwrap()
+        run_in(&dir, "--config", &dir.join("tally.toml"))
     };
     // (That the template parses with the example's Procfile is a unit test
     // of `settings`.) A key that does not exist:

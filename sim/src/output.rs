@@ -183,6 +183,17 @@ fn color(i: usize) -> &'static str {
     COLORS.get(i % COLORS.len()).copied().unwrap_or("black")
 }
 
+/// The line of the `i`-th policy: its colour and width.
+fn policy_line(i: usize, label: String, dashed: bool, points: Vec<(f64, f64)>) -> Line<'static> {
+    Line {
+        label,
+        color: color(i),
+        dashed,
+        width: width(i),
+        points,
+    }
+}
+
 fn points(r: &Report, f: impl Fn(&crate::report::Sample) -> f64) -> Vec<(f64, f64)> {
     r.series.iter().map(|s| (s.t_s / 3600.0, f(s))).collect()
 }
@@ -227,21 +238,19 @@ fn launch_chart(reports: &[Report]) -> String {
     let mut rate = Vec::new();
     let mut refused = Vec::new();
     for (i, r) in reports.iter().enumerate() {
-        rate.push(Line {
-            label: r.policy.to_string(),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: points(r, |s| s.launch_rate),
-        });
+        rate.push(policy_line(
+            i,
+            r.policy.to_string(),
+            false,
+            points(r, |s| s.launch_rate),
+        ));
         let k = per_minute(r);
-        refused.push(Line {
-            label: format!("{}: relaunches refused, no token", r.policy),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: points(r, |s| s.retries_refused as f64 * k),
-        });
+        refused.push(policy_line(
+            i,
+            format!("{}: relaunches refused, no token", r.policy),
+            false,
+            points(r, |s| s.retries_refused as f64 * k),
+        ));
     }
     let mut panels = vec![panel("launches per second", 2.0, rate)];
     if reports.iter().any(|r| r.summary.retries_refused > 0) {
@@ -255,28 +264,25 @@ fn boot_chart(reports: &[Report]) -> String {
     let mut times = Vec::new();
     let mut timeouts = Vec::new();
     for (i, r) in reports.iter().enumerate() {
-        times.push(Line {
-            label: format!("{} p50", r.policy),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: boot_points(r, |s| s.boot_p50_ms / 1000.0),
-        });
-        times.push(Line {
-            label: format!("{} p99", r.policy),
-            color: color(i),
-            dashed: true,
-            width: width(i),
-            points: boot_points(r, |s| s.boot_p99_ms / 1000.0),
-        });
+        times.push(policy_line(
+            i,
+            format!("{} p50", r.policy),
+            false,
+            boot_points(r, |s| s.boot_p50_ms / 1000.0),
+        ));
+        times.push(policy_line(
+            i,
+            format!("{} p99", r.policy),
+            true,
+            boot_points(r, |s| s.boot_p99_ms / 1000.0),
+        ));
         let k = per_minute(r);
-        timeouts.push(Line {
-            label: format!("{}: boots given up (timed out)", r.policy),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: points(r, |s| s.timeouts as f64 * k),
-        });
+        timeouts.push(policy_line(
+            i,
+            format!("{}: boots given up (timed out)", r.policy),
+            false,
+            points(r, |s| s.timeouts as f64 * k),
+        ));
     }
     let first = reports.first();
     let mut top = panel("boot time, seconds", 2.0, times);
@@ -299,33 +305,30 @@ fn running_chart(reports: &[Report]) -> String {
     let mut phantoms = Vec::new();
     let mut held = Vec::new();
     for (i, r) in reports.iter().enumerate() {
-        running.push(Line {
-            label: format!("{} running", r.policy),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: points(r, |s| s.running as f64),
-        });
-        phantoms.push(Line {
-            label: format!("{}: alive in ground truth, not in the ledger", r.policy),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: points(r, |s| s.phantoms as f64),
-        });
-        held.push(Line {
-            label: format!(
+        running.push(policy_line(
+            i,
+            format!("{} running", r.policy),
+            false,
+            points(r, |s| s.running as f64),
+        ));
+        phantoms.push(policy_line(
+            i,
+            format!("{}: alive in ground truth, not in the ledger", r.policy),
+            false,
+            points(r, |s| s.phantoms as f64),
+        ));
+        held.push(policy_line(
+            i,
+            format!(
                 "{}: vacant slots held by the budget, backoff or a breaker",
                 r.policy
             ),
-            color: color(i),
-            dashed: false,
-            width: width(i),
-            points: points(r, |s| {
+            false,
+            points(r, |s| {
                 let h = &s.held;
                 (h.fleet_breaker + h.backoff + h.app_breaker + h.budget) as f64
             }),
-        });
+        ));
     }
     if let Some(r) = reports.first() {
         running.push(Line {
