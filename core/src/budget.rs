@@ -80,6 +80,19 @@ impl Budget {
             || (self.probe_ready && !cfg.mutations.has(Mutation::BreakerProbeOnly))
     }
 
+    /// How many relaunches the bucket can pay now, one after another with
+    /// nothing refilled: its whole tokens and its probe credit, as
+    /// [`Budget::try_spend`] would spend them (`u64::MAX` under
+    /// `unbounded-retries`). An observation for the simulator's reports.
+    #[must_use]
+    pub fn relaunches_payable(&self, cfg: &Config) -> u64 {
+        if cfg.mutations.has(Mutation::UnboundedRetries) {
+            return u64::MAX;
+        }
+        u64::from(self.tokens_milli / MILLI)
+            + u64::from(self.probe_ready && !cfg.mutations.has(Mutation::BreakerProbeOnly))
+    }
+
     /// Spends one relaunch, or refuses when the bucket is empty and no
     /// probe credit is ready (exactly when [`Budget::can_spend`] is false).
     pub fn try_spend(&mut self, cfg: &Config) -> Option<Payment> {

@@ -25,7 +25,7 @@ use std::time::Instant;
 use tally_core::{
     Agent, AgentEffect, AgentInput, AgentNote, AgentReport, Alert, AppId, Breaker, Config,
     Counters, Effect, FleetBreaker, HostId, Incarnation, InstanceId, JournalRecord, Manager,
-    ManagerInput, ManagerReply, Mutation, Note, SlotId, Tick, TypeId, UserCommand, launch_bound,
+    ManagerInput, ManagerReply, Note, SlotId, Tick, TypeId, UserCommand, launch_bound,
 };
 
 /// A `HashMap` with a fixed hasher, so that runs are reproducible.
@@ -1195,8 +1195,6 @@ impl<'a> World<'a> {
         let now = self.tick();
         let mut held = Held::default();
         let fleet_open = !m.fleet_breaker().allows_launch();
-        let fleet_wide = self.cfg.mutations.has(Mutation::FleetWideBudget);
-        let unbounded = self.cfg.mutations.has(Mutation::UnboundedRetries);
         let free = &m.durable().free_launches;
         // Launches each bucket can still pay, filled in on first use.
         let mut payable: Vec<Option<u64>> = vec![None; m.app_count()];
@@ -1220,17 +1218,11 @@ impl<'a> World<'a> {
                 held.placement += 1;
                 continue;
             }
-            let bucket = if fleet_wide { AppId(0) } else { app };
+            let bucket = m.bucket_of(&self.cfg, slot.process_type);
             let left = payable.get_mut(bucket.index()).map(|left| {
-                left.get_or_insert_with(|| match m.budget(bucket) {
-                    Some(b) if b.can_spend(&self.cfg) => {
-                        if unbounded {
-                            u64::MAX
-                        } else {
-                            (u64::from(b.tokens_milli / 1000) + u64::from(b.probe_ready)).max(1)
-                        }
-                    }
-                    _ => 0,
+                left.get_or_insert_with(|| {
+                    m.budget(bucket)
+                        .map_or(0, |b| b.relaunches_payable(&self.cfg))
                 })
             });
             match left {

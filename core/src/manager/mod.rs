@@ -529,7 +529,8 @@ impl Manager {
 
     /// The bucket a relaunch of `process_type` spends from: its app's, or
     /// the first app's for every type under `fleet-wide-budget`.
-    pub(crate) fn bucket_of(&self, cfg: &Config, process_type: TypeId) -> AppId {
+    #[must_use]
+    pub fn bucket_of(&self, cfg: &Config, process_type: TypeId) -> AppId {
         if cfg.mutations.has(Mutation::FleetWideBudget) {
             return AppId(0);
         }
