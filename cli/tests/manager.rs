@@ -1061,3 +1061,50 @@ fn logs_interleave_every_dyno_with_time_and_name_and_follow() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no dyno logs in /nonexistent/tally"));
 }
+
+/// Placement through the binary (DESIGN.md, "Placement"): once both hosts
+/// run dynos, `scale web=6` leaves three web dynos on each; with `K = 8`
+/// the first host to report could otherwise take all four new ones.
+#[test]
+fn a_scale_up_spreads_a_type_over_the_hosts() {
+    let settings = SETTINGS.replace("boots_in_flight_max = 2", "boots_in_flight_max = 8");
+    let c = Cluster::start("spread", &procfile(), &settings, 2);
+    c.wait_for("convergence", 30, converged);
+    let host_of = |ps: &Value, dyno: &str| {
+        ps["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["dyno"] == dyno)
+            .and_then(|i| i["host"].as_u64())
+    };
+    let a = host_of(&c.ps(), "web.1").unwrap();
+    let b = 1 - a;
+    // web.2 goes to the other host: web.1's is paused while it launches.
+    assert!(
+        c.tally(&["pause", "--host", &a.to_string()])
+            .status
+            .success()
+    );
+    assert!(c.tally(&["scale", "web=2"]).status.success());
+    c.wait_for("web.2 up on the other host", 30, |ps| {
+        converged(ps) && host_of(ps, "web.2") == Some(b)
+    });
+    assert!(
+        c.tally(&["resume", "--host", &a.to_string()])
+            .status
+            .success()
+    );
+    assert!(c.tally(&["scale", "web=6"]).status.success());
+    let ps = c.wait_for("web=6", 30, converged);
+    let web_on = |h: u64| {
+        ps["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["dyno"].as_str().is_some_and(|d| d.starts_with("web.")))
+            .filter(|i| i["host"].as_u64() == Some(h))
+            .count()
+    };
+    assert_eq!((web_on(a), web_on(b)), (3, 3), "{ps:#}");
+}
