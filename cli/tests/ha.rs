@@ -4,8 +4,9 @@
 //! `clock` witness of the manager tests (no two clock lives may overlap,
 //! ever). Faults: the leader SIGKILLed; the leader SIGSTOPped past its
 //! store lease and resumed after a standby took over (it must step down
-//! without acting); etcd's raft leader killed; a member stopped and
-//! brought back; etcd unreachable at start. Every process a test starts
+//! without acting); etcd's raft leader killed, and frozen (SIGSTOP: it
+//! accepts connections and answers nothing); a member stopped and brought
+//! back; etcd unreachable at start. Every process a test starts
 //! (etcd members, managers, agents and so their dynos) is killed when it
 //! ends, pass or fail. Needs `/usr/bin/etcd` (Debian's etcd-server).
 #![cfg(feature = "etcd")]
@@ -285,6 +286,19 @@ impl Group {
         v
     }
 
+    /// Panics, with its log, if a manager has exited: losing one etcd
+    /// member of three must cost no manager (once, both managers exited
+    /// when every attempt of an append went to the killed member).
+    fn assert_managers_run(&mut self, when: &str) {
+        for (name, child) in &mut self.managers {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join(format!("{name}.log")))
+                    .unwrap_or_default();
+                panic!("manager {name} exited {status} {when}:\n{}", tail(&log, 30));
+            }
+        }
+    }
+
     /// The leader's name as `ps` shows it.
     fn leader(ps: &Value) -> Option<String> {
         ps["managers"]["leader"]["name"]
@@ -439,10 +453,28 @@ fn the_manager_goes_on_when_etcd_loses_its_raft_leader_or_a_member() {
         "raft leader {raft} killed: manager {leader} -> leader {:?}",
         Group::leader(&ps)
     );
+    g.assert_managers_run("after etcd's raft leader was killed");
     g.etcd.start_member(raft);
     g.etcd
         .wait_ready(Duration::from_secs(15))
         .expect("the killed member rejoined");
+    // Frozen, the raft leader still accepts connections: calls to it hang
+    // until their timeout, and the others elect a new raft leader.
+    let frozen = g.etcd.raft_leader();
+    g.etcd.freeze(frozen);
+    g.scale_web(1);
+    g.wait_for("one web with the raft leader frozen", 40, |ps| {
+        web_up(ps, 1) && clock_up(ps) && converged(ps)
+    });
+    g.etcd.thaw(frozen);
+    g.assert_managers_run("while etcd's raft leader was frozen");
+    g.etcd
+        .wait_ready(Duration::from_secs(15))
+        .expect("the frozen member came back");
+    g.scale_web(2);
+    g.wait_for("two webs after the thaw", 40, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
     // (d) stop another member with SIGTERM, then bring it back.
     let stopped = (raft + 1) % etcd_cluster::MEMBERS;
     g.etcd.stop(stopped);
@@ -459,6 +491,7 @@ fn the_manager_goes_on_when_etcd_loses_its_raft_leader_or_a_member() {
         web_up(ps, 2) && clock_up(ps) && converged(ps)
     });
     assert!(Group::leader(&ps).is_some());
+    g.assert_managers_run("after a member was stopped and brought back");
     g.assert_no_overlap();
 }
 

@@ -23,8 +23,15 @@
 //! The crate is synchronous, so [`EtcdStore`] owns a private current-thread
 //! tokio runtime and blocks on it. Background tasks of the gRPC channel run
 //! only inside a call, which is enough: nothing here needs to progress
-//! between calls. Every call has a timeout and a bounded number of attempts
+//! between calls. Every call has a timeout per attempt and a time budget
 //! ([`StoreSettings`]); nothing blocks forever.
+//!
+//! Each member has its own client (its own connection), and a call that
+//! fails on one member moves to the next at once. A balanced channel over
+//! all members would not do: it keeps sending a share of the attempts to a
+//! member that is dead (refused at once) or frozen (answers nothing until
+//! the timeout), and one append in a few dozen found that member on every
+//! attempt, failed, and stopped the manager.
 //!
 //! Architecture Invariant: this module knows nothing about the core's
 //! records: it stores opaque bytes under sequence numbers. Deciding when to
@@ -38,6 +45,7 @@ use etcd_client::{
 };
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -67,8 +75,9 @@ pub const RECORDS_READ_MAX: usize = 1_000_000;
 /// leader finishing its snapshot) removed the revision it was pinned to.
 const READ_RESTARTS_MAX: u32 = 3;
 
-/// Pause before the second attempt of a call; it doubles per attempt up to
-/// [`BACKOFF_MAX`].
+/// Pause after every member failed an attempt of a call once; it doubles
+/// per such round up to [`BACKOFF_MAX`]. (Moving to the next member after
+/// one failed needs no pause.)
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 
 /// The longest pause between attempts.
@@ -90,16 +99,19 @@ const GRPC_OUT_OF_RANGE: i32 = 11;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreSettings {
     /// Client URLs of the etcd members (`http://10.0.0.1:2379` or
-    /// `10.0.0.1:2379`); requests are balanced over those that answer.
+    /// `10.0.0.1:2379`). Calls go to the member that last answered and move
+    /// to the next when it fails.
     pub endpoints: Vec<String>,
     /// Prefix of every key this manager group uses, e.g. `tally/`; several
     /// groups can share one cluster under different prefixes.
     pub prefix: String,
     /// The longest wait for one attempt of one call.
     pub call_timeout: Duration,
-    /// Attempts per call (at least 1) before a timeout or a transient error
-    /// is returned; a call blocks at most about
-    /// `attempts_max * (call_timeout + 0.5 s)`.
+    /// A call's time budget in attempts' timeouts (at least 1): a call tries
+    /// member after member until it succeeds, meets an error that is not
+    /// transient, or `attempts_max * call_timeout` has passed, and blocks
+    /// no longer than that. Attempts that fail at once (a refused
+    /// connection, a member without a raft leader) cost little of it.
     pub attempts_max: u32,
     /// Time to live of the leader's store lease, in seconds. etcd may grant
     /// more (its minimum is 1.5 election timeouts, rounded up); the granted
@@ -233,7 +245,7 @@ pub enum StoreError {
     Timeout {
         /// The call.
         what: &'static str,
-        /// The timeout of each attempt.
+        /// How long the call tried.
         after: Duration,
         /// Attempts made.
         attempts: u32,
@@ -290,6 +302,20 @@ pub enum StoreError {
     /// The private runtime could not start.
     #[error("cannot start the etcd client runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the store left the call unanswered (a timeout, or transient
+    /// errors until the budget ran out): its outcome is unknown, and the
+    /// same idempotent call may succeed later.
+    #[must_use]
+    pub fn is_unanswered(&self) -> bool {
+        match self {
+            StoreError::Timeout { .. } => true,
+            StoreError::Etcd { source, .. } => is_transient(source),
+            _ => false,
+        }
+    }
 }
 
 /// The leader key's state when a write found it changed.
@@ -409,7 +435,14 @@ fn txn_range(resp: &TxnResponse, n: usize) -> Vec<KeyValue> {
 /// A blocking client for the manager's leadership and journal on etcd.
 pub struct EtcdStore {
     runtime: tokio::runtime::Runtime,
-    client: Client,
+    /// One client per endpoint, in the order of the settings.
+    clients: Vec<Client>,
+    /// The first endpoint's client (`clients` is never empty; this spares
+    /// an index that could fail).
+    first: Client,
+    /// The member calls go to first: the last one that answered, or the
+    /// next after the last one that failed.
+    current: AtomicUsize,
     keys: Keys,
     settings: StoreSettings,
 }
@@ -437,26 +470,39 @@ impl EtcdStore {
             endpoints: endpoints.clone(),
             reason,
         };
+        // `require_leader`: a member cut off from the raft leader refuses
+        // at once (and the call moves on) rather than serving stale reads.
         let options = ConnectOptions::new()
             .with_connect_timeout(settings.call_timeout)
             .with_require_leader(true);
-        let connecting = Client::connect(settings.endpoints.clone(), Some(options));
-        let client = match block_with_timeout(&runtime, settings.call_timeout, connecting) {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer in {:?}",
-                    settings.call_timeout
-                )));
+        let mut clients = Vec::with_capacity(settings.endpoints.len());
+        for endpoint in &settings.endpoints {
+            // Connecting is lazy: a dead member fails its calls, not this.
+            let connecting = Client::connect([endpoint.as_str()], Some(options.clone()));
+            match block_with_timeout(&runtime, settings.call_timeout, connecting) {
+                Ok(Ok(client)) => clients.push(client),
+                Ok(Err(e)) => return Err(unreachable(format!("{endpoint}: {e}"))),
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "{endpoint}: no answer in {:?}",
+                        settings.call_timeout
+                    )));
+                }
             }
+        }
+        let Some(first) = clients.first().cloned() else {
+            return Err(StoreError::InvalidSettings {
+                why: "no etcd endpoints given".to_string(),
+            });
         };
         let keys = Keys {
             prefix: settings.prefix.clone(),
         };
         let mut store = EtcdStore {
             runtime,
-            client,
+            clients,
+            first,
+            current: AtomicUsize::new(0),
             keys,
             settings,
         };
@@ -477,41 +523,117 @@ impl EtcdStore {
         &self.settings
     }
 
-    /// Runs one call with the timeout, retrying timeouts and transient
-    /// errors up to `attempts_max` times. Returns the value and when the
-    /// successful attempt started (before its request was sent).
+    /// Runs `call` (idempotent) again while the store leaves it unanswered
+    /// ([`StoreError::is_unanswered`]), for up to the store lease's time to
+    /// live beyond the first call. A leader uses it for the writes it
+    /// cannot act without: within that time the store either commits the
+    /// write, refuses it (the lease expired: [`StoreError::Deposed`]), or
+    /// stays unreachable for longer than a lease, when nobody can tell
+    /// whether this manager still leads and it must step down. One call's
+    /// budget is too short for that: a raft election among the members,
+    /// or a frozen member's timeout followed by one, takes about as long.
+    ///
+    /// # Errors
+    /// The last error of `call`, once it is not unanswered or the time is
+    /// up.
+    pub fn persistently<T>(
+        &mut self,
+        what: &str,
+        mut call: impl FnMut(&mut EtcdStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let ttl = Duration::from_secs(u64::try_from(self.settings.lease_ttl_s).unwrap_or(1));
+        let mut give_up: Option<Instant> = None;
+        loop {
+            match call(self) {
+                Err(e) if e.is_unanswered() => {
+                    let give_up = *give_up.get_or_insert_with(|| Instant::now() + ttl);
+                    if Instant::now() >= give_up {
+                        return Err(e);
+                    }
+                    tracing::warn!(
+                        member = self.endpoint_in_use(),
+                        "{what}: {e}; trying again (for up to the store lease, {ttl:?})"
+                    );
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// The endpoint calls go to now (the member that last answered).
+    #[must_use]
+    pub fn endpoint_in_use(&self) -> &str {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len().max(1);
+        self.settings.endpoints.get(i).map_or("", String::as_str)
+    }
+
+    /// The client of the member calls go to now.
+    fn client(&self) -> (usize, Client) {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len().max(1);
+        (i, self.clients.get(i).unwrap_or(&self.first).clone())
+    }
+
+    /// Moves calls away from member `i`, which just failed one (unless an
+    /// earlier failure already moved them).
+    fn leave(&self, i: usize) {
+        let next = i.saturating_add(1) % self.clients.len().max(1);
+        let _ = self
+            .current
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Runs one call: each attempt on the current member with the call
+    /// timeout; a timeout or a transient error moves to the next member and
+    /// tries again, with a backoff after each round of members, until the
+    /// budget of `attempts_max` timeouts has passed. Returns the value and
+    /// when the successful attempt started (before its request was sent).
     fn call<T, F, Fut>(&self, what: &'static str, mut attempt: F) -> Result<(T, Moment), StoreError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let timeout = self.settings.call_timeout;
+        let began = Instant::now();
+        let deadline = began + timeout.saturating_mul(self.settings.attempts_max);
         let mut backoff = BACKOFF_FIRST;
-        let mut failure = StoreError::Timeout {
-            what,
-            after: timeout,
-            attempts: 0,
-        };
-        for n in 1..=self.settings.attempts_max {
-            if n > 1 {
-                sleep(&self.runtime, backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
+        let mut failed_this_round = 0;
+        let mut n: u32 = 0;
+        loop {
+            n = n.saturating_add(1);
+            let (member, client) = self.client();
+            let limit = timeout.min(deadline.saturating_duration_since(Instant::now()));
             let started = Moment::now();
-            let outcome = block_with_timeout(&self.runtime, timeout, attempt(self.client.clone()));
-            failure = match outcome {
+            let outcome = block_with_timeout(&self.runtime, limit, attempt(client));
+            let failure = match outcome {
                 Ok(Ok(value)) => return Ok((value, started)),
                 Ok(Err(source)) if is_transient(&source) => StoreError::Etcd { what, source },
                 Ok(Err(source)) => return Err(StoreError::Etcd { what, source }),
                 Err(_elapsed) => StoreError::Timeout {
                     what,
-                    after: timeout,
+                    after: began.elapsed(),
                     attempts: n,
                 },
             };
-            tracing::debug!(what, attempt = n, error = %failure, "etcd call failed");
+            tracing::debug!(what, attempt = n, member, error = %failure, "etcd call failed");
+            self.leave(member);
+            failed_this_round += 1;
+            if failed_this_round >= self.clients.len() {
+                failed_this_round = 0;
+                let left = deadline.saturating_duration_since(Instant::now());
+                sleep(&self.runtime, backoff.min(left));
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            if Instant::now() >= deadline {
+                return Err(match failure {
+                    StoreError::Timeout { .. } => StoreError::Timeout {
+                        what,
+                        after: began.elapsed(),
+                        attempts: n,
+                    },
+                    other => other,
+                });
+            }
         }
-        Err(failure)
     }
 
     /// A linearizable read of one key: its key-value, if it exists, and the
@@ -946,13 +1068,18 @@ impl EtcdStore {
             if current.as_ref().map(|l| l.term) != known || remaining.is_zero() {
                 return Ok(current);
             }
-            let watch = watch_change(self.client.clone(), self.keys.leader(), revision + 1, known);
-            let watched = block_with_timeout(&self.runtime, remaining, watch);
+            let (member, client) = self.client();
+            let watch = watch_change(client, self.keys.leader(), revision + 1, known);
+            // A frozen member's watch tells nothing: read again at least
+            // once per lease time to live.
+            let ttl = Duration::from_secs(u64::try_from(self.settings.lease_ttl_s).unwrap_or(1));
+            let watched = block_with_timeout(&self.runtime, remaining.min(ttl), watch);
             match watched {
                 Err(_elapsed) => {} // the next round reads and returns
                 Ok(Ok(())) => {}    // changed: the next round reads it
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "watch of the leader key broke; reading again");
+                    tracing::debug!(error = %e, member, "watch of the leader key broke; reading again");
+                    self.leave(member);
                     let pause =
                         BACKOFF_FIRST.min(deadline.saturating_duration_since(Instant::now()));
                     sleep(&self.runtime, pause);

@@ -274,7 +274,7 @@ impl EtcdJournal {
     /// Reads the whole journal (linearizable, after the leader key was
     /// taken) and folds it onto `genesis`.
     fn read(store: &mut EtcdStore, genesis: Durable) -> Result<JournalFold, JournalError> {
-        let read = store.read_journal()?;
+        let read = store.persistently("reading the journal", EtcdStore::read_journal)?;
         let mut fold = Snapshot {
             durable: genesis,
             counters: Counters::default(),
@@ -346,7 +346,12 @@ impl EtcdJournal {
             why: e.to_string(),
         })?;
         let seq = self.seq.saturating_add(1);
-        self.store.append(self.term, seq, &bytes)?;
+        let term = self.term;
+        // Numbered and fenced, so a retry cannot apply the record twice.
+        self.store
+            .persistently("appending to the journal", |store| {
+                store.append(term, seq, &bytes)
+            })?;
         self.seq = seq;
         for r in records {
             self.fold.durable.apply(r);
@@ -889,7 +894,8 @@ fn lead(
         let (ctx, leading) = (Arc::clone(ctx), Arc::clone(&leading));
         move || keep_alive(&ctx, &leading, keeper, leadership)
     })?;
-    let bindings: BTreeMap<HostId, String> = match store.get_value("hosts")? {
+    let hosts = store.persistently("reading the host bindings", |s| s.get_value("hosts"))?;
+    let bindings: BTreeMap<HostId, String> = match hosts {
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| meta_error(&format!("{}hosts", ctx.store.prefix), e.to_string()))?,
         None => BTreeMap::new(),

@@ -139,6 +139,55 @@ fn a_deposed_leaders_append_is_refused() {
     assert_eq!(j.seq(), 1);
 }
 
+/// Quorum lost for longer than one call's budget (1.5 s here, as the HA
+/// tests run the manager) but shorter than the store lease: the leader's
+/// append waits it out and commits, rather than failing (which stops the
+/// manager). The members take seconds to come back and elect a leader, so
+/// the lease is long enough for that.
+#[test]
+fn an_append_outlasts_a_lost_quorum_shorter_than_the_store_lease() {
+    let mut cluster = EtcdCluster::start();
+    let cfg = Config::example();
+    let mut s = EtcdStore::connect(StoreSettings {
+        call_timeout: Duration::from_millis(500),
+        attempts_max: 3,
+        lease_ttl_s: 15,
+        ..StoreSettings::new(cluster.endpoints(), "quorum/")
+    })
+    .unwrap();
+    let lead = s.campaign("one").unwrap().unwrap();
+    let (mut j, _) =
+        EtcdJournal::open(s, lead.term, &cfg, Durable::genesis(&cfg, Tick(0)), 1 << 20).unwrap();
+    j.append(&[&launched(0, 1)]).unwrap();
+
+    let raft = cluster.raft_leader();
+    let others: Vec<usize> = (0..etcd_cluster::MEMBERS).filter(|i| *i != raft).collect();
+    for i in &others {
+        cluster.stop(*i);
+    }
+    let stopped_at = Instant::now();
+    let cluster = std::thread::scope(|scope| {
+        let back = scope.spawn(move || {
+            std::thread::sleep(Duration::from_millis(2500));
+            for i in &others {
+                cluster.start_member(*i);
+            }
+            cluster
+        });
+        let appended = Instant::now();
+        j.append(&[&launched(0, 2)]).unwrap();
+        let took = appended.elapsed();
+        eprintln!("quorum lost 2.5 s: the append committed after {took:?}");
+        assert!(took > Duration::from_millis(1500), "{took:?}");
+        back.join().unwrap()
+    });
+    assert!(stopped_at.elapsed() < Duration::from_secs(30));
+    cluster.wait_ready(Duration::from_secs(15)).unwrap();
+    assert_eq!(j.seq(), 2);
+    j.append(&[&launched(0, 3)]).unwrap();
+    assert_eq!(j.seq(), 3);
+}
+
 fn percentiles(mut lat: Vec<u64>) -> String {
     lat.sort_unstable();
     let pct = |p: usize| lat[(lat.len() - 1) * p / 100];

@@ -18,7 +18,7 @@ use etcd_cluster::EtcdCluster;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 use tally_manager::etcd::{
-    EtcdStore, Leader, LeaderNow, StoreError, StoreSettings, Term, VALUE_BYTES_MAX,
+    EtcdStore, Leader, LeaderNow, Leadership, StoreError, StoreSettings, Term, VALUE_BYTES_MAX,
 };
 
 fn settings(endpoints: Vec<String>, prefix: &str, lease_ttl_s: i64) -> StoreSettings {
@@ -294,4 +294,85 @@ fn appends_survive_losing_the_raft_leader_and_a_member_rejoins() {
     a.append(la.term, 27, b"all back").unwrap();
     let read = a.read_journal().unwrap();
     assert_eq!(seqs(&read), (1..=27).collect::<Vec<_>>());
+}
+
+/// The settings `tally run --store` uses with `--store-timeout-ms 500` (as
+/// the HA tests run it): three attempts' worth of time per call.
+fn cli_settings(cluster: &EtcdCluster, prefix: &str) -> StoreSettings {
+    StoreSettings {
+        call_timeout: Duration::from_millis(500),
+        attempts_max: 3,
+        lease_ttl_s: 10,
+        ..StoreSettings::new(cluster.endpoints(), prefix)
+    }
+}
+
+/// Appends `seqs` one by one, each followed by a keep-alive, and returns
+/// the slowest append. Panics naming the first that failed.
+fn append_all(
+    store: &mut EtcdStore,
+    leadership: &Leadership,
+    seqs: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for seq in seqs {
+        let started = Instant::now();
+        if let Err(e) = store.append(leadership.term, seq, what.as_bytes()) {
+            panic!(
+                "append {seq} ({what}) failed after {:?}: {e}",
+                started.elapsed()
+            );
+        }
+        slowest = slowest.max(started.elapsed());
+        store.keep_alive(leadership).unwrap();
+    }
+    slowest
+}
+
+/// A dead member, a frozen one (SIGSTOP: it accepts connections and
+/// answers nothing) and a raft leader's death cost no call under the
+/// timeouts the manager runs with: the client must leave a member that
+/// fails and not come back to it by chance on every attempt. (The manager
+/// exits when an append fails; once, both managers of the HA test did,
+/// when every attempt of an append went to the killed member.)
+#[test]
+fn no_call_fails_while_one_member_is_dead_frozen_or_was_raft_leader() {
+    let mut cluster = EtcdCluster::start();
+    let mut a = EtcdStore::connect(cli_settings(&cluster, "t8/")).unwrap();
+    let la = a.campaign("manager-a").unwrap().expect("a wins");
+
+    // Each fault hits the member the store uses (raft leader or not).
+    let endpoints = cluster.endpoints();
+    let in_use = |a: &EtcdStore| {
+        endpoints
+            .iter()
+            .position(|e| e == a.endpoint_in_use())
+            .unwrap()
+    };
+    let dead = in_use(&a);
+    cluster.kill(dead);
+    let slowest = append_all(&mut a, &la, 1..=150, "a member dead");
+    eprintln!("member {dead} dead: 150 appends, the slowest {slowest:?}");
+    assert_ne!(in_use(&a), dead);
+    cluster.start_member(dead);
+    cluster.wait_ready(Duration::from_secs(15)).unwrap();
+
+    let frozen = in_use(&a);
+    cluster.freeze(frozen);
+    let slowest = append_all(&mut a, &la, 151..=200, "a member frozen");
+    cluster.thaw(frozen);
+    eprintln!("member {frozen} frozen: 50 appends, the slowest {slowest:?}");
+    cluster.wait_ready(Duration::from_secs(15)).unwrap();
+
+    let raft = cluster.raft_leader();
+    cluster.kill(raft);
+    let killed = Instant::now();
+    let slowest = append_all(&mut a, &la, 201..=260, "the raft leader dead");
+    eprintln!(
+        "raft leader {raft} killed: 60 appends in {:?}, the slowest {slowest:?}",
+        killed.elapsed()
+    );
+    let read = a.read_journal().unwrap();
+    assert_eq!(seqs(&read), (1..=260).collect::<Vec<_>>());
 }

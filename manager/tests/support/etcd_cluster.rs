@@ -259,6 +259,25 @@ impl EtcdCluster {
         }
     }
 
+    /// Freezes member `i` with SIGSTOP: its ports still accept connections
+    /// (the kernel queues them) but it answers nothing, as a member stuck in
+    /// a long GC pause or on a dead disk does.
+    pub fn freeze(&mut self, i: usize) {
+        self.signal(i, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes a member frozen by [`EtcdCluster::freeze`].
+    pub fn thaw(&mut self, i: usize) {
+        self.signal(i, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, i: usize, sig: nix::sys::signal::Signal) {
+        if let Some(child) = &self.members[i].child {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    }
+
     /// Starts member `i` again with the same flags and data dir; it rejoins
     /// the cluster. Does not wait.
     pub fn start_member(&mut self, i: usize) {
