@@ -4,7 +4,8 @@
 //! `clock` witness of the manager tests (no two clock lives may overlap,
 //! ever). Faults: the leader SIGKILLed; the leader SIGSTOPped past its
 //! store lease and resumed after a standby took over (it must step down
-//! without acting); etcd's raft leader killed, and frozen (SIGSTOP: it
+//! without acting); the leader key deleted by an operator (the leader steps
+//! down before the standby leads); etcd's raft leader killed, and frozen (SIGSTOP: it
 //! accepts connections and answers nothing); a member stopped and brought
 //! back; etcd unreachable at start. Every process a test starts
 //! (etcd members, managers, agents and so their dynos) is killed when it
@@ -385,6 +386,56 @@ fn a_killed_leader_is_replaced_by_the_standby_and_the_clock_never_overlaps() {
     let lives = g.assert_no_overlap();
     eprintln!(
         "leader SIGKILL: b led after {led:?}, formation converged {converged_after:?} after; clock lives {lives:?}"
+    );
+}
+
+/// A hostile operator deletes the leader key (`etcdctl del ha-test/leader`)
+/// under a running leader. Its store lease lives on, and so does its guard:
+/// the standby must not take over before that lease ends. The leader's
+/// next keep-alive finds the key gone: it steps down, revokes the lease
+/// and exits; the standby then leads; the clock never overlaps.
+#[test]
+fn an_operator_deleting_the_leader_key_deposes_the_leader_before_the_standby_leads() {
+    let mut g = Group::start("delete-key");
+    let old = Group::leader(&g.ps().unwrap()).unwrap();
+    let new = other(&old);
+    let old: &'static str = other(new);
+    assert_eq!(g.etcd.delete_key("ha-test/leader"), Some(1));
+    let status = wait_exit(g.managers.get_mut(old).unwrap(), 15)
+        .expect("the leader whose key was deleted did not exit");
+    assert!(!status.success(), "the old leader exited {status}");
+    let log = g.read_log(old);
+    assert!(
+        log.contains("deposed") && log.contains("stepping down"),
+        "no step-down in the old leader's log:\n{}",
+        tail(&log, 20)
+    );
+    g.wait_log(new, "leading: serving agents", 30);
+    let new_log = g.read_log(new);
+    let waited = new_log.contains("somebody deleted the key");
+    // The log lines start with RFC 3339 times of one format: they order
+    // as strings. The old leader stopped acting before the new one began.
+    let time_of = |log: &str, text: &str| {
+        log.lines()
+            .find(|l| l.contains(text) && l.starts_with("20"))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {text:?} line in:\n{}", tail(log, 20)))
+    };
+    let stepped_down = time_of(&log, "stepping down");
+    let elected = time_of(&new_log, "elected: took the leader key");
+    assert!(
+        stepped_down < elected,
+        "{new} was elected at {elected}, before {old} stepped down at {stepped_down}"
+    );
+    g.scale_web(2);
+    let ps = g.wait_for("the formation under the new leader", 40, |ps| {
+        web_up(ps, 2) && clock_up(ps) && converged(ps)
+    });
+    assert_eq!(Group::leader(&ps).as_deref(), Some(new));
+    g.assert_no_overlap();
+    eprintln!(
+        "leader key deleted: {old} stepped down; {new} leads (waited for the lease: {waited})"
     );
 }
 

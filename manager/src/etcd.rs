@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! PREFIX leader          "name" of the leader, attached to its store lease; create revision = term
+//! PREFIX leader-lease    decimal id of the last elected leader's store lease (no lease of its own)
 //! PREFIX head            decimal seq of the last appended record
 //! PREFIX j/<seq:020>     one journal record per key (zero-padded, so key order = seq order)
 //! PREFIX snap/data       the latest snapshot's bytes
@@ -349,6 +350,9 @@ impl Keys {
     fn leader(&self) -> Vec<u8> {
         self.key("leader")
     }
+    fn leader_lease(&self) -> Vec<u8> {
+        self.key("leader-lease")
+    }
     fn head(&self) -> Vec<u8> {
         self.key("head")
     }
@@ -670,11 +674,14 @@ impl EtcdStore {
         // outcome recognises its own win by the lease.
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                me,
-                Some(PutOptions::new().with_lease(lease_id)),
-            )])
+            .and_then([
+                TxnOp::put(
+                    key.clone(),
+                    me,
+                    Some(PutOptions::new().with_lease(lease_id)),
+                ),
+                TxnOp::put(self.keys.leader_lease(), lease_id.to_string(), None),
+            ])
             .or_else([TxnOp::get(key, None)]);
         let resp = match self.txn("campaign for the leader key", txn) {
             Ok(resp) => resp,
@@ -703,6 +710,65 @@ impl EtcdStore {
                 Ok(None)
             }
         }
+    }
+
+    /// The store lease of the last elected leader, if it still lives although
+    /// the leader key is gone: `(id, seconds left)`. The key goes with its
+    /// lease when the lease expires or the leader resigns (revokes it); a
+    /// key gone under a live lease was deleted by somebody else (an
+    /// operator's `etcdctl del`), and its leader, which does not know yet,
+    /// may act until its guard runs out, within that lease. Campaign only
+    /// once this is `None` ([`EtcdStore::wait_orphaned_lease`]).
+    ///
+    /// # Errors
+    /// The store did not answer, or holds an unreadable `leader-lease`.
+    pub fn orphaned_lease(&mut self) -> Result<Option<(i64, i64)>, StoreError> {
+        if self.leader_now()? != LeaderNow::Absent {
+            return Ok(None);
+        }
+        let key = self.keys.leader_lease();
+        let (kv, _) = self.get("read the last leader's lease", key.clone())?;
+        let Some(kv) = kv else {
+            return Ok(None);
+        };
+        let id = std::str::from_utf8(kv.value())
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| corrupt(&key, "not a lease id"))?;
+        let (alive, _) = self.call(
+            "ask the last leader's lease's time to live",
+            |mut c| async move { c.lease_time_to_live(id, None).await },
+        )?;
+        Ok((alive.ttl() > 0).then(|| (id, alive.ttl())))
+    }
+
+    /// Waits until [`EtcdStore::orphaned_lease`] is `None`, or for at most
+    /// the lease's time to live (plus a second: etcd rounds it down) from
+    /// the first time it was seen alive: by then its leader's guard, which
+    /// its last confirmed keep-alive started before the key was deleted,
+    /// has run out, even if that leader never noticed. Returns the lease
+    /// waited for, if any.
+    ///
+    /// # Errors
+    /// The store did not answer.
+    pub fn wait_orphaned_lease(&mut self) -> Result<Option<i64>, StoreError> {
+        let Some((id, ttl)) = self.orphaned_lease()? else {
+            return Ok(None);
+        };
+        tracing::warn!(
+            lease = id,
+            ttl_s = ttl,
+            "the leader key is gone but its store lease lives ({ttl} s left): somebody deleted the key; its leader may act until its guard runs out, so no campaign until that lease ends"
+        );
+        let secs = u64::try_from(ttl).unwrap_or(0).saturating_add(1);
+        let until = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < until {
+            sleep(&self.runtime, BACKOFF_FIRST * 2);
+            if self.orphaned_lease()?.is_none_or(|(other, _)| other != id) {
+                break;
+            }
+        }
+        Ok(Some(id))
     }
 
     /// Revokes a lease nobody needs; a failure only leaves it to expire.

@@ -811,6 +811,13 @@ fn run_election(ctx: &Arc<HaContext>, mut store: EtcdStore, keeper: EtcdStore) {
     let mut known: Option<StoreTerm> = None;
     let mut keeper = Some(keeper);
     loop {
+        // A leader key deleted under a live lease (not expired, not
+        // resigned) leaves its leader acting until its guard runs out.
+        if let Err(e) = store.wait_orphaned_lease() {
+            tracing::warn!("cannot tell whether the last leader's lease ended: {e}; retrying");
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         match store.campaign(&ctx.name) {
             Ok(Some(leadership)) => {
                 let Some(keeper) = keeper.take() else {
@@ -886,6 +893,7 @@ fn lead(
         guard_ticks = cfg.leadership_guard_ticks().unwrap_or(0),
         "elected: took the leader key in term {term}; reading the journal"
     );
+    let lease_ttl_s = leadership.lease_ttl_s;
     let leading = Arc::new(Leading {
         confirmed: Mutex::new(leadership.sent_at),
         core: OnceLock::new(),
@@ -916,9 +924,13 @@ fn lead(
     let mut genesis_records = Vec::new();
     if empty {
         // As for a new data dir: dynos of a lost journal may still run.
+        // If the journal was wiped with its `leader-lease` key, its leader
+        // may renew them for up to one store lease more before it notices.
+        let store_lease_ms = u64::try_from(lease_ttl_s).unwrap_or(0).saturating_mul(1000);
         let hold_ms = cfg
             .lease_expiry_ticks()
-            .saturating_mul(ctx.deployment.tick_ms);
+            .saturating_mul(ctx.deployment.tick_ms)
+            .saturating_add(store_lease_ms);
         tracing::info!(
             "the etcd journal is empty: holding launches for one lease expiry ({hold_ms} ms), in case dynos of a lost journal still run"
         );
@@ -1040,6 +1052,13 @@ fn keep_alive(ctx: &HaContext, leading: &Leading, mut store: EtcdStore, leadersh
             Err(e @ StoreError::Deposed { .. }) => {
                 if let Some(core) = leading.core.get() {
                     let _ = core.apply(ctx.clock.now(), ManagerInput::LeadershipLost);
+                }
+                // The core acts no more: end the lease, so that a standby
+                // waiting for it (the key was deleted under it) goes now.
+                if let Err(e) = store.resign(&leadership) {
+                    tracing::warn!(
+                        "could not revoke the lost leadership's lease: {e}; it will expire"
+                    );
                 }
                 ctx.fail(format!(
                     "{e}: a keep-alive found the leadership gone; stepping down: this manager acts no more and exits (its supervisor starts it again as a standby)"

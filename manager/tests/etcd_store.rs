@@ -376,3 +376,44 @@ fn no_call_fails_while_one_member_is_dead_frozen_or_was_raft_leader() {
     let read = a.read_journal().unwrap();
     assert_eq!(seqs(&read), (1..=260).collect::<Vec<_>>());
 }
+
+/// An operator deletes the leader key (`etcdctl del`): its lease lives on,
+/// and so does its leader's guard. A campaigner waits for that lease to
+/// end: on its own (nobody renews it), or at once when the deposed leader,
+/// whose next keep-alive finds the key gone, resigns.
+#[test]
+fn a_leader_key_deleted_under_a_live_lease_holds_campaigns_until_the_lease_ends() {
+    let cluster = EtcdCluster::start();
+    let mut a = store(&cluster, "t9/", 3);
+    let mut b = store(&cluster, "t9/", 3);
+    let la = a.campaign("a").unwrap().expect("a wins");
+    assert_eq!(b.orphaned_lease().unwrap(), None, "the key is held");
+    assert_eq!(cluster.delete_key("t9/leader"), Some(1));
+    let (id, ttl) = b.orphaned_lease().unwrap().expect("the lease lives");
+    assert_eq!(id, la.lease_id);
+    assert!(ttl > 0);
+    // Nobody renews a's lease: b waits until it expires.
+    let started = Instant::now();
+    assert_eq!(b.wait_orphaned_lease().unwrap(), Some(la.lease_id));
+    let waited = started.elapsed();
+    eprintln!("an unrenewed orphaned lease ({ttl} s left) held the campaign {waited:?}");
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+    assert_eq!(b.orphaned_lease().unwrap(), None);
+    let lb = b.campaign("b").unwrap().expect("b wins");
+
+    // Again under b; b's keep-alive finds its key gone and b resigns.
+    assert_eq!(cluster.delete_key("t9/leader"), Some(1));
+    assert!(a.orphaned_lease().unwrap().is_some());
+    assert!(matches!(
+        b.keep_alive(&lb),
+        Err(StoreError::Deposed {
+            now: LeaderNow::Absent,
+            ..
+        })
+    ));
+    b.resign(&lb).unwrap();
+    let started = Instant::now();
+    assert_eq!(a.wait_orphaned_lease().unwrap(), None);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(a.campaign("a").unwrap().is_some());
+}

@@ -159,6 +159,32 @@ impl EtcdCluster {
     /// (etcd's JSON gateway, `POST /v3/maintenance/status`, so that this
     /// file needs no etcd client and any test crate can include it).
     pub fn status(&self, i: usize) -> Option<MemberStatus> {
+        let json = self.gateway(i, "/v3/maintenance/status", "{}")?;
+        let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
+        Some(MemberStatus {
+            id: number(&json["header"]["member_id"])?,
+            leader: json.get("leader").and_then(number).unwrap_or(0),
+        })
+    }
+
+    /// Deletes `key` as an operator's `etcdctl del` would, through the first
+    /// member that answers. Returns how many keys were deleted.
+    pub fn delete_key(&self, key: &str) -> Option<u64> {
+        let body = format!("{{\"key\":\"{}\"}}", base64(key.as_bytes()));
+        (0..MEMBERS).find_map(|i| {
+            let json = self.gateway(i, "/v3/kv/deleterange", &body)?;
+            Some(
+                json.get("deleted")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+            )
+        })
+    }
+
+    /// POSTs `body` to member `i`'s JSON gateway at `path`; its answer, if
+    /// it gives one (200) within a second.
+    fn gateway(&self, i: usize, path: &str, body: &str) -> Option<serde_json::Value> {
         use std::io::{Read, Write};
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", self.members[i].client_port)
             .parse()
@@ -170,7 +196,8 @@ impl EtcdCluster {
             .set_write_timeout(Some(Duration::from_secs(1)))
             .ok()?;
         let request = format!(
-            "POST /v3/maintenance/status HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         stream.write_all(request.as_bytes()).ok()?;
         let mut response = Vec::new();
@@ -182,12 +209,7 @@ impl EtcdCluster {
             return None;
         }
         // The gateway writes 64-bit numbers as strings.
-        let json: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-        let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
-        Some(MemberStatus {
-            id: number(&json["header"]["member_id"])?,
-            leader: json.get("leader").and_then(number).unwrap_or(0),
-        })
+        serde_json::from_str(body.trim()).ok()
     }
 
     /// Members that answer and know a leader.
@@ -322,6 +344,26 @@ fn scratch_root() -> PathBuf {
     } else {
         std::env::temp_dir()
     }
+}
+
+/// Standard base64 with padding (the gateway's encoding of bytes).
+fn base64(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (k, b)| n | u32::from(*b) << (16 - 8 * k));
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(DIGITS[(n >> (18 - 6 * k) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// `n` distinct ports that were free a moment ago (all bound at once, so
