@@ -57,7 +57,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "etcd://HOST:PORT,...")]
     store: Option<String>,
     /// This manager's name among its peers (with --store; default: the host
-    /// name and the process id).
+    /// name and the process id). One running manager per name: a second is
+    /// refused once the first's registration has outlived a store lease.
     #[arg(long, requires = "store")]
     name: Option<String>,
     /// The store lease's time to live, in seconds (with --store): a
@@ -66,7 +67,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     store_lease_s: i64,
     /// The longest wait for one attempt of one etcd call, in ms (with
-    /// --store; three attempts per call).
+    /// --store). A call tries for up to three of these, moving to the next
+    /// member after each failed attempt.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     store_timeout_ms: u64,
     /// Journal, token, addresses and dyno logs.

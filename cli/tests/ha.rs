@@ -148,27 +148,35 @@ impl Group {
     }
 
     fn start_manager(&mut self, name: &'static str) {
-        let child = Command::new(TALLY)
+        let child = self
+            .manager_command(name, &self.data(name), self.agent_ports[name])
+            .stdout(self.append_to(&format!("{name}.log")))
+            .stderr(self.append_to(&format!("{name}.log")))
+            .spawn()
+            .unwrap();
+        self.managers.insert(name, child);
+    }
+
+    /// `tally run` for manager `name` of this group.
+    fn manager_command(&self, name: &str, data: &std::path::Path, agent_port: u16) -> Command {
+        let mut command = Command::new(TALLY);
+        command
             .args(["run", "--hosts", "0", "--procfile"])
             .arg(self.dir.join("Procfile"))
             .arg("--config")
             .arg(self.dir.join("tally.toml"))
             .arg("--data-dir")
-            .arg(self.data(name))
+            .arg(data)
             .arg("--agent-listen")
-            .arg(format!("127.0.0.1:{}", self.agent_ports[name]))
+            .arg(format!("127.0.0.1:{agent_port}"))
             .args(["--store", &self.store_url(), "--name", name])
             .args([
                 "--store-lease-s",
                 STORE_LEASE_S,
                 "--store-timeout-ms",
                 "500",
-            ])
-            .stdout(self.append_to(&format!("{name}.log")))
-            .stderr(self.append_to(&format!("{name}.log")))
-            .spawn()
-            .unwrap();
-        self.managers.insert(name, child);
+            ]);
+        command
     }
 
     fn start_agent(&mut self, host: u16) {
@@ -357,6 +365,18 @@ fn a_killed_leader_is_replaced_by_the_standby_and_the_clock_never_overlaps() {
     assert!(
         human.contains("leader:   a (term ") && human.contains("standby:  b agents 127.0.0.1:"),
         "{human}"
+    );
+    // A second manager named b (its own data dir and port) is refused
+    // once b's registration has outlived a store lease.
+    let refused = g
+        .manager_command("b", &g.dir.join("b-again"), free_port())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another manager named \"b\" is running"),
+        "{stderr}"
     );
     let term = ps["managers"]["leader"]["term"].as_u64().unwrap();
     let killed = Instant::now();

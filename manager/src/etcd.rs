@@ -300,6 +300,17 @@ pub enum StoreError {
         /// The client's error.
         source: etcd_client::Error,
     },
+    /// Another running manager of the group has this name (its
+    /// registration lives on its own lease).
+    #[error(
+        "another manager named {name:?} is running ({holder}); give each manager of a group its own --name"
+    )]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// What the other manager registered (its addresses and pid).
+        holder: String,
+    },
     /// The private runtime could not start.
     #[error("cannot start the etcd client runtime: {0}")]
     Runtime(std::io::Error),
@@ -1214,18 +1225,63 @@ impl EtcdStore {
         })?;
         let lease_id = grant.id();
         let key = self.keys.key(&format!("members/{name}"));
-        let put = self.call("register this manager", |mut c| {
-            let (key, value) = (key.clone(), value.to_vec());
-            async move {
-                c.put(key, value, Some(PutOptions::new().with_lease(lease_id)))
-                    .await
+        // Only if nobody holds the name; the failure branch reads the key,
+        // so a retry after an unknown outcome recognises its own lease.
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease_id)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let held_by = match self.txn("register this manager", txn) {
+            Ok(resp) if resp.succeeded() => return Ok(lease_id),
+            Ok(resp) => txn_range(&resp, 0).into_iter().next(),
+            Err(e) => {
+                self.revoke_quietly(lease_id);
+                return Err(e);
             }
-        });
-        if let Err(e) = put {
-            self.revoke_quietly(lease_id);
-            return Err(e);
+        };
+        match held_by {
+            Some(kv) if kv.lease() == lease_id => Ok(lease_id),
+            Some(kv) => {
+                self.revoke_quietly(lease_id);
+                Err(StoreError::NameTaken {
+                    name: name.to_string(),
+                    holder: String::from_utf8_lossy(kv.value()).into_owned(),
+                })
+            }
+            // The compare and the read are one transaction.
+            None => {
+                self.revoke_quietly(lease_id);
+                Err(corrupt(
+                    &self.keys.key(&format!("members/{name}")),
+                    "neither registered nor present",
+                ))
+            }
         }
-        Ok(lease_id)
+    }
+
+    /// Registers as [`EtcdStore::register`] does, waiting up to one store
+    /// lease (and a second: etcd rounds down) for the name to be free: the
+    /// registration of this manager's previous run, killed a moment ago,
+    /// lives until its lease expires.
+    ///
+    /// # Errors
+    /// [`StoreError::NameTaken`] when another manager still holds the name
+    /// after that; or the store did not answer.
+    pub fn register_when_free(&mut self, name: &str, value: &[u8]) -> Result<i64, StoreError> {
+        let secs = u64::try_from(self.settings.lease_ttl_s).unwrap_or(0);
+        let until = Instant::now() + Duration::from_secs(secs.saturating_add(1));
+        loop {
+            match self.register(name, value) {
+                Err(StoreError::NameTaken { .. }) if Instant::now() < until => {
+                    sleep(&self.runtime, BACKOFF_MAX / 2);
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Renews a registration's lease; `false` when the lease is gone (the

@@ -653,9 +653,19 @@ impl HaServer {
             api: api_addr.to_string(),
             pid: std::process::id(),
         };
+        // A name names one manager: `ps`, the standbys' redirects and the
+        // leader key all go by it.
+        let value = serde_json::to_vec(&registration).map_err(|e| {
+            meta_error(
+                &format!("{}members/{name}", opts.store.prefix),
+                e.to_string(),
+            )
+        })?;
+        let mut registry = registry;
+        let lease = registry.register_when_free(&name, &value)?;
         spawn("registry", {
             let ctx = Arc::clone(&ctx);
-            move || run_registry(&ctx, registry, &registration)
+            move || run_registry(&ctx, registry, &registration, lease)
         })?;
         spawn("agent-listener", {
             let ctx = Arc::clone(&ctx);
@@ -738,9 +748,9 @@ fn renew_period(store: &StoreSettings) -> Duration {
 }
 
 /// Keeps this manager registered and the group's view fresh.
-fn run_registry(ctx: &HaContext, mut store: EtcdStore, me: &Registration) {
+fn run_registry(ctx: &HaContext, mut store: EtcdStore, me: &Registration, lease: i64) {
     let value = serde_json::to_vec(me).unwrap_or_default();
-    let mut lease: Option<i64> = None;
+    let mut lease: Option<i64> = Some(lease);
     let mut failing = false;
     let period = renew_period(&ctx.store);
     loop {
