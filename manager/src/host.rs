@@ -18,7 +18,7 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tally_core::{
     Agent, AgentEffect, AgentInput, AgentNote, HostId, Incarnation, InstanceId, Message, Tick,
 };
@@ -647,13 +647,22 @@ impl Shell {
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a link may stay silent before the agent takes the manager for
-/// gone and tries the next one: one lease (at least a second). The manager
-/// answers every report, and reports go every report interval, so a
-/// leader that stopped (SIGSTOP, a hung machine) or lost its guard is left
-/// within a lease, whatever TCP says.
+/// gone and tries the next one: half a lease (at least three report
+/// intervals and a second). The manager answers every report, and reports
+/// go every report interval, so a leader that stopped (SIGSTOP, a hung
+/// machine) or is out of its guard (cut off from its store) is left
+/// whatever TCP says, and early enough to reach the new leader before the
+/// leases it granted run out. (With a whole lease, the agents of a stopped
+/// leader reached its successor 0.1 s after their dynos' leases ran out,
+/// and every dyno was fenced although the takeover came in time.)
 fn silence_limit(d: &Deployment) -> Duration {
-    let lease_ms = d.config.timing.lease_ticks.saturating_mul(d.tick_ms);
-    Duration::from_millis(lease_ms.max(1_000))
+    let t = &d.config.timing;
+    let half_lease_ms = t.lease_ticks.saturating_mul(d.tick_ms) / 2;
+    let reports_ms = t
+        .report_interval_ticks
+        .saturating_mul(d.tick_ms)
+        .saturating_mul(3);
+    Duration::from_millis(half_lease_ms.max(reports_ms).max(1_000))
 }
 
 /// Connects, says hello, and forwards the manager's frames, reconnecting
@@ -673,6 +682,12 @@ fn link_loop(
     let mut redirect: Option<SocketAddr> = None;
     let mut announced = false;
     let mut last_refusal: Option<String> = None;
+    // The manager this agent last left for silence, and until when it is
+    // not tried again (nor followed to by a standby's redirect, which
+    // names it until its store lease expires) while other addresses are
+    // left: a stopped leader accepts connections and holds each for the
+    // welcome timeout.
+    let mut silent: Option<(SocketAddr, Instant)> = None;
     // Attempts that did not connect since the last link: a pause after as
     // many as there are addresses, however the attempts went (a standby's
     // redirect to a leader that is gone must not spin).
@@ -695,6 +710,12 @@ fn link_loop(
         else {
             return;
         };
+        if addrs.len() > 1
+            && silent.is_some_and(|(left, until)| left == addr && Instant::now() < until)
+        {
+            advance(&mut next, &mut failures);
+            continue;
+        }
         let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
             if !announced {
                 tracing::info!(host = host.0, "manager at {addr} unreachable; retrying");
@@ -784,6 +805,7 @@ fn link_loop(
             host = host.0,
             "lost the manager at {addr} (closed, or silent for {silence:?}); reconnecting"
         );
+        silent = Some((addr, Instant::now() + silence));
         if addrs.len() > 1 {
             advance(&mut next, &mut failures);
         } else {
