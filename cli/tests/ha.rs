@@ -368,12 +368,15 @@ fn a_killed_leader_is_replaced_by_the_standby_and_the_clock_never_overlaps() {
     );
     // A second manager named b (its own data dir and port) is refused
     // once b's registration has outlived a store lease.
-    let refused = g
+    let mut second = g
         .manager_command("b", &g.dir.join("b-again"), free_port())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(g.append_to("b-again.log"))
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let status = wait_exit(&mut second, 15).expect("a second manager named b kept running");
+    let stderr = std::fs::read_to_string(g.dir.join("b-again.log")).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("another manager named \"b\" is running"),
         "{stderr}"

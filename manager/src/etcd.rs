@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! PREFIX leader          "name" of the leader, attached to its store lease; create revision = term
-//! PREFIX leader-lease    decimal id of the last elected leader's store lease (no lease of its own)
+//! PREFIX leader-lease    decimal id of the leader's store lease, attached to it (it outlives the leader key only if somebody deleted that)
 //! PREFIX head            decimal seq of the last appended record
 //! PREFIX j/<seq:020>     one journal record per key (zero-padded, so key order = seq order)
 //! PREFIX snap/data       the latest snapshot's bytes
@@ -195,6 +195,15 @@ pub struct Leadership {
     pub sent_at: Moment,
 }
 
+/// What one campaign transaction found.
+enum Campaign {
+    Won(Leadership),
+    /// Another manager holds the leader key.
+    Lost,
+    /// The leader key is gone but its lease is not.
+    Orphaned,
+}
+
 /// A journal entry as stored: a sequence number and opaque bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -310,6 +319,8 @@ pub enum StoreError {
         name: String,
         /// What the other manager registered (its addresses and pid).
         holder: String,
+        /// The lease its registration lives on.
+        lease: i64,
     },
     /// The private runtime could not start.
     #[error("cannot start the etcd client runtime: {0}")]
@@ -539,8 +550,9 @@ impl EtcdStore {
     }
 
     /// Runs `call` (idempotent) again while the store leaves it unanswered
-    /// ([`StoreError::is_unanswered`]), for up to the store lease's time to
-    /// live beyond the first call. A leader uses it for the writes it
+    /// ([`StoreError::is_unanswered`]), starting no new call once the store
+    /// lease's time to live has passed since the first unanswered one (so
+    /// it blocks for at most about a lease and two calls' budgets). A leader uses it for the writes it
     /// cannot act without: within that time the store either commits the
     /// write, refuses it (the lease expired: [`StoreError::Deposed`]), or
     /// stays unreachable for longer than a lease, when nobody can tell
@@ -672,28 +684,45 @@ impl EtcdStore {
     }
 
     /// Campaigns for leadership as `me`: grants a lease of `lease_ttl_s`
-    /// and creates the leader key with it, if no leader key exists. Returns
-    /// `None` (and revokes the lease) when another manager leads.
+    /// and creates the leader key and `leader-lease`, both attached to it,
+    /// if neither exists. Returns `None` (and revokes the lease) when
+    /// another manager leads. `leader-lease` without the leader key means
+    /// somebody deleted the key under a live lease: its leader may act
+    /// until its guard runs out, so this waits for that lease first
+    /// ([`EtcdStore::wait_orphaned_lease`]) and campaigns again.
     pub fn campaign(&mut self, me: &str) -> Result<Option<Leadership>, StoreError> {
+        loop {
+            match self.campaign_once(me)? {
+                Campaign::Won(leadership) => return Ok(Some(leadership)),
+                Campaign::Lost => return Ok(None),
+                Campaign::Orphaned => {
+                    self.wait_orphaned_lease()?;
+                }
+            }
+        }
+    }
+
+    fn campaign_once(&mut self, me: &str) -> Result<Campaign, StoreError> {
         let ttl = self.settings.lease_ttl_s;
         let (grant, sent_at) = self.call("grant a leader lease", |mut c| async move {
             c.lease_grant(ttl, None).await
         })?;
         let lease_id = grant.id();
         let key = self.keys.leader();
-        // The failure branch reads the key, so a retry after an unknown
+        let lease_key = self.keys.leader_lease();
+        let attached = || Some(PutOptions::new().with_lease(lease_id));
+        // The failure branch reads both keys, so a retry after an unknown
         // outcome recognises its own win by the lease.
         let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([
-                TxnOp::put(
-                    key.clone(),
-                    me,
-                    Some(PutOptions::new().with_lease(lease_id)),
-                ),
-                TxnOp::put(self.keys.leader_lease(), lease_id.to_string(), None),
+            .when([
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(lease_key.clone(), CompareOp::Equal, 0),
             ])
-            .or_else([TxnOp::get(key, None)]);
+            .and_then([
+                TxnOp::put(key.clone(), me, attached()),
+                TxnOp::put(lease_key.clone(), lease_id.to_string(), attached()),
+            ])
+            .or_else([TxnOp::get(key, None), TxnOp::get(lease_key, None)]);
         let resp = match self.txn("campaign for the leader key", txn) {
             Ok(resp) => resp,
             Err(e) => {
@@ -701,85 +730,126 @@ impl EtcdStore {
                 return Err(e);
             }
         };
-        let term = if resp.succeeded() {
-            u64::try_from(header_revision(resp.header())).ok()
-        } else {
-            txn_range(&resp, 0)
-                .first()
-                .filter(|kv| kv.lease() == lease_id)
-                .and_then(|kv| u64::try_from(kv.create_revision()).ok())
-        };
-        match term {
-            Some(term) if term > 0 => Ok(Some(Leadership {
+        let won = |term: Option<u64>| match term {
+            Some(term) if term > 0 => Some(Campaign::Won(Leadership {
                 term: Term(term),
                 lease_id,
                 lease_ttl_s: grant.ttl(),
                 sent_at,
             })),
-            _ => {
-                self.revoke_quietly(lease_id);
-                Ok(None)
+            _ => None,
+        };
+        if resp.succeeded() {
+            if let Some(w) = won(u64::try_from(header_revision(resp.header())).ok()) {
+                return Ok(w);
             }
         }
+        let leader = txn_range(&resp, 0).into_iter().next();
+        if let Some(kv) = leader.as_ref().filter(|kv| kv.lease() == lease_id) {
+            if let Some(w) = won(u64::try_from(kv.create_revision()).ok()) {
+                return Ok(w);
+            }
+        }
+        self.revoke_quietly(lease_id);
+        let orphan = leader.is_none() && !txn_range(&resp, 1).is_empty();
+        Ok(if orphan {
+            Campaign::Orphaned
+        } else {
+            Campaign::Lost
+        })
+    }
+
+    /// `leader-lease` while the leader key is gone: its lease and mod
+    /// revision.
+    fn orphan(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let txn = Txn::new().and_then([
+            TxnOp::get(self.keys.leader(), None),
+            TxnOp::get(self.keys.leader_lease(), None),
+        ]);
+        let resp = self.txn("read the leader key and its lease", txn)?;
+        if !txn_range(&resp, 0).is_empty() {
+            return Ok(None);
+        }
+        Ok(txn_range(&resp, 1)
+            .first()
+            .map(|kv| (kv.lease(), kv.mod_revision())))
     }
 
     /// The store lease of the last elected leader, if it still lives although
-    /// the leader key is gone: `(id, seconds left)`. The key goes with its
-    /// lease when the lease expires or the leader resigns (revokes it); a
-    /// key gone under a live lease was deleted by somebody else (an
-    /// operator's `etcdctl del`), and its leader, which does not know yet,
-    /// may act until its guard runs out, within that lease. Campaign only
-    /// once this is `None` ([`EtcdStore::wait_orphaned_lease`]).
+    /// the leader key is gone: `(id, seconds left)`. Both keys go with their
+    /// lease when it expires or the leader resigns (revokes it); the leader
+    /// key alone gone means somebody else deleted it (an operator's
+    /// `etcdctl del`), and its leader, which does not know yet, may act
+    /// until its guard runs out, within that lease.
     ///
     /// # Errors
-    /// The store did not answer, or holds an unreadable `leader-lease`.
+    /// The store did not answer.
     pub fn orphaned_lease(&mut self) -> Result<Option<(i64, i64)>, StoreError> {
-        if self.leader_now()? != LeaderNow::Absent {
-            return Ok(None);
-        }
-        let key = self.keys.leader_lease();
-        let (kv, _) = self.get("read the last leader's lease", key.clone())?;
-        let Some(kv) = kv else {
+        let Some((id, _)) = self.orphan()? else {
             return Ok(None);
         };
-        let id = std::str::from_utf8(kv.value())
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .ok_or_else(|| corrupt(&key, "not a lease id"))?;
-        let (alive, _) = self.call(
-            "ask the last leader's lease's time to live",
-            |mut c| async move { c.lease_time_to_live(id, None).await },
-        )?;
-        Ok((alive.ttl() > 0).then(|| (id, alive.ttl())))
+        let ttl = self.time_to_live(id)?;
+        Ok((ttl >= 0).then_some((id, ttl)))
     }
 
-    /// Waits until [`EtcdStore::orphaned_lease`] is `None`, or for at most
-    /// the lease's time to live (plus a second: etcd rounds it down) from
-    /// the first time it was seen alive: by then its leader's guard, which
+    /// Seconds left of lease `id` (etcd rounds down, so 0 still lives);
+    /// -1 when it is gone.
+    fn time_to_live(&self, id: i64) -> Result<i64, StoreError> {
+        let (resp, _) = self.call("ask a lease's time to live", |mut c| async move {
+            c.lease_time_to_live(id, None).await
+        })?;
+        Ok(resp.ttl())
+    }
+
+    /// Waits while `leader-lease` outlives the leader key, until its lease
+    /// ends or for one store lease (plus a second: etcd rounds down) from
+    /// when this manager first saw it: by then that leader's guard, which
     /// its last confirmed keep-alive started before the key was deleted,
-    /// has run out, even if that leader never noticed. Returns the lease
-    /// waited for, if any.
+    /// has run out even if it never noticed (a group's managers all have
+    /// this lease, and the guard is shorter), and the key is deleted. A
+    /// `leader-lease` without a lease (not written by a campaign) is
+    /// deleted at once. Returns the lease waited for, if any.
     ///
     /// # Errors
     /// The store did not answer.
     pub fn wait_orphaned_lease(&mut self) -> Result<Option<i64>, StoreError> {
-        let Some((id, ttl)) = self.orphaned_lease()? else {
-            return Ok(None);
-        };
-        tracing::warn!(
-            lease = id,
-            ttl_s = ttl,
-            "the leader key is gone but its store lease lives ({ttl} s left): somebody deleted the key; its leader may act until its guard runs out, so no campaign until that lease ends"
-        );
-        let secs = u64::try_from(ttl).unwrap_or(0).saturating_add(1);
-        let until = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < until {
-            sleep(&self.runtime, BACKOFF_FIRST * 2);
-            if self.orphaned_lease()?.is_none_or(|(other, _)| other != id) {
-                break;
+        let ttl = Duration::from_secs(u64::try_from(self.settings.lease_ttl_s).unwrap_or(0));
+        let mut waited: Option<(i64, Instant)> = None;
+        while let Some((id, mod_revision)) = self.orphan()? {
+            let until = match waited {
+                Some((seen, until)) if seen == id => until,
+                _ if id == 0 => Instant::now(),
+                _ => {
+                    tracing::warn!(
+                        lease = id,
+                        "the leader key is gone but its store lease lives: somebody deleted the key; its leader may act until its guard runs out, so no campaign until that lease ends (at most {:?})",
+                        ttl + Duration::from_secs(1)
+                    );
+                    let until = Instant::now() + ttl + Duration::from_secs(1);
+                    waited = Some((id, until));
+                    until
+                }
+            };
+            if Instant::now() >= until {
+                self.delete_orphan(mod_revision)?;
+            } else {
+                sleep(&self.runtime, BACKOFF_FIRST * 2);
             }
         }
-        Ok(Some(id))
+        Ok(waited.map(|(id, _)| id))
+    }
+
+    /// Deletes `leader-lease` if it is still the one at `mod_revision` and
+    /// the leader key is still gone.
+    fn delete_orphan(&self, mod_revision: i64) -> Result<(), StoreError> {
+        let lease_key = self.keys.leader_lease();
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(self.keys.leader(), CompareOp::Equal, 0),
+                Compare::mod_revision(lease_key.clone(), CompareOp::Equal, mod_revision),
+            ])
+            .and_then([TxnOp::delete(lease_key, None)]);
+        self.txn("delete an orphaned leader-lease", txn).map(|_| ())
     }
 
     /// Revokes a lease nobody needs; a failure only leaves it to expire.
@@ -1250,6 +1320,7 @@ impl EtcdStore {
                 Err(StoreError::NameTaken {
                     name: name.to_string(),
                     holder: String::from_utf8_lossy(kv.value()).into_owned(),
+                    lease: kv.lease(),
                 })
             }
             // The compare and the read are one transaction.
@@ -1263,20 +1334,26 @@ impl EtcdStore {
         }
     }
 
-    /// Registers as [`EtcdStore::register`] does, waiting up to one store
-    /// lease (and a second: etcd rounds down) for the name to be free: the
-    /// registration of this manager's previous run, killed a moment ago,
-    /// lives until its lease expires.
+    /// Registers as [`EtcdStore::register`] does, waiting for the name to
+    /// be free for as long as the holder's lease had left when first seen
+    /// (and a second: etcd rounds down): the registration of this
+    /// manager's previous run, killed a moment ago, lives until its lease
+    /// expires; a running holder renews it, and is refused then.
     ///
     /// # Errors
     /// [`StoreError::NameTaken`] when another manager still holds the name
     /// after that; or the store did not answer.
     pub fn register_when_free(&mut self, name: &str, value: &[u8]) -> Result<i64, StoreError> {
-        let secs = u64::try_from(self.settings.lease_ttl_s).unwrap_or(0);
-        let until = Instant::now() + Duration::from_secs(secs.saturating_add(1));
+        let mut until: Option<Instant> = None;
         loop {
             match self.register(name, value) {
-                Err(StoreError::NameTaken { .. }) if Instant::now() < until => {
+                Err(StoreError::NameTaken { lease, .. })
+                    if until.is_none_or(|until| Instant::now() < until) =>
+                {
+                    if until.is_none() {
+                        let left = u64::try_from(self.time_to_live(lease)?).unwrap_or(0);
+                        until = Some(Instant::now() + Duration::from_secs(left.saturating_add(1)));
+                    }
                     sleep(&self.runtime, BACKOFF_MAX / 2);
                 }
                 done => return done,

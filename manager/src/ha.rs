@@ -821,13 +821,6 @@ fn run_election(ctx: &Arc<HaContext>, mut store: EtcdStore, keeper: EtcdStore) {
     let mut known: Option<StoreTerm> = None;
     let mut keeper = Some(keeper);
     loop {
-        // A leader key deleted under a live lease (not expired, not
-        // resigned) leaves its leader acting until its guard runs out.
-        if let Err(e) = store.wait_orphaned_lease() {
-            tracing::warn!("cannot tell whether the last leader's lease ended: {e}; retrying");
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
-        }
         match store.campaign(&ctx.name) {
             Ok(Some(leadership)) => {
                 let Some(keeper) = keeper.take() else {
@@ -942,7 +935,7 @@ fn lead(
             .saturating_mul(ctx.deployment.tick_ms)
             .saturating_add(store_lease_ms);
         tracing::info!(
-            "the etcd journal is empty: holding launches for one lease expiry ({hold_ms} ms), in case dynos of a lost journal still run"
+            "the etcd journal is empty: holding launches for one dyno lease expiry and one store lease ({hold_ms} ms), in case dynos of a lost journal still run, renewed by a leader that has not noticed"
         );
         std::thread::sleep(Duration::from_millis(hold_ms));
         let now = ctx.clock.now();
@@ -1037,9 +1030,26 @@ fn lead(
 
 /// Renews the leader lease every third of its life: each success confirms
 /// the leadership from the keep-alive's send time; deposition steps down.
-fn keep_alive(ctx: &HaContext, leading: &Leading, mut store: EtcdStore, leadership: Leadership) {
+fn keep_alive(
+    ctx: &Arc<HaContext>,
+    leading: &Arc<Leading>,
+    mut store: EtcdStore,
+    leadership: Leadership,
+) {
     let period = renew_period(&ctx.store);
     let mut next = leadership.sent_at.instant + period;
+    // Confirmations reach the core through their own thread: the core's
+    // lock can be held for seconds (an append retried while etcd elects),
+    // and the lease must be renewed meanwhile.
+    let (confirm, confirmations) = std::sync::mpsc::channel::<Moment>();
+    let confirmer = spawn("confirmer", {
+        let (ctx, leading) = (Arc::clone(ctx), Arc::clone(leading));
+        move || confirm_leadership(&ctx, &leading, &confirmations)
+    });
+    if let Err(e) = confirmer {
+        ctx.fail(format!("cannot start the confirmer thread: {e}"));
+        return;
+    }
     loop {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next = Instant::now() + period;
@@ -1049,35 +1059,59 @@ fn keep_alive(ctx: &HaContext, leading: &Leading, mut store: EtcdStore, leadersh
                     *c = (*c).max(sent);
                 }
                 next = sent.instant + period;
-                if let Some(core) = leading.core.get() {
-                    let input = ManagerInput::LeadershipConfirmed {
-                        sent_at: ctx.clock.tick_of(sent),
-                    };
-                    if let Err(e) = core.apply(ctx.clock.now(), input) {
-                        set_fatal(&ctx.fatal, &e);
-                        return;
-                    }
+                if confirm.send(sent).is_err() {
+                    return;
                 }
             }
             Err(e @ StoreError::Deposed { .. }) => {
+                let why = format!(
+                    "{e}: a keep-alive found the leadership gone; stepping down: this manager acts no more and exits (its supervisor starts it again as a standby)"
+                );
+                tracing::error!("{why}");
                 if let Some(core) = leading.core.get() {
                     let _ = core.apply(ctx.clock.now(), ManagerInput::LeadershipLost);
+                    // The core acts no more: end the lease, so that a
+                    // standby waiting for it (the key was deleted under
+                    // it) goes now. (Before the core exists the takeover
+                    // may still start it: the lease then expires.)
+                    if let Err(e) = store.resign(&leadership) {
+                        tracing::warn!(
+                            "could not revoke the lost leadership's lease: {e}; it will expire"
+                        );
+                    }
                 }
-                // The core acts no more: end the lease, so that a standby
-                // waiting for it (the key was deleted under it) goes now.
-                if let Err(e) = store.resign(&leadership) {
-                    tracing::warn!(
-                        "could not revoke the lost leadership's lease: {e}; it will expire"
-                    );
+                if let Ok(mut fatal) = ctx.fatal.lock() {
+                    fatal.get_or_insert(why);
                 }
-                ctx.fail(format!(
-                    "{e}: a keep-alive found the leadership gone; stepping down: this manager acts no more and exits (its supervisor starts it again as a standby)"
-                ));
                 return;
             }
             Err(e) => tracing::warn!(
                 "keep-alive of the leader lease failed: {e}; this manager stops acting when its guard runs out, unless a later keep-alive succeeds"
             ),
+        }
+    }
+}
+
+/// Steps the core with the latest confirmation sent (older ones that
+/// queued while the core was busy add nothing).
+fn confirm_leadership(
+    ctx: &HaContext,
+    leading: &Leading,
+    confirmations: &std::sync::mpsc::Receiver<Moment>,
+) {
+    while let Ok(mut sent) = confirmations.recv() {
+        while let Ok(later) = confirmations.try_recv() {
+            sent = sent.max(later);
+        }
+        let Some(core) = leading.core.get() else {
+            continue;
+        };
+        let input = ManagerInput::LeadershipConfirmed {
+            sent_at: ctx.clock.tick_of(sent),
+        };
+        if let Err(e) = core.apply(ctx.clock.now(), input) {
+            set_fatal(&ctx.fatal, &e);
+            return;
         }
     }
 }

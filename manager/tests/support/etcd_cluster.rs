@@ -182,6 +182,16 @@ impl EtcdCluster {
         })
     }
 
+    /// Puts `key` = `value` (no lease) as an operator's `etcdctl put` would.
+    pub fn put_key(&self, key: &str, value: &str) -> bool {
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+            base64(key.as_bytes()),
+            base64(value.as_bytes())
+        );
+        (0..MEMBERS).any(|i| self.gateway(i, "/v3/kv/put", &body).is_some())
+    }
+
     /// POSTs `body` to member `i`'s JSON gateway at `path`; its answer, if
     /// it gives one (200) within a second.
     fn gateway(&self, i: usize, path: &str, body: &str) -> Option<serde_json::Value> {
