@@ -96,6 +96,11 @@ const GRPC_NOT_FOUND: i32 = 5;
 /// gRPC `OutOfRange`: etcd's "required revision has been compacted".
 const GRPC_OUT_OF_RANGE: i32 = 11;
 
+/// gRPC `ResourceExhausted`: etcd's "too many requests" (its raft log is
+/// too far ahead of what it applied: a slow disk), which passes, and its
+/// "database space exceeded", which does not.
+const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
+
 /// How to reach the store and how long to wait for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreSettings {
@@ -433,10 +438,16 @@ fn leader_of(kv: &KeyValue) -> Result<Leader, StoreError> {
 
 fn is_transient(e: &etcd_client::Error) -> bool {
     match e {
-        etcd_client::Error::GRpcStatus(s) => GRPC_TRANSIENT_CODES.contains(&i32::from(s.code())),
+        etcd_client::Error::GRpcStatus(s) => transient_status(i32::from(s.code()), s.message()),
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
     }
+}
+
+/// Whether a gRPC status (code and message) may pass if tried again.
+fn transient_status(code: i32, message: &str) -> bool {
+    GRPC_TRANSIENT_CODES.contains(&code)
+        || (code == GRPC_RESOURCE_EXHAUSTED && message.contains("too many requests"))
 }
 
 fn grpc_code(e: &etcd_client::Error) -> Option<i32> {
@@ -1565,6 +1576,17 @@ mod tests {
         assert_eq!(k.record_seq(&k.record(42)).ok(), Some(42));
         assert!(k.record_seq(b"t/j/42").is_err());
         assert!(k.record_seq(b"t/x/00000000000000000042").is_err());
+    }
+
+    #[test]
+    fn a_busy_member_is_tried_again_and_a_full_database_is_not() {
+        assert!(transient_status(14, "etcdserver: no leader"));
+        assert!(transient_status(8, "etcdserver: too many requests"));
+        assert!(!transient_status(
+            8,
+            "etcdserver: mvcc: database space exceeded"
+        ));
+        assert!(!transient_status(3, "etcdserver: key is not provided"));
     }
 
     #[test]
