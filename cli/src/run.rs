@@ -58,7 +58,8 @@ pub struct RunArgs {
     store: Option<String>,
     /// This manager's name among its peers (with --store; default: the host
     /// name and the process id). One running manager per name: a second is
-    /// refused once the first's registration has outlived a store lease.
+    /// refused (a restarted one waits for its killed run's registration to
+    /// expire).
     #[arg(long, requires = "store")]
     name: Option<String>,
     /// The store lease's time to live, in seconds (with --store): a

@@ -105,6 +105,22 @@ impl Group {
             _guard: guard,
         };
         g.start_manager("a");
+        // A new journal: the first leader holds launches for a while, and
+        // says so rather than calling itself a standby.
+        // (The group's view, which names the leader, is read every third
+        // of a store lease.)
+        g.wait_log("a", "holding launches", 30);
+        let asked = Instant::now();
+        loop {
+            let ps = g.tally("a", &["ps"]);
+            let said = String::from_utf8_lossy(&ps.stderr).to_string();
+            assert!(!ps.status.success(), "a served during its hold");
+            if said.contains("a is taking over as the leader of term") {
+                break;
+            }
+            assert!(asked.elapsed() < Duration::from_secs(3), "{said}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         g.wait_log("a", "leading: serving agents", 30);
         g.start_manager("b");
         g.wait_log("b", "standby: a leads", 30);

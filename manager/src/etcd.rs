@@ -1345,30 +1345,37 @@ impl EtcdStore {
         }
     }
 
-    /// Registers as [`EtcdStore::register`] does, waiting for the name to
-    /// be free for as long as the holder's lease had left when first seen
-    /// (and a second: etcd rounds down): the registration of this
-    /// manager's previous run, killed a moment ago, lives until its lease
-    /// expires; a running holder renews it, and is refused then.
+    /// Registers as [`EtcdStore::register`] does, waiting while the name's
+    /// holder looks dead: the registration of this manager's previous run,
+    /// killed a moment ago, lives until etcd expires its lease (a little
+    /// after its time to live: etcd checks leases every half second). A
+    /// holder whose lease is seen renewed (its time to live went up) runs,
+    /// and is refused at once; so is one still there after two store
+    /// leases and two seconds.
     ///
     /// # Errors
-    /// [`StoreError::NameTaken`] when another manager still holds the name
-    /// after that; or the store did not answer.
+    /// [`StoreError::NameTaken`] when another manager holds the name; or
+    /// the store did not answer.
     pub fn register_when_free(&mut self, name: &str, value: &[u8]) -> Result<i64, StoreError> {
-        let mut until: Option<Instant> = None;
+        let lease_s = u64::try_from(self.settings.lease_ttl_s).unwrap_or(0);
+        let until =
+            Instant::now() + Duration::from_secs(lease_s.saturating_mul(2).saturating_add(2));
+        let mut seen: Option<(i64, i64)> = None;
         loop {
-            match self.register(name, value) {
-                Err(StoreError::NameTaken { lease, .. })
-                    if until.is_none_or(|until| Instant::now() < until) =>
-                {
-                    if until.is_none() {
-                        let left = u64::try_from(self.time_to_live(lease)?).unwrap_or(0);
-                        until = Some(Instant::now() + Duration::from_secs(left.saturating_add(1)));
-                    }
-                    sleep(&self.runtime, BACKOFF_MAX / 2);
-                }
+            let taken = match self.register(name, value) {
+                Err(taken @ StoreError::NameTaken { .. }) => taken,
                 done => return done,
+            };
+            let StoreError::NameTaken { lease, .. } = &taken else {
+                return Err(taken);
+            };
+            let ttl = self.time_to_live(*lease)?;
+            let renewed = seen.is_some_and(|(was, left)| was == *lease && ttl > left);
+            if renewed || Instant::now() >= until {
+                return Err(taken);
             }
+            seen = Some((*lease, ttl));
+            sleep(&self.runtime, BACKOFF_FIRST * 4);
         }
     }
 

@@ -486,6 +486,11 @@ impl HaContext {
 
     fn not_leader(&self) -> String {
         match self.leader() {
+            // Elected, and not serving yet.
+            Some(l) if l.name == self.name => format!(
+                "taking over as the leader of term {}: reading the journal (a new one first holds launches for a dyno lease and a store lease); it serves within seconds, try again",
+                l.term.unwrap_or(0)
+            ),
             Some(l) if !l.agent.is_empty() => format!(
                 "not leader; leader is {} (term {}) at {} (API {})",
                 l.name,
@@ -1225,7 +1230,11 @@ fn answer_as_standby(request: tiny_http::Request, ctx: &HaContext) {
         (
             421,
             serde_json::json!({
-                "error": format!("{} is a standby: {}", ctx.name, ctx.not_leader()),
+                "error": if leader.as_ref().is_some_and(|l| l.name == ctx.name) {
+                    format!("{} is {}", ctx.name, ctx.not_leader())
+                } else {
+                    format!("{} is a standby: {}", ctx.name, ctx.not_leader())
+                },
                 "leader_api": leader.map(|l| l.api).filter(|a| !a.is_empty()),
             }),
         )

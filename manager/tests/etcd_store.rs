@@ -436,3 +436,48 @@ fn a_leader_key_deleted_under_a_live_lease_holds_campaigns_until_the_lease_ends(
     assert!(b.campaign("b").unwrap().is_some());
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// A manager killed a moment ago leaves its name registered until etcd
+/// expires the lease: its restart waits for that and registers. A running
+/// holder renews its lease, and a second manager under its name is
+/// refused.
+#[test]
+fn a_name_is_free_again_after_its_holder_dies_and_never_while_it_runs() {
+    let cluster = EtcdCluster::start();
+    let mut killed = store(&cluster, "t10/", 3);
+    killed.register("a", b"first run").unwrap();
+    drop(killed); // as SIGKILL: nobody revokes its lease
+    let mut restarted = store(&cluster, "t10/", 3);
+    let started = Instant::now();
+    restarted.register_when_free("a", b"second run").unwrap();
+    eprintln!(
+        "a killed manager's name was free again after {:?}",
+        started.elapsed()
+    );
+
+    let mut running = store(&cluster, "t10/", 5);
+    let lease = running.register("b", b"running").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = std::thread::spawn({
+        let stop = std::sync::Arc::clone(&stop);
+        move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(running.keep_registered(lease).unwrap());
+                std::thread::sleep(Duration::from_millis(1666));
+            }
+        }
+    });
+    let mut second = store(&cluster, "t10/", 5);
+    let started = Instant::now();
+    let refused = second.register_when_free("b", b"second b");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    keeper.join().unwrap();
+    assert!(
+        matches!(refused, Err(StoreError::NameTaken { .. })),
+        "{refused:?}"
+    );
+    eprintln!(
+        "a running holder's name was refused after {:?}",
+        started.elapsed()
+    );
+}
