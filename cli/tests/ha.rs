@@ -57,6 +57,12 @@ impl Drop for Group {
             let _ = child.wait();
         }
         std::thread::sleep(Duration::from_millis(300));
+        // Kept, with every log, when the test failed.
+        if std::thread::panicking() {
+            eprintln!("the group's logs are in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
