@@ -22,7 +22,7 @@ mod common;
 #[path = "../../manager/tests/support/etcd_cluster.rs"]
 mod etcd_cluster;
 
-use common::{CLOCK, SETTINGS, TALLY, clock_up, converged, free_port, signal, wait_exit};
+use common::{CLOCK, Rng, SETTINGS, TALLY, clock_up, converged, free_port, signal, wait_exit};
 use etcd_cluster::EtcdCluster;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -717,5 +717,142 @@ fn measure_failover() {
         g.assert_no_overlap();
         g.start_manager(victim);
         g.wait_log(victim, &format!("standby: {new} leads"), 30);
+    }
+}
+
+/// Faults drawn at random from a printed seed against a group of two
+/// managers, two agents and three etcd members, one at a time, each
+/// followed by convergence: the leader SIGKILLed or SIGSTOPped (for up to
+/// twice the store lease), an etcd member killed or frozen and brought
+/// back, the leader key deleted by hand, a scale. An exited manager is
+/// started again, as its supervisor would. No two clock lives may ever
+/// overlap. A soak, run by hand (figures in BENCHMARKS.md):
+/// `HA_SOAK_SECS=300 cargo test --release -p tally-cli --features etcd --test ha -- --ignored --nocapture soak`
+/// (`HA_SOAK_SEED` draws the same faults again).
+#[test]
+#[ignore = "a soak for BENCHMARKS.md; run by hand"]
+fn soak_of_random_faults_on_managers_and_etcd() {
+    let secs: u64 = std::env::var("HA_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let seed: u64 = std::env::var("HA_SOAK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("HA soak: seed {seed} (HA_SOAK_SEED={seed} draws the same faults), {secs} s");
+    let mut rng = Rng(seed);
+    let mut g = Group::start("soak");
+    let started = Instant::now();
+    let mut web = 1u32;
+    let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut restarts = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let leader = g
+            .ps()
+            .and_then(|ps| Group::leader(&ps))
+            .map(|l| if l == "a" { "a" } else { "b" });
+        let fault = match rng.below(6) {
+            0 => {
+                let Some(l) = leader else { continue };
+                g.managers.get_mut(l).unwrap().kill().unwrap();
+                let _ = g.managers.get_mut(l).unwrap().wait();
+                std::thread::sleep(rng.ms(0, 3000));
+                "leader SIGKILL"
+            }
+            1 => {
+                let Some(l) = leader else { continue };
+                signal(&g.managers[l], "STOP");
+                std::thread::sleep(rng.ms(300, 4000));
+                signal(&g.managers[l], "CONT");
+                "leader SIGSTOP"
+            }
+            2 => {
+                let i = rng.below(etcd_cluster::MEMBERS as u64) as usize;
+                g.etcd.kill(i);
+                std::thread::sleep(rng.ms(300, 3000));
+                g.etcd.start_member(i);
+                "etcd member SIGKILL"
+            }
+            3 => {
+                let i = rng.below(etcd_cluster::MEMBERS as u64) as usize;
+                g.etcd.freeze(i);
+                std::thread::sleep(rng.ms(300, 3000));
+                g.etcd.thaw(i);
+                "etcd member SIGSTOP"
+            }
+            4 => {
+                if g.etcd.delete_key("ha-test/leader") != Some(1) {
+                    continue;
+                }
+                "leader key deleted"
+            }
+            _ => {
+                web = 1 + rng.below(3) as u32;
+                "scale"
+            }
+        };
+        *faults.entry(fault).or_default() += 1;
+        eprintln!("{:>7.1} s: {fault}", started.elapsed().as_secs_f64());
+        g.etcd
+            .wait_ready(Duration::from_secs(30))
+            .expect("etcd came back");
+        // Until converged, as a supervisor would: an exited manager
+        // (killed, or deposed) is started again as a standby at once.
+        let until = Instant::now() + Duration::from_secs(60);
+        let arg = format!("web={web}");
+        let mut scaled = false;
+        loop {
+            for name in ["a", "b"] {
+                if let Ok(Some(_)) = g.managers.get_mut(name).unwrap().try_wait() {
+                    g.start_manager(name);
+                    restarts += 1;
+                }
+            }
+            scaled = scaled
+                || ["a", "b"]
+                    .iter()
+                    .any(|m| g.tally(m, &["scale", &arg]).status.success());
+            let done = g
+                .ps()
+                .is_some_and(|ps| web_up(&ps, u64::from(web)) && clock_up(&ps) && converged(&ps));
+            if scaled && done {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "no convergence 60 s after {fault}:\n== a:\n{}\n== b:\n{}",
+                tail(&g.read_log("a"), 30),
+                tail(&g.read_log("b"), 30)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        g.assert_no_overlap();
+    }
+    let lives = g.assert_no_overlap();
+    eprintln!(
+        "HA soak: {secs} s, faults {faults:?}, managers restarted {restarts}, clock lives {}",
+        lives.len()
+    );
+    // When each clock life began, on the faults' time line (a new life is
+    // a relaunch: the faults before it outlasted the dyno lease).
+    let origin = lives.first().map_or(0, |l| l.0);
+    let soak_began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - started.elapsed().as_nanos() as u64;
+    for (from, to) in &lives {
+        eprintln!(
+            "clock life from {:.1} s to {:.1} s of the soak ({:.1} s after the first life began)",
+            (*from as f64 - soak_began as f64) / 1e9,
+            (*to as f64 - soak_began as f64) / 1e9,
+            (*from - origin) as f64 / 1e9
+        );
     }
 }
