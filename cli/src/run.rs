@@ -64,13 +64,15 @@ pub struct RunArgs {
     name: Option<String>,
     /// The store lease's time to live, in seconds (with --store): a
     /// standby takes over this long after the leader stops renewing it.
-    /// Every manager of a group must use the same.
-    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    /// Every manager of a group must use the same. 1 to 3600.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS",
+          value_parser = clap::value_parser!(i64).range(1..=3600))]
     store_lease_s: i64,
     /// The longest wait for one attempt of one etcd call, in ms (with
     /// --store). A call tries for up to three of these, moving to the next
-    /// member after each failed attempt.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    /// member after each failed attempt. 1 to 600000.
+    #[arg(long, default_value_t = 1000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
     store_timeout_ms: u64,
     /// Journal, token, addresses and dyno logs.
     #[arg(long, default_value = DATA_DIR)]

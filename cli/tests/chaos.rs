@@ -368,21 +368,10 @@ fn inject(c: &mut Cluster, rng: &mut Rng, fault: Fault) {
 
 #[test]
 fn the_manager_keeps_its_promises_under_chaos() {
-    let secs: u64 = std::env::var("TALLY_CHAOS_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
-    let seed: u64 = std::env::var("TALLY_CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let secs = env_u64("TALLY_CHAOS_SECS", 60);
+    let mut rng = Rng::from_env("TALLY_CHAOS_SEED");
+    let seed = rng.0;
     eprintln!("chaos: seed {seed} (TALLY_CHAOS_SEED={seed} to draw the same faults), {secs} s");
-    let mut rng = Rng(seed);
     let procfile = format!("{CLOCK}\nweb: sleep 100000\n");
     // Small journal segments, so that compaction runs under the faults too.
     let mut c = Cluster::start_with(

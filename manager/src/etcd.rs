@@ -76,6 +76,15 @@ pub const RECORDS_READ_MAX: usize = 1_000_000;
 /// leader finishing its snapshot) removed the revision it was pinned to.
 const READ_RESTARTS_MAX: u32 = 3;
 
+/// The longest call timeout accepted: longer ones make every wait absurd.
+const CALL_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+
+/// The most attempts' worth of time a call may have.
+const ATTEMPTS_MAX: u32 = 100;
+
+/// The longest store lease accepted, in seconds.
+const LEASE_TTL_S_MAX: i64 = 3600;
+
 /// Pause after every member failed an attempt of a call once; it doubles
 /// per such round up to [`BACKOFF_MAX`]. (Moving to the next member after
 /// one failed needs no pause.)
@@ -147,8 +156,14 @@ impl StoreSettings {
             "the call timeout is zero"
         } else if self.attempts_max == 0 {
             "attempts_max is zero"
+        } else if self.call_timeout > CALL_TIMEOUT_MAX {
+            "the call timeout is over 10 minutes"
+        } else if self.attempts_max > ATTEMPTS_MAX {
+            "attempts_max is over 100"
         } else if self.lease_ttl_s < 1 {
             "the lease time to live is under 1 s"
+        } else if self.lease_ttl_s > LEASE_TTL_S_MAX {
+            "the lease time to live is over an hour (a standby would wait that long for a dead leader)"
         } else {
             return Ok(());
         };

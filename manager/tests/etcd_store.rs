@@ -370,6 +370,7 @@ fn no_leader_write_fails_while_one_member_is_dead_frozen_or_was_raft_leader() {
     let frozen = in_use(&a);
     cluster.freeze(frozen);
     let slowest = append_all(&mut a, &la, 151..=200, "a member frozen");
+    assert_ne!(in_use(&a), frozen, "calls stayed on the frozen member");
     cluster.thaw(frozen);
     eprintln!("member {frozen} frozen: 50 appends, the slowest {slowest:?}");
     cluster.wait_ready(Duration::from_secs(15)).unwrap();
@@ -480,4 +481,40 @@ fn a_name_is_free_again_after_its_holder_dies_and_never_while_it_runs() {
         "a running holder's name was refused after {:?}",
         started.elapsed()
     );
+}
+
+/// Settings that would make waits absurd are refused before anything is
+/// sent (the library's own check; the CLI's ranges say the same).
+#[test]
+fn settings_out_of_range_are_refused() {
+    let base = StoreSettings::new(vec!["127.0.0.1:1".to_string()], "t11/");
+    for (bad, why) in [
+        (
+            StoreSettings {
+                call_timeout: Duration::from_secs(601),
+                ..base.clone()
+            },
+            "over 10 minutes",
+        ),
+        (
+            StoreSettings {
+                attempts_max: 101,
+                ..base.clone()
+            },
+            "over 100",
+        ),
+        (
+            StoreSettings {
+                lease_ttl_s: 3601,
+                ..base.clone()
+            },
+            "over an hour",
+        ),
+    ] {
+        let err = EtcdStore::connect(bad).expect_err("refused");
+        assert!(
+            matches!(err, StoreError::InvalidSettings { .. }) && err.to_string().contains(why),
+            "{err}"
+        );
+    }
 }

@@ -503,7 +503,24 @@ pub fn parent(pid: u32) -> Option<u32> {
 /// in its choices from the printed seed (timings still vary).
 pub struct Rng(pub u64);
 
+/// The number in environment variable `var`, or `default`.
+pub fn env_u64(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 impl Rng {
+    /// Seeded from environment variable `var`, or else from the time.
+    pub fn from_env(var: &str) -> Rng {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng(env_u64(var, now))
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
